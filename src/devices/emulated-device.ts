@@ -30,6 +30,8 @@ export interface EmulatedDeviceOptions {
   maxPowerMa?: number;
   selfPowered?: boolean;
   functions: UsbFunction[];
+  /** Runs after the functions closed (e.g. flush and close a backing file). */
+  onClose?: () => Promise<void>;
 }
 
 interface BoundFunction {
@@ -57,6 +59,7 @@ export class EmulatedDevice extends EventEmitter<UsbDeviceEvents> implements Usb
   readonly #qualifier: Buffer | undefined;
   readonly #bos: Buffer | undefined;
   readonly #selfPowered: boolean;
+  readonly #onClose: (() => Promise<void>) | undefined;
   #configuration = 0;
   readonly #alternates = new Map<number, number>();
   readonly #halted = new Set<number>();
@@ -70,6 +73,7 @@ export class EmulatedDevice extends EventEmitter<UsbDeviceEvents> implements Usb
     this.name = opts.name;
     this.speed = opts.speed;
     this.#selfPowered = opts.selfPowered ?? false;
+    this.#onClose = opts.onClose;
     const superSpeed = opts.speed === 'super' || opts.speed === 'super-plus';
     const host = this.#functionHost();
     let next = 0;
@@ -146,6 +150,7 @@ export class EmulatedDevice extends EventEmitter<UsbDeviceEvents> implements Usb
     this.#closed = true;
     for (const b of this.#bound) b.fn.reset();
     await Promise.all(this.#bound.map((b) => b.fn.close()));
+    await this.#onClose?.();
   }
 
   /** Simulate an unplug: functions abort their transfers, listeners hear 'disconnect'. */

@@ -1,0 +1,133 @@
+import { createDemoDisk, openDiskImage } from '../devices/mass-storage/index.js';
+import { DeviceRegistry } from '../server/registry.js';
+import { UsbipServer } from '../server/usbip/index.js';
+import { UsbredirConnector, UsbredirListener } from '../server/usbredir/index.js';
+import { createLogger, setLogLevel } from '../util/log.js';
+import { type Endpoint, parseServeArgs, SERVE_HELP, type ServeOptions, UsageError } from './args.js';
+
+const log = createLogger('serve');
+
+interface FrontEnd {
+  close(): Promise<void>;
+}
+
+function hostForDisplay(e: Endpoint): string {
+  return e.host.includes(':') ? `[${e.host}]` : e.host;
+}
+
+/** `usbwire serve`: export devices until SIGINT/SIGTERM. Resolves with the exit code. */
+export async function serve(argv: string[]): Promise<number> {
+  const parsed = parseServeArgs(argv);
+  if (parsed === 'help') {
+    process.stdout.write(SERVE_HELP);
+    return 0;
+  }
+  setLogLevel(parsed.logLevel);
+  const registry = await openDevices(parsed);
+  const frontEnds: FrontEnd[] = [];
+  try {
+    await startFrontEnds(parsed, registry, frontEnds);
+  } catch (err) {
+    await Promise.allSettled(frontEnds.map((f) => f.close()));
+    await registry.closeAll();
+    throw err;
+  }
+  return new Promise<number>((resolve) => {
+    let stopping = false;
+    const stop = (signal: string) => {
+      if (stopping) return;
+      stopping = true;
+      log.info(`${signal}: shutting down`);
+      void (async () => {
+        await Promise.allSettled(frontEnds.map((f) => f.close()));
+        await registry.closeAll();
+        log.info('all devices closed and flushed');
+        resolve(0);
+      })();
+    };
+    process.once('SIGINT', () => stop('SIGINT'));
+    process.once('SIGTERM', () => stop('SIGTERM'));
+  });
+}
+
+async function openDevices(opts: ServeOptions): Promise<DeviceRegistry> {
+  const registry = new DeviceRegistry();
+  if (opts.disks.length === 0) {
+    registry.add(createDemoDisk(opts.demoSizeMiB, 0));
+    return registry;
+  }
+  for (const [i, disk] of opts.disks.entries()) {
+    try {
+      registry.add(await openDiskImage(disk.path, disk.readOnly, i));
+    } catch (err) {
+      await registry.closeAll();
+      throw new UsageError(`--disk ${disk.path}: ${(err as Error).message}`);
+    }
+  }
+  return registry;
+}
+
+function listenError(what: string, e: Endpoint, err: unknown): UsageError {
+  const code = (err as NodeJS.ErrnoException).code;
+  const reason =
+    code === 'EADDRINUSE'
+      ? 'address already in use'
+      : code === 'EACCES'
+        ? 'permission denied'
+        : code === 'EADDRNOTAVAIL'
+          ? 'address not available on this machine'
+          : (err as Error).message;
+  return new UsageError(`cannot listen for ${what} on ${hostForDisplay(e)}:${e.port}: ${reason}`);
+}
+
+async function startFrontEnds(opts: ServeOptions, registry: DeviceRegistry, frontEnds: FrontEnd[]): Promise<void> {
+  for (const e of opts.usbip) {
+    const server = new UsbipServer(registry, e);
+    try {
+      await server.listen();
+    } catch (err) {
+      throw listenError('USB/IP', e, err);
+    }
+    frontEnds.push(server);
+    for (const d of registry.list()) {
+      const port = e.port === 3240 ? '' : ` --tcp-port ${e.port}`;
+      console.log(
+        `usbip: listening on ${hostForDisplay(e)}:${e.port}, exporting ${d.busid} (${d.device.name}); ` +
+          `attach with: usbip${port} attach -r ${hostForDisplay(e)} -b ${d.busid}`,
+      );
+    }
+  }
+  for (const spec of opts.usbredir) {
+    const entry = pickDevice(registry, spec.busid, '--usbredir');
+    const listener = new UsbredirListener(registry, entry, spec);
+    try {
+      await listener.listen();
+    } catch (err) {
+      throw listenError('usbredir', spec, err);
+    }
+    frontEnds.push(listener);
+    console.log(
+      `usbredir: listening on ${hostForDisplay(spec)}:${spec.port}, exporting ${entry.busid} (${entry.device.name}); ` +
+        `connect with: qemu ... -chardev socket,id=ur,host=${hostForDisplay(spec)},port=${spec.port},reconnect=1,nodelay=on ` +
+        '-device usb-redir,chardev=ur',
+    );
+  }
+  for (const spec of opts.usbredirConnect) {
+    const entry = pickDevice(registry, spec.busid, '--usbredir-connect');
+    const connector = new UsbredirConnector(registry, entry, spec);
+    connector.start();
+    frontEnds.push(connector);
+    console.log(
+      `usbredir: connecting to ${hostForDisplay(spec)}:${spec.port} (retrying until it answers), exporting ${entry.busid} (${entry.device.name})`,
+    );
+  }
+}
+
+function pickDevice(registry: DeviceRegistry, busid: string | undefined, flag: string) {
+  const entry = busid === undefined ? registry.list()[0] : registry.get(busid);
+  if (!entry) {
+    const known = registry.list().map((d) => d.busid).join(', ');
+    throw new UsageError(`${flag}: no exported device ${busid} (exported: ${known})`);
+  }
+  return entry;
+}

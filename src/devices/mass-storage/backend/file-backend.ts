@@ -1,0 +1,126 @@
+import { type FileHandle, open } from 'node:fs/promises';
+import { type BlockBackend, assertInRange, validateCapacity } from './block-backend.js';
+import { blockDeviceSize } from './block-device-size.js';
+
+export interface FileBackendOptions {
+  readOnly?: boolean;
+}
+
+/** A disk image file or block device, accessed with positional reads/writes (pread/pwrite). */
+export class FileBackend implements BlockBackend {
+  private readonly inFlight = new Set<Promise<unknown>>();
+  private closed = false;
+
+  private constructor(
+    readonly path: string,
+    private readonly handle: FileHandle,
+    readonly size: number,
+    readonly readOnly: boolean,
+  ) {}
+
+  static async open(path: string, options: FileBackendOptions = {}): Promise<FileBackend> {
+    const readOnly = options.readOnly ?? false;
+    let handle: FileHandle;
+    try {
+      handle = await open(path, readOnly ? 'r' : 'r+');
+    } catch (err) {
+      throw new Error(describeOpenError(path, readOnly, err), { cause: err });
+    }
+    try {
+      const size = await imageSize(path, handle);
+      return new FileBackend(path, handle, size, readOnly);
+    } catch (err) {
+      await handle.close().catch(() => {});
+      throw err;
+    }
+  }
+
+  read(offset: number, length: number): Promise<Buffer> {
+    return this.track(async () => {
+      assertInRange(this.size, offset, length);
+      // allocUnsafeSlow: never a slice of Node's shared pool; every byte is overwritten below.
+      const out = Buffer.allocUnsafeSlow(length);
+      let done = 0;
+      while (done < length) {
+        const { bytesRead } = await this.handle.read(out, done, length - done, offset + done);
+        if (bytesRead === 0) throw new Error(`${this.path}: unexpected end of file at ${offset + done}`);
+        done += bytesRead;
+      }
+      return out;
+    });
+  }
+
+  write(offset: number, data: Buffer): Promise<void> {
+    return this.track(async () => {
+      if (this.readOnly) throw new Error(`${this.path}: opened read-only`);
+      assertInRange(this.size, offset, data.length);
+      let done = 0;
+      while (done < data.length) {
+        const { bytesWritten } = await this.handle.write(data, done, data.length - done, offset + done);
+        if (bytesWritten === 0) throw new Error(`${this.path}: write made no progress at ${offset + done}`);
+        done += bytesWritten;
+      }
+    });
+  }
+
+  flush(): Promise<void> {
+    return this.track(async () => {
+      if (!this.readOnly) await this.handle.datasync();
+    });
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await Promise.allSettled([...this.inFlight]);
+    try {
+      if (!this.readOnly) await this.handle.datasync();
+    } finally {
+      await this.handle.close();
+    }
+  }
+
+  private track<T>(operation: () => Promise<T>): Promise<T> {
+    if (this.closed) return Promise.reject(new Error(`${this.path}: backend is closed`));
+    const promise = operation();
+    this.inFlight.add(promise);
+    const forget = () => this.inFlight.delete(promise);
+    promise.then(forget, forget);
+    return promise;
+  }
+}
+
+async function imageSize(path: string, handle: FileHandle): Promise<number> {
+  const stat = await handle.stat({ bigint: true });
+  let size: number;
+  if (stat.isFile()) {
+    size = Number(stat.size);
+  } else if (stat.isBlockDevice()) {
+    const deviceSize = await blockDeviceSize(stat.rdev);
+    if (deviceSize === undefined) throw new Error(`${path}: cannot determine the size of this block device`);
+    size = deviceSize;
+  } else {
+    const kind = stat.isDirectory() ? 'a directory' : 'not a regular file or block device';
+    throw new Error(`${path}: is ${kind}; a disk image must be a regular file or block device`);
+  }
+  validateCapacity(path, size);
+  return size;
+}
+
+function describeOpenError(path: string, readOnly: boolean, err: unknown): string {
+  const code = (err as NodeJS.ErrnoException).code;
+  const mode = readOnly ? 'reading' : 'reading and writing';
+  switch (code) {
+    case 'ENOENT':
+      return `${path}: no such file`;
+    case 'EACCES':
+    case 'EPERM':
+      return `${path}: permission denied opening for ${mode}`;
+    case 'EROFS':
+      return `${path}: on a read-only file system; open it read-only`;
+    case 'EISDIR':
+      return `${path}: is a directory; a disk image must be a regular file or block device`;
+    default:
+      return `${path}: cannot open for ${mode}: ${(err as Error).message}`;
+  }
+}

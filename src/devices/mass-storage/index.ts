@@ -1,0 +1,61 @@
+import type { UsbSpeed } from '../../usb/speed.js';
+import { EmulatedDevice } from '../emulated-device.js';
+import { type BlockBackend, FileBackend, MemoryBackend } from './backend/index.js';
+import { BotFunction } from './bot-function.js';
+import { ScsiDisk } from './scsi/scsi-disk.js';
+
+/** pid.codes open-source test VID/PID; emulated devices say who they are in their strings. */
+export const USBWIRE_VENDOR_ID = 0x1209;
+export const MASS_STORAGE_PRODUCT_ID = 0x0001;
+
+export interface BotDiskOptions {
+  name: string;
+  speed?: UsbSpeed;
+  serial?: string;
+  product?: string;
+}
+
+/** A USB flash-drive-like device: one BOT interface over one SCSI disk. */
+export function createBotDisk(backend: BlockBackend, opts: BotDiskOptions): EmulatedDevice {
+  const serial = opts.serial ?? 'USBWIRE0001';
+  const disk = new ScsiDisk(backend, {
+    readOnly: backend.readOnly,
+    removable: true,
+    vendor: 'usbwire',
+    product: opts.product ?? 'Virtual Disk',
+    revision: '0100',
+    serial,
+  });
+  const fn = new BotFunction(disk);
+  const dev = new EmulatedDevice({
+    name: opts.name,
+    speed: opts.speed ?? 'high',
+    vendorId: USBWIRE_VENDOR_ID,
+    productId: MASS_STORAGE_PRODUCT_ID,
+    bcdDevice: 0x0100,
+    manufacturer: 'usbwire',
+    product: opts.product ?? 'Virtual Disk',
+    serial,
+    maxPowerMa: 100,
+    functions: [fn],
+    onClose: () => backend.close(),
+  });
+  return dev;
+}
+
+export async function openDiskImage(path: string, readOnly: boolean, index: number): Promise<EmulatedDevice> {
+  const backend = await FileBackend.open(path, { readOnly });
+  return createBotDisk(backend, { name: `disk ${path}${readOnly ? ' (read-only)' : ''}`, serial: serialFor(index) });
+}
+
+export function createDemoDisk(sizeMiB: number, index: number): EmulatedDevice {
+  return createBotDisk(new MemoryBackend(sizeMiB * 1024 * 1024), {
+    name: `demo disk (${sizeMiB} MiB in memory)`,
+    serial: serialFor(index),
+    product: 'Demo Disk',
+  });
+}
+
+function serialFor(index: number): string {
+  return `USBWIRE${String(index + 1).padStart(5, '0')}`;
+}

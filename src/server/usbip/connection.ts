@@ -1,0 +1,145 @@
+import type { Socket } from 'node:net';
+import { OpStatus } from '../../protocol/usbip/constants.js';
+import { UsbipProtocolError } from '../../protocol/usbip/errors.js';
+import { encodeRepDevlist, encodeRepImport } from '../../protocol/usbip/op.js';
+import { UsbipParser, type UsbipPacket } from '../../protocol/usbip/parser.js';
+import { remoteName } from '../../transport/tcp.js';
+import type { Logger } from '../../util/log.js';
+import type { DeviceRegistry, ExportedDevice } from '../registry.js';
+import { describeExport } from './device-info.js';
+import { PduWriter } from '../../transport/pdu-writer.js';
+import { UrbSession } from './urb-session.js';
+
+/** A connection that sends no op request within this time is closed. */
+const OP_PHASE_TIMEOUT_MS = 30_000;
+
+/**
+ * One accepted TCP connection: a single op exchange (DEVLIST or IMPORT), then, after a successful
+ * import, URB PDUs for that device until either side closes. Any protocol error closes only this
+ * connection.
+ */
+export class UsbipConnection {
+  readonly #socket: Socket;
+  readonly #registry: DeviceRegistry;
+  readonly #log: Logger;
+  readonly #peer: string;
+  readonly #writer: PduWriter;
+  readonly #parser: UsbipParser;
+  #imported: { entry: ExportedDevice; owner: string; session: UrbSession; onDisconnect: () => void } | undefined;
+  /** Resolves when the connection is closed and its device (if any) is released. */
+  readonly closed: Promise<void>;
+
+  constructor(socket: Socket, registry: DeviceRegistry, log: Logger, maxTransferLength: number | undefined) {
+    this.#socket = socket;
+    this.#registry = registry;
+    this.#peer = remoteName(socket);
+    this.#log = log;
+    this.#writer = new PduWriter(socket);
+    this.#parser = new UsbipParser({ role: 'server', maxTransferLength }, (p) => this.#onPacket(p));
+    this.#log.info(`connection from ${this.#peer}`);
+    socket.setTimeout(OP_PHASE_TIMEOUT_MS, () => {
+      this.#log.warn(`${this.#peer}: no request within ${OP_PHASE_TIMEOUT_MS} ms, closing`);
+      socket.destroy();
+    });
+    socket.on('data', (chunk: Buffer) => this.#onData(chunk));
+    socket.on('error', (err: NodeJS.ErrnoException) => {
+      const level = err.code === 'ECONNRESET' || err.code === 'EPIPE' ? 'debug' : 'warn';
+      this.#log[level](`${this.#peer}: socket error: ${err.message}`);
+    });
+    this.closed = new Promise((resolve) => {
+      socket.once('close', () => {
+        this.#release().then(resolve, (err: unknown) => {
+          this.#log.error(`${this.#peer}: release failed: ${String(err)}`);
+          resolve();
+        });
+      });
+    });
+  }
+
+  destroy(): void {
+    this.#socket.destroy();
+  }
+
+  #onData(chunk: Buffer): void {
+    try {
+      this.#parser.push(chunk);
+    } catch (err) {
+      if (err instanceof UsbipProtocolError) {
+        this.#log.warn(`${this.#peer}: closing: ${err.reason}: ${err.message}`);
+      } else {
+        this.#log.error(`${this.#peer}: closing after internal error: ${(err as Error)?.stack ?? String(err)}`);
+      }
+      this.#socket.destroy();
+    }
+  }
+
+  #onPacket(p: UsbipPacket): void {
+    switch (p.kind) {
+      case 'op-req-devlist': {
+        const entries = this.#registry.list().map(describeExport);
+        this.#log.info(`${this.#peer}: device list (${entries.length} devices)`);
+        this.#socket.setTimeout(0);
+        this.#writer.write(encodeRepDevlist(entries));
+        this.#socket.end();
+        return;
+      }
+      case 'op-req-import':
+        return this.#import(p.busid);
+      case 'cmd-submit':
+      case 'cmd-unlink':
+        // The parser only yields these after startUrbPhase, i.e. with a session.
+        return this.#imported!.session.handle(p);
+      default:
+        throw new UsbipProtocolError('unexpected-packet', `${p.kind} sent to a server`);
+    }
+  }
+
+  #import(busid: string): void {
+    this.#socket.setTimeout(0);
+    const entry = this.#registry.get(busid);
+    if (!entry) {
+      this.#log.warn(`${this.#peer}: import of unknown busid "${busid}"`);
+      this.#writer.write(encodeRepImport(OpStatus.NoDev));
+      this.#socket.end();
+      return;
+    }
+    const owner = `usbip ${this.#peer}`;
+    if (!this.#registry.claim(entry, owner)) {
+      this.#log.warn(`${this.#peer}: import of ${busid} (${entry.device.name}) refused: busy, held by ${entry.owner}`);
+      this.#writer.write(encodeRepImport(OpStatus.DevBusy));
+      this.#socket.end();
+      return;
+    }
+    const devid = ((entry.busnum << 16) | entry.devnum) >>> 0;
+    const session = new UrbSession(entry.device, devid, this.#writer, this.#log.child(busid));
+    const onDisconnect = () => {
+      this.#log.warn(`${this.#peer}: device ${busid} (${entry.device.name}) disconnected, closing`);
+      this.#socket.destroy();
+    };
+    entry.device.on('disconnect', onDisconnect);
+    this.#imported = { entry, owner, session, onDisconnect };
+    this.#log.info(`${this.#peer}: imported ${busid} (${entry.device.name})`);
+    this.#writer.write(encodeRepImport(OpStatus.Ok, describeExport(entry)));
+    this.#parser.startUrbPhase();
+  }
+
+  /** Cancel what is in flight, reset the device so the next importer finds it as after power-on, release it. */
+  async #release(): Promise<void> {
+    const imported = this.#imported;
+    if (!imported) {
+      this.#log.debug(`${this.#peer}: closed`);
+      return;
+    }
+    this.#imported = undefined;
+    const { entry, owner, session, onDisconnect } = imported;
+    entry.device.off('disconnect', onDisconnect);
+    await session.close();
+    try {
+      await entry.device.reset();
+    } catch (err) {
+      this.#log.warn(`${entry.busid}: reset after release failed: ${String(err)}`);
+    }
+    this.#registry.release(entry, owner);
+    this.#log.info(`${this.#peer}: released ${entry.busid} (${entry.device.name})`);
+  }
+}

@@ -1,0 +1,59 @@
+import type { Server } from 'node:net';
+import type { AddressInfo } from 'node:net';
+import { USBIP_DEFAULT_PORT } from '../../protocol/usbip/constants.js';
+import { formatHostPort, type HostPort, listenTcp } from '../../transport/tcp.js';
+import { createLogger, type Logger } from '../../util/log.js';
+import type { DeviceRegistry } from '../registry.js';
+import { UsbipConnection } from './connection.js';
+
+export interface UsbipServerOptions {
+  /** Largest transfer_buffer_length accepted (default DEFAULT_MAX_TRANSFER_LENGTH, 32 MiB). */
+  maxTransferLength?: number;
+  logger?: Logger;
+}
+
+/** USB/IP server (usbipd equivalent) exporting the devices of a DeviceRegistry. */
+export class UsbipServer {
+  readonly #registry: DeviceRegistry;
+  readonly #address: HostPort;
+  readonly #options: UsbipServerOptions;
+  readonly #log: Logger;
+  readonly #connections = new Set<UsbipConnection>();
+  #server: Server | undefined;
+
+  constructor(registry: DeviceRegistry, address: HostPort = { host: '0.0.0.0', port: USBIP_DEFAULT_PORT }, options: UsbipServerOptions = {}) {
+    this.#registry = registry;
+    this.#address = address;
+    this.#options = options;
+    this.#log = options.logger ?? createLogger('usbip-server');
+  }
+
+  /** Start listening; returns the bound address (useful with port 0). */
+  async listen(): Promise<HostPort> {
+    if (this.#server) throw new Error('UsbipServer is already listening');
+    this.#server = await listenTcp(this.#address, (socket) => {
+      const conn = new UsbipConnection(socket, this.#registry, this.#log, this.#options.maxTransferLength);
+      this.#connections.add(conn);
+      conn.closed.then(() => this.#connections.delete(conn));
+    });
+    const bound = this.address;
+    this.#log.info(`listening on ${formatHostPort(bound)}`);
+    return bound;
+  }
+
+  get address(): HostPort {
+    const a = this.#server?.address() as AddressInfo | null | undefined;
+    if (!a) throw new Error('UsbipServer is not listening');
+    return { host: a.address, port: a.port };
+  }
+
+  /** Stop accepting, close every connection and wait until their devices are released. */
+  async close(): Promise<void> {
+    const server = this.#server;
+    this.#server = undefined;
+    const closing = server ? new Promise<void>((resolve) => server.close(() => resolve())) : Promise.resolve();
+    const conns = [...this.#connections];
+    for (const c of conns) c.destroy();
+    await Promise.all([closing, ...conns.map((c) => c.closed)]);
+  }
+}

@@ -1,0 +1,164 @@
+import type net from 'node:net';
+import type { ExportedDevice, DeviceRegistry } from '../registry.js';
+import { connectTcp, formatHostPort, type HostPort, listenTcp, remoteName } from '../../transport/tcp.js';
+import { createLogger, type Logger } from '../../util/log.js';
+import { UsbredirHostSession, type UsbredirHostSessionOptions } from './session.js';
+
+type SessionTuning = Pick<UsbredirHostSessionOptions, 'version' | 'drainTimeoutMs' | 'ackTimeoutMs'>;
+
+/**
+ * Run one session for `socket` with `entry`'s device, holding the registry claim for its
+ * lifetime. Returns undefined (socket closed) when the device is busy.
+ */
+function startSession(
+  registry: DeviceRegistry,
+  entry: ExportedDevice,
+  socket: net.Socket,
+  log: Logger,
+  tuning: SessionTuning,
+): UsbredirHostSession | undefined {
+  const peer = remoteName(socket);
+  const owner = `usbredir ${peer}`;
+  if (!registry.claim(entry, owner)) {
+    // A usbredir guest such as QEMU with reconnect= simply tries again later.
+    log.info(`${peer}: device ${entry.busid} is in use by ${entry.owner}, closing`);
+    socket.destroy();
+    return undefined;
+  }
+  const session = new UsbredirHostSession(socket, {
+    device: entry.device,
+    peer,
+    logger: log.child(peer),
+    ...tuning,
+  });
+  session.once('release', () => registry.release(entry, owner));
+  session.start();
+  return session;
+}
+
+/** --usbredir HOST:PORT[=BUSID]: listen; each guest that connects gets the device when it is free. */
+export class UsbredirListener {
+  readonly #registry: DeviceRegistry;
+  readonly #entry: ExportedDevice;
+  readonly #address: HostPort;
+  readonly #tuning: SessionTuning;
+  readonly #log: Logger;
+  readonly #sessions = new Set<UsbredirHostSession>();
+  #server: net.Server | undefined;
+
+  constructor(registry: DeviceRegistry, entry: ExportedDevice, address: HostPort, tuning: SessionTuning = {}) {
+    this.#registry = registry;
+    this.#entry = entry;
+    this.#address = { host: address.host, port: address.port };
+    this.#tuning = tuning;
+    this.#log = createLogger('usbredir');
+  }
+
+  /** Bound address (useful with port 0). */
+  get address(): net.AddressInfo | undefined {
+    const a = this.#server?.address();
+    return a && typeof a === 'object' ? a : undefined;
+  }
+
+  async listen(): Promise<void> {
+    this.#server = await listenTcp(this.#address, (socket) => {
+      const session = startSession(this.#registry, this.#entry, socket, this.#log, this.#tuning);
+      if (!session) return;
+      this.#sessions.add(session);
+      session.once('close', () => this.#sessions.delete(session));
+    });
+    const a = this.address;
+    const where = a ? formatHostPort({ host: a.address, port: a.port }) : formatHostPort(this.#address);
+    this.#log.info(`listening for usbredir guests on ${where}`);
+  }
+
+  /** Stop listening, detach the device from every guest and close their connections. */
+  async close(): Promise<void> {
+    const server = this.#server;
+    this.#server = undefined;
+    const closed = server ? new Promise<void>((resolve) => server.close(() => resolve())) : Promise.resolve();
+    await Promise.all([...this.#sessions].map((s) => s.close()));
+    await closed;
+  }
+}
+
+export interface ConnectorOptions extends SessionTuning {
+  /** First retry delay; doubles up to maxRetryMs, back to the minimum after a session that worked. */
+  minRetryMs?: number;
+  maxRetryMs?: number;
+}
+
+/** --usbredir-connect HOST:PORT[=BUSID]: connect out to a listening guest, reconnect when dropped. */
+export class UsbredirConnector {
+  readonly #registry: DeviceRegistry;
+  readonly #entry: ExportedDevice;
+  readonly #address: HostPort;
+  readonly #opts: ConnectorOptions;
+  readonly #log: Logger;
+  #session: UsbredirHostSession | undefined;
+  #stopped = false;
+  #timer: NodeJS.Timeout | undefined;
+  #delay: number;
+  #loop: Promise<void> | undefined;
+
+  constructor(registry: DeviceRegistry, entry: ExportedDevice, address: HostPort, opts: ConnectorOptions = {}) {
+    this.#registry = registry;
+    this.#entry = entry;
+    this.#address = { host: address.host, port: address.port };
+    this.#opts = opts;
+    this.#delay = opts.minRetryMs ?? 1000;
+    this.#log = createLogger('usbredir-connect');
+  }
+
+  start(): void {
+    this.#loop ??= this.#run();
+  }
+
+  /** Stop reconnecting, detach the device from the guest and close the connection. */
+  async close(): Promise<void> {
+    this.#stopped = true;
+    clearTimeout(this.#timer);
+    this.#wake?.();
+    await this.#session?.close();
+    await this.#loop;
+  }
+
+  #wake: (() => void) | undefined;
+
+  async #run(): Promise<void> {
+    const min = this.#opts.minRetryMs ?? 1000;
+    const max = this.#opts.maxRetryMs ?? 30_000;
+    const target = formatHostPort(this.#address);
+    while (!this.#stopped) {
+      let worked = false;
+      try {
+        const socket = await connectTcp(this.#address);
+        if (this.#stopped) {
+          socket.destroy();
+          break;
+        }
+        this.#log.info(`connected to usbredir guest ${target}`);
+        const session = startSession(this.#registry, this.#entry, socket, this.#log, this.#opts);
+        if (session) {
+          this.#session = session;
+          const started = Date.now();
+          await session.done;
+          this.#session = undefined;
+          worked = Date.now() - started > 5000;
+          this.#log.info(`connection to ${target} ended`);
+        }
+      } catch (err) {
+        this.#log.debug((err as Error).message);
+      }
+      if (this.#stopped) break;
+      this.#delay = worked ? min : Math.min(max, this.#delay === 0 ? min : this.#delay);
+      this.#log.debug(`reconnecting to ${target} in ${this.#delay} ms`);
+      await new Promise<void>((resolve) => {
+        this.#wake = resolve;
+        this.#timer = setTimeout(resolve, this.#delay);
+      });
+      this.#wake = undefined;
+      this.#delay = Math.min(max, this.#delay * 2);
+    }
+  }
+}

@@ -1,0 +1,45 @@
+import type { Socket } from 'node:net';
+
+/** Header first, then payload pieces (writev-friendly, never concatenated). */
+export type Pdu = readonly Buffer[];
+
+/**
+ * Writes PDUs in order. Everything written in one tick goes out in a single writev (cork until
+ * the next tick), so a header and its payload, and replies completing together, share a syscall.
+ * When the socket's buffer is full, reading stops until it drains: a client cannot make the server
+ * queue unbounded replies.
+ */
+export class PduWriter {
+  readonly #socket: Socket;
+  #corked = false;
+  #blocked = false;
+
+  constructor(socket: Socket) {
+    this.#socket = socket;
+  }
+
+  write(pdu: Pdu): void {
+    const socket = this.#socket;
+    if (socket.destroyed || socket.writableEnded) return;
+    if (!this.#corked) {
+      this.#corked = true;
+      socket.cork();
+      process.nextTick(this.#uncork);
+    }
+    let ok = true;
+    for (const piece of pdu) ok = socket.write(piece);
+    if (!ok && !this.#blocked) {
+      this.#blocked = true;
+      socket.pause();
+      socket.once('drain', () => {
+        this.#blocked = false;
+        if (!socket.destroyed) socket.resume();
+      });
+    }
+  }
+
+  #uncork = (): void => {
+    this.#corked = false;
+    this.#socket.uncork();
+  };
+}
