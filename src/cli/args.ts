@@ -95,7 +95,11 @@ export function parseServeArgs(argv: string[]): ServeOptions | 'help' {
   try {
     parsed = parseArgs({ args: argv, options: SERVE_OPTIONS, allowPositionals: true, strict: true });
   } catch (err) {
-    throw new UsageError((err as Error).message.split('\n')[0]!);
+    const message = (err as Error).message;
+    const unknown = /^Unknown option '([^']+)'/.exec(message);
+    throw new UsageError(
+      unknown ? `unknown option ${unknown[1]} (see usbwire serve --help)` : message.split('\n')[0]!.replace(/\.$/, ''),
+    );
   }
   const v = parsed.values;
   if (v.help) return 'help';

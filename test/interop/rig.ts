@@ -286,7 +286,9 @@ export function startGuest(opts: BootOptions): GuestHandle {
         exitCode,
         signal,
         durationMs: Date.now() - started,
-        cleanup: () => rmSync(shareDir, { recursive: true, force: true }),
+        cleanup: () => {
+          if (!process.env.USBWIRE_RIG_KEEP) rmSync(shareDir, { recursive: true, force: true });
+        },
         describe: () =>
           [
             `guest rc=${rc} timedOut=${timedOut} killed=${killed} qemu exit=${exitCode} signal=${signal} ` +

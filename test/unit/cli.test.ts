@@ -1,0 +1,81 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+
+const BIN = fileURLToPath(new URL('../../../bin/usbwire.js', import.meta.url));
+
+function run(args: string[], until?: RegExp): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const p = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    p.stdout.on('data', (d) => {
+      stdout += d;
+      if (until?.test(stdout)) p.kill('SIGTERM');
+    });
+    p.stderr.on('data', (d) => (stderr += d));
+    const timer = setTimeout(() => p.kill('SIGKILL'), 10_000);
+    p.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = createServer().listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+const dir = mkdtempSync(join(tmpdir(), 'usbwire-cli-'));
+
+test('bad input gives one clear line and a non-zero exit, no stack trace', async () => {
+  writeFileSync(join(dir, 'odd.img'), Buffer.alloc(1000));
+  const cases: [string[], RegExp][] = [
+    [['serve', '--bogus'], /unknown option --bogus/],
+    [['serve', '--disk', join(dir, 'missing.img')], /missing\.img.*no such file/],
+    [['serve', '--disk', join(dir, 'odd.img')], /not a multiple of 512/],
+    [['serve', '--disk', `${join(dir, 'odd.img')},fast`], /unknown option "fast"/],
+    [['serve', '--usbip', '127.0.0.1:70000'], /port must be 1-65535/],
+    [['serve', '--usbip', 'nonsense'], /HOST:PORT/],
+    [['serve', '--usbredir', '127.0.0.1:4000=9-9'], /no exported device 9-9/],
+    [['frobnicate'], /unknown command/],
+  ];
+  for (const [args, message] of cases) {
+    const r = await run(args);
+    assert.notEqual(r.code, 0, args.join(' '));
+    assert.match(r.stderr, message);
+    assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
+  }
+});
+
+test('a port in use is reported, not thrown', async () => {
+  const blocker = createServer().listen(0, '127.0.0.1');
+  await new Promise((r) => blocker.once('listening', r));
+  const port = (blocker.address() as { port: number }).port;
+  const r = await run(['serve', '--usbip', `127.0.0.1:${port}`]);
+  blocker.close();
+  assert.notEqual(r.code, 0);
+  assert.match(r.stderr, /address already in use/);
+});
+
+test('serve prints one line per export and exits 0 on SIGTERM', async () => {
+  const img = join(dir, 'a.img');
+  writeFileSync(img, Buffer.alloc(1 << 20));
+  const port = await freePort();
+  const r = await run(['serve', '--usbip', `127.0.0.1:${port}`, '--disk', img, '--disk', `${img},readonly`], /1-2/);
+  assert.equal(r.code, 0, r.stderr);
+  const lines = r.stdout.trim().split('\n');
+  assert.equal(lines.length, 2);
+  assert.match(lines[0]!, new RegExp(`listening on 127\\.0\\.0\\.1:${port}.*1-1.*usbip --tcp-port ${port} attach -r 127\\.0\\.0\\.1 -b 1-1`));
+  assert.match(lines[1]!, /1-2 .*read-only/);
+});
