@@ -2,6 +2,8 @@
 // a 128 MiB disk reached three ways:
 //   qemu-usb-storage  QEMU's built-in usb-storage (BOT) on qemu-xhci, in-process (reference)
 //   usbwire-usbip     usbwire serve --usbip, guest vhci-hcd via QEMU user net + relay
+//   usbwire-usbip-tap the same over a tap device in a network namespace made for the run
+//                     (no slirp, no relay; needs root)
 //   usbwire-usbredir  usbwire serve --usbredir, QEMU usb-redir on qemu-xhci
 // The suite (busybox dd, direct I/O, timed in the guest with CLOCK_MONOTONIC):
 //   read16k  dd if=/dev/sdX of=/dev/null bs=16k count=5000 iflag=direct
@@ -19,16 +21,18 @@ import { fileURLToPath } from 'node:url';
 import {
   type BootOptions,
   bootGuest,
+  createNetns,
   ensureRig,
   freePort,
   makePatternImage,
+  type Netns,
   readKV,
   startUsbwire,
   type UsbwireServer,
 } from '../test/interop/rig.js';
 
-export type StorageSetup = 'qemu-usb-storage' | 'usbwire-usbip' | 'usbwire-usbredir';
-export const STORAGE_SETUPS: StorageSetup[] = ['qemu-usb-storage', 'usbwire-usbip', 'usbwire-usbredir'];
+export type StorageSetup = 'qemu-usb-storage' | 'usbwire-usbip' | 'usbwire-usbip-tap' | 'usbwire-usbredir';
+export const STORAGE_SETUPS: StorageSetup[] = ['qemu-usb-storage', 'usbwire-usbip', 'usbwire-usbip-tap', 'usbwire-usbredir'];
 
 export interface DdSuiteOptions {
   setup: StorageSetup;
@@ -61,6 +65,7 @@ export async function runDdSuite(opts: DdSuiteOptions): Promise<DdSuiteResult> {
   const img = opts.image ?? join(tmp, 'disk.img');
   if (!opts.image) makePatternImage(img, 128 << 20, 'bench');
   let srv: UsbwireServer | undefined;
+  let netns: Netns | undefined;
   try {
     let boot: BootOptions;
     let attach = '';
@@ -89,6 +94,14 @@ export async function runDdSuite(opts: DdSuiteOptions): Promise<DdSuiteResult> {
           guestfwd: [{ guestPort: 3240, hostPort: port }],
         };
         attach = 'usbip --tcp-port 3240 attach -r 10.0.2.100 -b 1-1 || fail "usbip attach"';
+        break;
+      }
+      case 'usbwire-usbip-tap': {
+        netns = createNetns();
+        srv = startUsbwire(['--usbip', `${netns.hostIp}:3240`, '--disk', img], { netns });
+        await srv.ready;
+        boot = { ...base, script: '', modules: ['vhci_hcd', 'usb_storage', 'sd_mod'], netns };
+        attach = `usbip attach -r ${netns.hostIp} -b 1-1 || fail "usbip attach"`;
         break;
       }
       case 'usbwire-usbredir': {
@@ -132,6 +145,7 @@ ${SUITE}
     };
   } finally {
     if (srv) await srv.stop();
+    netns?.destroy();
     rmSync(tmp, { recursive: true, force: true });
   }
 }
@@ -192,7 +206,7 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
     if (argv[i] === '--runs') runs = Number(argv[++i]);
     else if (argv[i] === '--setups') setups = argv[++i]!.split(',') as StorageSetup[];
     else {
-      process.stderr.write('usage: node dist/bench/rig-storage.js [--runs N] [--setups qemu-usb-storage,usbwire-usbip,usbwire-usbredir]\n');
+      process.stderr.write(`usage: node dist/bench/rig-storage.js [--runs N] [--setups ${STORAGE_SETUPS.join(',')}]\n`);
       process.exit(2);
     }
   }

@@ -26,13 +26,37 @@ export class BulkSourceDevice extends EventEmitter<UsbDeviceEvents> implements U
     super();
     this.#payload = Buffer.alloc(maxTransfer, 0xa5);
     const device = buildDeviceDescriptor({
-      bcdUSB: 0x300, deviceClass: 0, deviceSubClass: 0, deviceProtocol: 0, maxPacketSize0: 9,
-      vendorId: 0x1209, productId: 0xbe7c, bcdDevice: 1, iManufacturer: 0, iProduct: 0, iSerialNumber: 0,
+      bcdUSB: 0x300,
+      deviceClass: 0,
+      deviceSubClass: 0,
+      deviceProtocol: 0,
+      maxPacketSize0: 9,
+      vendorId: 0x1209,
+      productId: 0xbe7c,
+      bcdDevice: 1,
+      iManufacturer: 0,
+      iProduct: 0,
+      iSerialNumber: 0,
       numConfigurations: 1,
     });
-    const config = buildConfiguration({ value: 1, attributes: 0, maxPowerMa: 100, superSpeed: true }, [
-      { number: 0, alternates: [{ alternate: 0, interfaceClass: 0xff, interfaceSubClass: 0, interfaceProtocol: 0, endpoints: [{ address: 0x81, type: 'bulk', maxPacketSize: 1024, interval: 0 }] }] },
-    ], new StringTable());
+    const config = buildConfiguration(
+      { value: 1, attributes: 0, maxPowerMa: 100, superSpeed: true },
+      [
+        {
+          number: 0,
+          alternates: [
+            {
+              alternate: 0,
+              interfaceClass: 0xff,
+              interfaceSubClass: 0,
+              interfaceProtocol: 0,
+              endpoints: [{ address: 0x81, type: 'bulk', maxPacketSize: 1024, interval: 0 }],
+            },
+          ],
+        },
+      ],
+      new StringTable(),
+    );
     this.descriptors = { device, configurations: [config] };
   }
 
@@ -85,7 +109,9 @@ function startRaw(chunkSize: number, total: number): Promise<number> {
     };
     pump();
   });
-  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve((server.address() as net.AddressInfo).port)));
+  return new Promise((resolve) =>
+    server.listen(0, '127.0.0.1', () => resolve((server.address() as net.AddressInfo).port)),
+  );
 }
 
 if (process.send) {

@@ -34,9 +34,14 @@ async function startChild(args: string[]): Promise<{ child: ChildProcess; port: 
   return { child, port };
 }
 
-function stopChild(child: ChildProcess): void {
+/** Disconnecting IPC makes the child exit on its own (so --cpu-prof profiles get written); kill if it lingers. */
+async function stopChild(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null) return;
+  const exited = new Promise((resolve) => child.once('exit', resolve));
   if (child.connected) child.disconnect();
-  child.kill();
+  const timer = setTimeout(() => child.kill(), 2000);
+  await exited;
+  clearTimeout(timer);
 }
 
 const mbPerSecond = (bytes: number, ms: number) => bytes / 1e6 / (ms / 1000);
@@ -48,7 +53,13 @@ export async function benchUsbipBulkIn(opts: UsbipBenchOptions = {}): Promise<nu
   const client = new UsbipClient({ maxTransferLength: Math.max(transferSize, 1024 * 1024) });
   const dev = await client.importDevice({ host: '127.0.0.1', port }, '1-1');
   try {
-    await dev.submit(new Transfer({ type: 'control', endpoint: 0, setup: { bmRequestType: 0, bRequest: 9, wValue: 1, wIndex: 0, wLength: 0 } }));
+    await dev.submit(
+      new Transfer({
+        type: 'control',
+        endpoint: 0,
+        setup: { bmRequestType: 0, bRequest: 9, wValue: 1, wIndex: 0, wLength: 0 },
+      }),
+    );
     let requested = 0;
     let received = 0;
     const start = performance.now();
@@ -68,7 +79,7 @@ export async function benchUsbipBulkIn(opts: UsbipBenchOptions = {}): Promise<nu
     return mbPerSecond(received, ms);
   } finally {
     await dev.close();
-    stopChild(child);
+    await stopChild(child);
   }
 }
 
@@ -97,7 +108,7 @@ export async function benchRawTcpPump(opts: UsbipBenchOptions = {}): Promise<num
       socket.once('error', reject);
     });
   } finally {
-    stopChild(child);
+    await stopChild(child);
   }
 }
 

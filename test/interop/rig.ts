@@ -154,6 +154,11 @@ export interface BootOptions {
   net?: boolean;
   /** guest 10.0.2.100:guestPort → host 127.0.0.1:hostPort through the relay */
   guestfwd?: GuestFwd[];
+  /**
+   * Fast network instead of QEMU's user net: a tap device inside a network namespace made
+   * with createNetns(); QEMU runs in that namespace, the guest is netns.guestIp.
+   */
+  netns?: Netns;
   /** more QEMU arguments (USB controllers, usb-redir chardevs, drives...) */
   qemuArgs?: string[];
   /** modules /init loads besides the 9p/virtio ones (one modprobe call) */
@@ -219,7 +224,8 @@ export function qemuArgs(info: RigInfo, opts: BootOptions, shareDir: string): st
   const append = ['console=ttyS0', 'quiet', 'panic=-1'];
   if (opts.modules?.length) append.push(`rig.modules=${opts.modules.join(',')}`);
   const useNet = opts.net || (opts.guestfwd?.length ?? 0) > 0;
-  if (!useNet) append.push('rig.net=0');
+  if (opts.netns) append.push(`rig.ip=${opts.netns.guestIp}/24`);
+  else if (!useNet) append.push('rig.net=0');
   if (opts.append) append.push(opts.append);
   const args = [
     '-machine', 'q35', '-accel', 'tcg', '-cpu', 'max',
@@ -229,7 +235,12 @@ export function qemuArgs(info: RigInfo, opts: BootOptions, shareDir: string): st
     '-kernel', info.vmlinux, '-initrd', info.initrd, '-append', append.join(' '),
     '-virtfs', `local,path=${shareDir},mount_tag=host0,security_model=none,id=fs0`,
   ];
-  if (useNet) {
+  if (opts.netns) {
+    args.push(
+      '-netdev', `tap,id=n0,ifname=${opts.netns.tap},script=no,downscript=no`,
+      '-device', 'virtio-net-pci,netdev=n0,romfile=',
+    );
+  } else if (useNet) {
     let nd = 'user,id=n0,restrict=on';
     for (const f of opts.guestfwd ?? []) {
       nd += `,guestfwd=tcp:10.0.2.100:${f.guestPort}-cmd:${info.relay} ${f.hostPort}`;
@@ -252,7 +263,9 @@ export function startGuest(opts: BootOptions): GuestHandle {
   for (const stale of ['guest.rc', 'guest.log', 'dmesg.log']) rmSync(join(shareDir, stale), { force: true });
 
   const started = Date.now();
-  const proc = spawn(info.qemu, qemuArgs(info, opts, shareDir), { stdio: ['ignore', 'pipe', 'pipe'] });
+  const argv = [info.qemu, ...qemuArgs(info, opts, shareDir)];
+  if (opts.netns) argv.unshift('ip', 'netns', 'exec', opts.netns.name);
+  const proc = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
   let serial = '';
   let qemuStderr = '';
   proc.stdout?.setEncoding('utf8').on('data', (s: string) => {
@@ -403,11 +416,16 @@ export interface UsbwireOptions {
   env?: NodeJS.ProcessEnv;
   /** echo the server's output to this process's stderr */
   echo?: boolean;
+  /** run the server inside this network namespace (createNetns) */
+  netns?: Netns;
 }
 
 /** Run `node bin/usbwire.js serve ...args` from the repository root. */
 export function startUsbwire(args: string[], opts: UsbwireOptions = {}): UsbwireServer {
-  const proc = spawn(process.execPath, [join(repoRoot, 'bin', 'usbwire.js'), 'serve', ...args], {
+  const argv = [process.execPath, join(repoRoot, 'bin', 'usbwire.js'), 'serve', ...args];
+  // `ip netns exec` execs the command in place: the pid (and signals) are the server's.
+  if (opts.netns) argv.unshift('ip', 'netns', 'exec', opts.netns.name);
+  const proc = spawn(argv[0]!, argv.slice(1), {
     cwd: repoRoot,
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, ...opts.env },
@@ -485,6 +503,52 @@ export function freePort(): Promise<number> {
       srv.close(() => resolvePort(port));
     });
   });
+}
+
+// ---------------------------------------------------------------------------------------
+// Network namespace with a tap device (fast USB/IP path; needs root)
+
+export interface Netns {
+  name: string;
+  tap: string;
+  /** the namespace's address on the tap (servers listen here) */
+  hostIp: string;
+  /** the guest's address */
+  guestIp: string;
+  destroy(): void;
+}
+
+let netnsCount = 0;
+
+/**
+ * Create a network namespace with lo up and a tap device 10.211.0.1/24 (the guest gets
+ * 10.211.0.2). Traffic stays inside the namespace. Call destroy() when done.
+ */
+export function createNetns(): Netns {
+  const name = `usbwire-rig-${process.pid}-${netnsCount++}`;
+  const run = (...a: string[]) => {
+    const r = spawnSync('ip', a, { encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(`ip ${a.join(' ')} failed: ${r.stderr}`);
+  };
+  run('netns', 'add', name);
+  try {
+    run('netns', 'exec', name, 'ip', 'link', 'set', 'lo', 'up');
+    run('netns', 'exec', name, 'ip', 'tuntap', 'add', 'dev', 'tap0', 'mode', 'tap');
+    run('netns', 'exec', name, 'ip', 'addr', 'add', '10.211.0.1/24', 'dev', 'tap0');
+    run('netns', 'exec', name, 'ip', 'link', 'set', 'tap0', 'up');
+  } catch (e) {
+    spawnSync('ip', ['netns', 'del', name]);
+    throw e;
+  }
+  return {
+    name,
+    tap: 'tap0',
+    hostIp: '10.211.0.1',
+    guestIp: '10.211.0.2',
+    destroy: () => {
+      spawnSync('ip', ['netns', 'del', name]);
+    },
+  };
 }
 
 // ---------------------------------------------------------------------------------------

@@ -12,11 +12,11 @@ import {
   encodeRetUnlink,
   errnoToStatus,
   OP_REP_IMPORT,
+  type RequestShape,
   statusToErrno,
   type UsbipDevlistEntry,
-  UsbipParser,
   type UsbipPacket,
-  type RequestShape,
+  UsbipParser,
 } from '../../src/protocol/usbip/index.js';
 import { TransferStatus } from '../../src/usb/status.js';
 
@@ -111,7 +111,8 @@ test('the protocol doc example CMD_SUBMIT / RET_SUBMIT (HID interrupt IN) encode
       interval: 4,
     }),
   );
-  const words = '00000001 00000d05 0001000f 00000001 00000001 00000200 00000040 ffffffff 00000000 00000004 00000000 00000000';
+  const words =
+    '00000001 00000d05 0001000f 00000001 00000001 00000200 00000040 ffffffff 00000000 00000004 00000000 00000000';
   assert.equal(cmd.toString('hex'), words.replaceAll(' ', ''));
   const data = Buffer.alloc(64, 0xab);
   const ret = encodeRetSubmit({
@@ -128,7 +129,8 @@ test('the protocol doc example CMD_SUBMIT / RET_SUBMIT (HID interrupt IN) encode
   });
   assert.equal(ret.length, 2, 'header and payload stay separate for writev');
   assert.equal(ret[1], data, 'payload is not copied');
-  const expected = '00000003 00000d05 00000000 00000000 00000000 00000000 00000040 ffffffff 00000000 00000000 00000000 00000000';
+  const expected =
+    '00000003 00000d05 00000000 00000000 00000000 00000000 00000040 ffffffff 00000000 00000000 00000000 00000000';
   assert.equal(ret[0].toString('hex'), expected.replaceAll(' ', ''));
 });
 
@@ -139,9 +141,43 @@ test('URB PDUs round trip through the parser', () => {
     { offset: 100, length: 100, actualLength: 0, status: 0 },
   ];
   const cmds = [
-    encodeCmdSubmit({ seqnum: 1, devid: 0x10001, direction: 1, ep: 0, transferFlags: 0x200, transferBufferLength: 18, startFrame: 0, numberOfPackets: 0, interval: 0, setup }),
-    encodeCmdSubmit({ seqnum: 2, devid: 0x10001, direction: 0, ep: 2, transferFlags: 0x40, transferBufferLength: 5, startFrame: 0, numberOfPackets: -1, interval: 0, data: Buffer.from('hello') }),
-    encodeCmdSubmit({ seqnum: 3, devid: 0x10001, direction: 0, ep: 3, transferFlags: 2, transferBufferLength: 200, startFrame: 7, numberOfPackets: 2, interval: 1, data: Buffer.alloc(200, 7), isoPackets }),
+    encodeCmdSubmit({
+      seqnum: 1,
+      devid: 0x10001,
+      direction: 1,
+      ep: 0,
+      transferFlags: 0x200,
+      transferBufferLength: 18,
+      startFrame: 0,
+      numberOfPackets: 0,
+      interval: 0,
+      setup,
+    }),
+    encodeCmdSubmit({
+      seqnum: 2,
+      devid: 0x10001,
+      direction: 0,
+      ep: 2,
+      transferFlags: 0x40,
+      transferBufferLength: 5,
+      startFrame: 0,
+      numberOfPackets: -1,
+      interval: 0,
+      data: Buffer.from('hello'),
+    }),
+    encodeCmdSubmit({
+      seqnum: 3,
+      devid: 0x10001,
+      direction: 0,
+      ep: 3,
+      transferFlags: 2,
+      transferBufferLength: 200,
+      startFrame: 7,
+      numberOfPackets: 2,
+      interval: 1,
+      data: Buffer.alloc(200, 7),
+      isoPackets,
+    }),
     encodeCmdUnlink({ seqnum: 4, devid: 0x10001, direction: 0, ep: 0, unlinkSeqnum: 2 }),
   ];
   const packets = parseAll('server', Buffer.concat([cat(encodeReqImport('1-1')), ...cmds.map(cat)]));
@@ -165,10 +201,39 @@ test('URB PDUs round trip through the parser', () => {
     [3, { in: true, length: 200, isoPackets: 2 }],
   ]);
   const rets = [
-    encodeRetSubmit({ seqnum: 1, devid: 0, direction: 0, ep: 0, status: 0, actualLength: 18, startFrame: 0, numberOfPackets: 0, errorCount: 0, data: Buffer.alloc(18, 1) }),
-    encodeRetSubmit({ seqnum: 2, devid: 0, direction: 0, ep: 0, status: -Errno.EPIPE, actualLength: 5, startFrame: 0, numberOfPackets: -1, errorCount: 0 }),
     encodeRetSubmit({
-      seqnum: 3, devid: 0, direction: 0, ep: 0, status: 0, actualLength: 150, startFrame: 0, numberOfPackets: 2, errorCount: 1,
+      seqnum: 1,
+      devid: 0,
+      direction: 0,
+      ep: 0,
+      status: 0,
+      actualLength: 18,
+      startFrame: 0,
+      numberOfPackets: 0,
+      errorCount: 0,
+      data: Buffer.alloc(18, 1),
+    }),
+    encodeRetSubmit({
+      seqnum: 2,
+      devid: 0,
+      direction: 0,
+      ep: 0,
+      status: -Errno.EPIPE,
+      actualLength: 5,
+      startFrame: 0,
+      numberOfPackets: -1,
+      errorCount: 0,
+    }),
+    encodeRetSubmit({
+      seqnum: 3,
+      devid: 0,
+      direction: 0,
+      ep: 0,
+      status: 0,
+      actualLength: 150,
+      startFrame: 0,
+      numberOfPackets: 2,
+      errorCount: 1,
       data: [Buffer.alloc(100, 1), Buffer.alloc(50, 2)],
       isoPackets: [
         { offset: 0, length: 100, actualLength: 100, status: 0 },

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { EventEmitter } from 'node:events';
 import net from 'node:net';
 import { after, before, test } from 'node:test';
-import { RemoteUsbipDevice, UsbipClient } from '../../src/client/usbip/index.js';
+import { type RemoteUsbipDevice, UsbipClient } from '../../src/client/usbip/index.js';
 import {
   encodeCmdSubmit,
   encodeCmdUnlink,
@@ -37,30 +37,54 @@ class FakeDevice extends EventEmitter<UsbDeviceEvents> implements UsbDevice {
   constructor() {
     super();
     const device = buildDeviceDescriptor({
-      bcdUSB: 0x200, deviceClass: 0xef, deviceSubClass: 2, deviceProtocol: 1, maxPacketSize0: 64,
-      vendorId: 0x1209, productId: 0x0001, bcdDevice: 0x0102, iManufacturer: 0, iProduct: 0, iSerialNumber: 0,
+      bcdUSB: 0x200,
+      deviceClass: 0xef,
+      deviceSubClass: 2,
+      deviceProtocol: 1,
+      maxPacketSize0: 64,
+      vendorId: 0x1209,
+      productId: 0x0001,
+      bcdDevice: 0x0102,
+      iManufacturer: 0,
+      iProduct: 0,
+      iSerialNumber: 0,
       numConfigurations: 1,
     });
-    const config = buildConfiguration({ value: 1, attributes: 0, maxPowerMa: 100, superSpeed: false }, [
-      {
-        number: 0,
-        alternates: [{
-          alternate: 0, interfaceClass: 0xff, interfaceSubClass: 1, interfaceProtocol: 2,
-          endpoints: [
-            { address: 0x81, type: 'bulk', maxPacketSize: 512, interval: 0 },
-            { address: 0x02, type: 'bulk', maxPacketSize: 512, interval: 0 },
-            { address: 0x83, type: 'interrupt', maxPacketSize: 64, interval: 4 },
+    const config = buildConfiguration(
+      { value: 1, attributes: 0, maxPowerMa: 100, superSpeed: false },
+      [
+        {
+          number: 0,
+          alternates: [
+            {
+              alternate: 0,
+              interfaceClass: 0xff,
+              interfaceSubClass: 1,
+              interfaceProtocol: 2,
+              endpoints: [
+                { address: 0x81, type: 'bulk', maxPacketSize: 512, interval: 0 },
+                { address: 0x02, type: 'bulk', maxPacketSize: 512, interval: 0 },
+                { address: 0x83, type: 'interrupt', maxPacketSize: 64, interval: 4 },
+              ],
+            },
           ],
-        }],
-      },
-      {
-        number: 1,
-        alternates: [
-          { alternate: 0, interfaceClass: 1, interfaceSubClass: 2, interfaceProtocol: 0, endpoints: [] },
-          { alternate: 1, interfaceClass: 1, interfaceSubClass: 2, interfaceProtocol: 0, endpoints: [{ address: 0x84, type: 'isochronous', maxPacketSize: 1024, interval: 1 }] },
-        ],
-      },
-    ], new StringTable());
+        },
+        {
+          number: 1,
+          alternates: [
+            { alternate: 0, interfaceClass: 1, interfaceSubClass: 2, interfaceProtocol: 0, endpoints: [] },
+            {
+              alternate: 1,
+              interfaceClass: 1,
+              interfaceSubClass: 2,
+              interfaceProtocol: 0,
+              endpoints: [{ address: 0x84, type: 'isochronous', maxPacketSize: 1024, interval: 1 }],
+            },
+          ],
+        },
+      ],
+      new StringTable(),
+    );
     this.descriptors = { device, configurations: [config] };
   }
 
@@ -95,10 +119,20 @@ class FakeDevice extends EventEmitter<UsbDeviceEvents> implements UsbDevice {
     const s = t.setup!;
     if (s.bRequest === StandardRequest.GetDescriptor && s.bmRequestType === 0x80) {
       const type = s.wValue >> 8;
-      const d = type === 1 ? this.descriptors.device : type === 2 ? this.descriptors.configurations[s.wValue & 0xff] : undefined;
-      return d ? t.completeIn(d.subarray(0, Math.min(d.length, s.wLength))) : t.fail(TransferStatus.Stall);
+      const d =
+        type === 1
+          ? this.descriptors.device
+          : type === 2
+            ? this.descriptors.configurations[s.wValue & 0xff]
+            : undefined;
+      if (d) t.completeIn(d.subarray(0, Math.min(d.length, s.wLength)));
+      else t.fail(TransferStatus.Stall);
+      return;
     }
-    if (s.bRequest === StandardRequest.GetConfiguration) return t.completeIn(Buffer.from([this.configuration]));
+    if (s.bRequest === StandardRequest.GetConfiguration) {
+      t.completeIn(Buffer.from([this.configuration]));
+      return;
+    }
     if (s.bRequest === StandardRequest.SetConfiguration) {
       this.configuration = s.wValue;
       this.alternates.clear();
@@ -264,7 +298,11 @@ test('client import: descriptors over EP0, configuration tracking, bulk IN/OUT, 
     await dev.submit(bulkBefore);
     assert.equal(bulkBefore.status, TransferStatus.Invalid, 'no endpoints before SET_CONFIGURATION');
 
-    const setConfig = new Transfer({ type: 'control', endpoint: 0, setup: { bmRequestType: 0, bRequest: 9, wValue: 1, wIndex: 0, wLength: 0 } });
+    const setConfig = new Transfer({
+      type: 'control',
+      endpoint: 0,
+      setup: { bmRequestType: 0, bRequest: 9, wValue: 1, wIndex: 0, wLength: 0 },
+    });
     await dev.submit(setConfig);
     assert.equal(setConfig.status, TransferStatus.Ok);
     assert.equal(dev.configuration, 1);
@@ -283,18 +321,30 @@ test('client import: descriptors over EP0, configuration tracking, bulk IN/OUT, 
     assert.equal(out.actualLength, 11);
     assert.equal(fake.received.at(-1)?.toString(), 'hello usbip');
 
-    const isoPackets = () => [0, 1, 2].map((i) => ({ offset: i * 100, length: 100, actualLength: 0, status: TransferStatus.Ok }));
+    const isoPackets = () =>
+      [0, 1, 2].map((i) => ({ offset: i * 100, length: 100, actualLength: 0, status: TransferStatus.Ok }));
     const isoEarly = new Transfer({ type: 'isochronous', endpoint: 0x84, length: 300, isoPackets: isoPackets() });
     await dev.submit(isoEarly);
     assert.equal(isoEarly.status, TransferStatus.Invalid, 'alt setting 0 has no ISO endpoint');
-    const setAlt = new Transfer({ type: 'control', endpoint: 0, setup: { bmRequestType: 1, bRequest: 11, wValue: 1, wIndex: 1, wLength: 0 } });
+    const setAlt = new Transfer({
+      type: 'control',
+      endpoint: 0,
+      setup: { bmRequestType: 1, bRequest: 11, wValue: 1, wIndex: 1, wLength: 0 },
+    });
     await dev.submit(setAlt);
     assert.equal(dev.alternateSetting(1), 1);
     const iso = new Transfer({ type: 'isochronous', endpoint: 0x84, length: 300, isoPackets: isoPackets() });
     await dev.submit(iso);
     assert.equal(iso.status, TransferStatus.Ok);
     assert.equal(iso.actualLength, 15);
-    assert.deepEqual(iso.isoPackets!.map((p) => [p.actualLength, p.status]), [[10, 'ok'], [0, 'io-error'], [5, 'ok']]);
+    assert.deepEqual(
+      iso.isoPackets!.map((p) => [p.actualLength, p.status]),
+      [
+        [10, 'ok'],
+        [0, 'io-error'],
+        [5, 'ok'],
+      ],
+    );
     assert.ok(iso.data.subarray(0, 10).every((b) => b === 0x40));
     assert.ok(iso.data.subarray(200, 205).every((b) => b === 0x42));
     assert.ok(iso.data.subarray(10, 200).every((b) => b === 0));
@@ -310,8 +360,33 @@ test('unlink of a pending interrupt IN: RET_UNLINK(-ECONNRESET) and no RET_SUBMI
   await peer.importDevice('1-1');
   peer.shapes.set(1, { in: false, length: 0, isoPackets: 0 });
   peer.shapes.set(2, { in: true, length: 64, isoPackets: 0 });
-  peer.send(encodeCmdSubmit({ seqnum: 1, devid: DEVID, direction: 0, ep: 0, transferFlags: 0, transferBufferLength: 0, startFrame: 0, numberOfPackets: 0, interval: 0, setup: { bmRequestType: 0, bRequest: 9, wValue: 1, wIndex: 0, wLength: 0 } }));
-  peer.send(encodeCmdSubmit({ seqnum: 2, devid: DEVID, direction: 1, ep: 3, transferFlags: 0x200, transferBufferLength: 64, startFrame: 0, numberOfPackets: 0, interval: 4 }));
+  peer.send(
+    encodeCmdSubmit({
+      seqnum: 1,
+      devid: DEVID,
+      direction: 0,
+      ep: 0,
+      transferFlags: 0,
+      transferBufferLength: 0,
+      startFrame: 0,
+      numberOfPackets: 0,
+      interval: 0,
+      setup: { bmRequestType: 0, bRequest: 9, wValue: 1, wIndex: 0, wLength: 0 },
+    }),
+  );
+  peer.send(
+    encodeCmdSubmit({
+      seqnum: 2,
+      devid: DEVID,
+      direction: 1,
+      ep: 3,
+      transferFlags: 0x200,
+      transferBufferLength: 64,
+      startFrame: 0,
+      numberOfPackets: 0,
+      interval: 4,
+    }),
+  );
   await peer.waitFor(1);
   await until(() => fake.pending.size === 1, 'interrupt IN pending');
   peer.send(encodeCmdUnlink({ seqnum: 3, devid: DEVID, direction: 0, ep: 0, unlinkSeqnum: 2 }));
@@ -330,8 +405,33 @@ test('unlink after completion: RET_SUBMIT first, then RET_UNLINK(0)', async () =
   peer.shapes.set(1, { in: false, length: 0, isoPackets: 0 });
   peer.shapes.set(2, { in: true, length: 100, isoPackets: 0 });
   peer.shapes.set(4, { in: true, length: 64, isoPackets: 0 });
-  peer.send(encodeCmdSubmit({ seqnum: 1, devid: DEVID, direction: 0, ep: 0, transferFlags: 0, transferBufferLength: 0, startFrame: 0, numberOfPackets: 0, interval: 0, setup: { bmRequestType: 0, bRequest: 9, wValue: 1, wIndex: 0, wLength: 0 } }));
-  peer.send(encodeCmdSubmit({ seqnum: 2, devid: DEVID, direction: 1, ep: 1, transferFlags: 0x200, transferBufferLength: 100, startFrame: 0, numberOfPackets: 0, interval: 0 }));
+  peer.send(
+    encodeCmdSubmit({
+      seqnum: 1,
+      devid: DEVID,
+      direction: 0,
+      ep: 0,
+      transferFlags: 0,
+      transferBufferLength: 0,
+      startFrame: 0,
+      numberOfPackets: 0,
+      interval: 0,
+      setup: { bmRequestType: 0, bRequest: 9, wValue: 1, wIndex: 0, wLength: 0 },
+    }),
+  );
+  peer.send(
+    encodeCmdSubmit({
+      seqnum: 2,
+      devid: DEVID,
+      direction: 1,
+      ep: 1,
+      transferFlags: 0x200,
+      transferBufferLength: 100,
+      startFrame: 0,
+      numberOfPackets: 0,
+      interval: 0,
+    }),
+  );
   await peer.waitFor(2);
   peer.send(encodeCmdUnlink({ seqnum: 3, devid: DEVID, direction: 0, ep: 0, unlinkSeqnum: 2 }));
   const packets = await peer.waitFor(3);
@@ -342,7 +442,19 @@ test('unlink after completion: RET_SUBMIT first, then RET_UNLINK(0)', async () =
   // A device that finishes the transfer although cancel was asked: RET_SUBMIT, then RET_UNLINK(0).
   fake.ignoreCancel = true;
   try {
-    peer.send(encodeCmdSubmit({ seqnum: 4, devid: DEVID, direction: 1, ep: 3, transferFlags: 0x200, transferBufferLength: 64, startFrame: 0, numberOfPackets: 0, interval: 4 }));
+    peer.send(
+      encodeCmdSubmit({
+        seqnum: 4,
+        devid: DEVID,
+        direction: 1,
+        ep: 3,
+        transferFlags: 0x200,
+        transferBufferLength: 64,
+        startFrame: 0,
+        numberOfPackets: 0,
+        interval: 4,
+      }),
+    );
     await until(() => fake.pending.size === 1, 'interrupt IN pending');
     peer.send(encodeCmdUnlink({ seqnum: 5, devid: DEVID, direction: 0, ep: 0, unlinkSeqnum: 4 }));
     await new Promise((r) => setTimeout(r, 50));
@@ -361,7 +473,13 @@ test('unlink after completion: RET_SUBMIT first, then RET_UNLINK(0)', async () =
 
 test('client cancel completes the transfer exactly once, as Cancelled', async () => {
   const dev = await client.importDevice(address, '1-1');
-  await dev.submit(new Transfer({ type: 'control', endpoint: 0, setup: { bmRequestType: 0, bRequest: 9, wValue: 1, wIndex: 0, wLength: 0 } }));
+  await dev.submit(
+    new Transfer({
+      type: 'control',
+      endpoint: 0,
+      setup: { bmRequestType: 0, bRequest: 9, wValue: 1, wIndex: 0, wLength: 0 },
+    }),
+  );
   const t = new Transfer({ type: 'interrupt', endpoint: 0x83, length: 64 });
   let resolved = 0;
   const done = dev.submit(t).then(() => resolved++);
@@ -384,7 +502,10 @@ test('import of a claimed device answers busy and logs the holder; unknown busid
   const dev = await client.importDevice(address, '1-1');
   logs.length = 0;
   await assert.rejects(client.importDevice(address, '1-1'), /busy/);
-  assert.ok(logs.some((l) => /1-1.*busy.*held by usbip 127\.0\.0\.1:/.test(l)), logs.join('\n'));
+  assert.ok(
+    logs.some((l) => /1-1.*busy.*held by usbip 127\.0\.0\.1:/.test(l)),
+    logs.join('\n'),
+  );
   await assert.rejects(client.importDevice(address, '9-9'), /no such device/);
   registry.claim(registry.get('1-2')!, 'usbredir 10.0.0.5:4000');
   await assert.rejects(client.importDevice(address, '1-2'), /busy/);
@@ -396,13 +517,22 @@ test('import of a claimed device answers busy and logs the holder; unknown busid
 
 test('a hostile connection is closed while an imported device keeps working', async () => {
   const dev = await client.importDevice(address, '1-1');
-  await dev.submit(new Transfer({ type: 'control', endpoint: 0, setup: { bmRequestType: 0, bRequest: 9, wValue: 1, wIndex: 0, wLength: 0 } }));
+  await dev.submit(
+    new Transfer({
+      type: 'control',
+      endpoint: 0,
+      setup: { bmRequestType: 0, bRequest: 9, wValue: 1, wIndex: 0, wLength: 0 },
+    }),
+  );
   logs.length = 0;
   const hostile = await RawPeer.connect(address);
   hostile.socket.on('error', () => {});
   hostile.socket.write(Buffer.from('GET / HTTP/1.1\r\nHost: x\r\n\r\n'));
   await hostile.closed;
-  assert.ok(logs.some((l) => l.includes('bad-version')), logs.join('\n'));
+  assert.ok(
+    logs.some((l) => l.includes('bad-version')),
+    logs.join('\n'),
+  );
 
   // Garbage inside the URB phase of another imported connection closes only that one.
   const peer = await RawPeer.connect(address);
@@ -421,7 +551,19 @@ test('a hostile connection is closed while an imported device keeps working', as
 test('wrong devid closes the connection and releases the device', async () => {
   const peer = await RawPeer.connect(address);
   await peer.importDevice('1-1');
-  peer.send(encodeCmdSubmit({ seqnum: 1, devid: 0x00020005, direction: 1, ep: 1, transferFlags: 0, transferBufferLength: 8, startFrame: 0, numberOfPackets: 0, interval: 0 }));
+  peer.send(
+    encodeCmdSubmit({
+      seqnum: 1,
+      devid: 0x00020005,
+      direction: 1,
+      ep: 1,
+      transferFlags: 0,
+      transferBufferLength: 8,
+      startFrame: 0,
+      numberOfPackets: 0,
+      interval: 0,
+    }),
+  );
   await peer.closed;
   await released();
 });
@@ -430,7 +572,13 @@ test('server going away: pending client transfers complete with NoDevice and dis
   const other = new UsbipServer(registry, { host: '127.0.0.1', port: 0 });
   const where = await other.listen();
   const dev: RemoteUsbipDevice = await client.importDevice(where, '1-1');
-  await dev.submit(new Transfer({ type: 'control', endpoint: 0, setup: { bmRequestType: 0, bRequest: 9, wValue: 1, wIndex: 0, wLength: 0 } }));
+  await dev.submit(
+    new Transfer({
+      type: 'control',
+      endpoint: 0,
+      setup: { bmRequestType: 0, bRequest: 9, wValue: 1, wIndex: 0, wLength: 0 },
+    }),
+  );
   const t = new Transfer({ type: 'interrupt', endpoint: 0x83, length: 64 });
   const done = dev.submit(t);
   await until(() => fake.pending.size === 1, 'interrupt IN pending');

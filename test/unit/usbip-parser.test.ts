@@ -12,17 +12,28 @@ import {
   type RequestShape,
   type UsbipDevlistEntry,
   type UsbipErrorReason,
-  UsbipParser,
   type UsbipPacket,
+  UsbipParser,
   UsbipProtocolError,
 } from '../../src/protocol/usbip/index.js';
 
 const cat = (pdus: readonly (readonly Buffer[])[]) => Buffer.concat(pdus.flat());
 
 const entry: UsbipDevlistEntry = {
-  path: '/sys/devices/usbwire/1-1', busid: '1-1', busnum: 1, devnum: 1, speed: 2,
-  idVendor: 1, idProduct: 2, bcdDevice: 3, bDeviceClass: 0, bDeviceSubClass: 0, bDeviceProtocol: 0,
-  bConfigurationValue: 1, bNumConfigurations: 1, bNumInterfaces: 1,
+  path: '/sys/devices/usbwire/1-1',
+  busid: '1-1',
+  busnum: 1,
+  devnum: 1,
+  speed: 2,
+  idVendor: 1,
+  idProduct: 2,
+  bcdDevice: 3,
+  bDeviceClass: 0,
+  bDeviceSubClass: 0,
+  bDeviceProtocol: 0,
+  bConfigurationValue: 1,
+  bNumConfigurations: 1,
+  bNumInterfaces: 1,
   interfaces: [{ interfaceClass: 3, interfaceSubClass: 0, interfaceProtocol: 0 }],
 };
 const { interfaces: _ignored, ...info } = entry;
@@ -38,12 +49,64 @@ const iso3 = [
 /** Client → server: import, then a mix of every CMD shape. */
 const serverStream = cat([
   encodeReqImport('1-1'),
-  encodeCmdSubmit({ ...base, seqnum: 1, direction: 1, transferFlags: 0x200, transferBufferLength: 18, startFrame: 0, numberOfPackets: 0, interval: 0, setup: { bmRequestType: 0x80, bRequest: 6, wValue: 0x100, wIndex: 0, wLength: 18 } }),
-  encodeCmdSubmit({ ...base, seqnum: 2, ep: 2, transferFlags: 0, transferBufferLength: 300, startFrame: 0, numberOfPackets: 0, interval: 0, data: Buffer.alloc(300, 0x5a) }),
-  encodeCmdSubmit({ ...base, seqnum: 3, ep: 3, transferFlags: 2, transferBufferLength: 30, startFrame: 0, numberOfPackets: 3, interval: 1, data: Buffer.alloc(30, 3), isoPackets: iso3 }),
-  encodeCmdSubmit({ ...base, seqnum: 4, direction: 1, ep: 3, transferFlags: 0x202, transferBufferLength: 30, startFrame: 0, numberOfPackets: 3, interval: 1, isoPackets: iso3 }),
+  encodeCmdSubmit({
+    ...base,
+    seqnum: 1,
+    direction: 1,
+    transferFlags: 0x200,
+    transferBufferLength: 18,
+    startFrame: 0,
+    numberOfPackets: 0,
+    interval: 0,
+    setup: { bmRequestType: 0x80, bRequest: 6, wValue: 0x100, wIndex: 0, wLength: 18 },
+  }),
+  encodeCmdSubmit({
+    ...base,
+    seqnum: 2,
+    ep: 2,
+    transferFlags: 0,
+    transferBufferLength: 300,
+    startFrame: 0,
+    numberOfPackets: 0,
+    interval: 0,
+    data: Buffer.alloc(300, 0x5a),
+  }),
+  encodeCmdSubmit({
+    ...base,
+    seqnum: 3,
+    ep: 3,
+    transferFlags: 2,
+    transferBufferLength: 30,
+    startFrame: 0,
+    numberOfPackets: 3,
+    interval: 1,
+    data: Buffer.alloc(30, 3),
+    isoPackets: iso3,
+  }),
+  encodeCmdSubmit({
+    ...base,
+    seqnum: 4,
+    direction: 1,
+    ep: 3,
+    transferFlags: 0x202,
+    transferBufferLength: 30,
+    startFrame: 0,
+    numberOfPackets: 3,
+    interval: 1,
+    isoPackets: iso3,
+  }),
   encodeCmdUnlink({ ...base, seqnum: 5, unlinkSeqnum: 2 }),
-  encodeCmdSubmit({ ...base, seqnum: 6, direction: 0, ep: 0, transferFlags: 0, transferBufferLength: 0, startFrame: 0, numberOfPackets: -1, interval: 0 }),
+  encodeCmdSubmit({
+    ...base,
+    seqnum: 6,
+    direction: 0,
+    ep: 0,
+    transferFlags: 0,
+    transferBufferLength: 0,
+    startFrame: 0,
+    numberOfPackets: -1,
+    interval: 0,
+  }),
 ]);
 
 const shapes = new Map<number, RequestShape>([
@@ -56,11 +119,34 @@ const shapes = new Map<number, RequestShape>([
 /** Server → client: import reply, then every RET shape. */
 const clientStream = cat([
   encodeRepImport(0, info),
-  encodeRetSubmit({ ...reply, seqnum: 1, status: 0, actualLength: 18, startFrame: 0, numberOfPackets: 0, errorCount: 0, data: Buffer.alloc(18, 1) }),
-  encodeRetUnlink({ ...reply, seqnum: 5, status: -104 }),
-  encodeRetSubmit({ ...reply, seqnum: 2, status: 0, actualLength: 300, startFrame: 0, numberOfPackets: 0, errorCount: 0 }),
   encodeRetSubmit({
-    ...reply, seqnum: 4, status: 0, actualLength: 15, startFrame: 0, numberOfPackets: 3, errorCount: 0,
+    ...reply,
+    seqnum: 1,
+    status: 0,
+    actualLength: 18,
+    startFrame: 0,
+    numberOfPackets: 0,
+    errorCount: 0,
+    data: Buffer.alloc(18, 1),
+  }),
+  encodeRetUnlink({ ...reply, seqnum: 5, status: -104 }),
+  encodeRetSubmit({
+    ...reply,
+    seqnum: 2,
+    status: 0,
+    actualLength: 300,
+    startFrame: 0,
+    numberOfPackets: 0,
+    errorCount: 0,
+  }),
+  encodeRetSubmit({
+    ...reply,
+    seqnum: 4,
+    status: 0,
+    actualLength: 15,
+    startFrame: 0,
+    numberOfPackets: 3,
+    errorCount: 0,
     data: [Buffer.alloc(5, 1), Buffer.alloc(10, 2)],
     isoPackets: [
       { offset: 0, length: 10, actualLength: 5, status: 0 },
@@ -68,10 +154,20 @@ const clientStream = cat([
       { offset: 20, length: 10, actualLength: 10, status: 0 },
     ],
   }),
-  encodeRetSubmit({ ...reply, seqnum: 6, status: -32, actualLength: 0, startFrame: 0, numberOfPackets: -1, errorCount: 0 }),
+  encodeRetSubmit({
+    ...reply,
+    seqnum: 6,
+    status: -32,
+    actualLength: 0,
+    startFrame: 0,
+    numberOfPackets: -1,
+    errorCount: 0,
+  }),
 ]);
 
-const devlistStream = cat([encodeRepDevlist([entry, { ...entry, busid: '1-2', bNumInterfaces: 0, interfaces: [] }, entry])]);
+const devlistStream = cat([
+  encodeRepDevlist([entry, { ...entry, busid: '1-2', bNumInterfaces: 0, interfaces: [] }, entry]),
+]);
 
 interface Scenario {
   name: string;
@@ -176,7 +272,16 @@ function expectError(role: 'server' | 'client', bytes: Buffer, reason: UsbipErro
 }
 
 const submitHeader = (over: Partial<Parameters<typeof encodeCmdSubmit>[0]>) =>
-  encodeCmdSubmit({ ...base, seqnum: 1, transferFlags: 0, transferBufferLength: 0, startFrame: 0, numberOfPackets: 0, interval: 0, ...over })[0];
+  encodeCmdSubmit({
+    ...base,
+    seqnum: 1,
+    transferFlags: 0,
+    transferBufferLength: 0,
+    startFrame: 0,
+    numberOfPackets: 0,
+    interval: 0,
+    ...over,
+  })[0];
 
 test('parser: malformed op messages', () => {
   const badVersion = Buffer.from([0x01, 0x06, 0x80, 0x05, 0, 0, 0, 0]);
@@ -199,11 +304,36 @@ test('parser: oversized and inconsistent URB headers are rejected before any pay
   expectError('server', submitHeader({ direction: 2 }), 'bad-field');
   expectError('server', submitHeader({ ep: 16 }), 'bad-field');
   const badIso = cat([
-    encodeCmdSubmit({ ...base, seqnum: 1, direction: 1, ep: 1, transferFlags: 0, transferBufferLength: 20, startFrame: 0, numberOfPackets: 2, interval: 0, isoPackets: [{ offset: 0, length: 10, actualLength: 0, status: 0 }, { offset: 15, length: 10, actualLength: 0, status: 0 }] }),
+    encodeCmdSubmit({
+      ...base,
+      seqnum: 1,
+      direction: 1,
+      ep: 1,
+      transferFlags: 0,
+      transferBufferLength: 20,
+      startFrame: 0,
+      numberOfPackets: 2,
+      interval: 0,
+      isoPackets: [
+        { offset: 0, length: 10, actualLength: 0, status: 0 },
+        { offset: 15, length: 10, actualLength: 0, status: 0 },
+      ],
+    }),
   ]);
   expectError('server', badIso, 'bad-iso-descriptor');
   const overlapping = cat([
-    encodeCmdSubmit({ ...base, seqnum: 1, direction: 1, ep: 1, transferFlags: 0, transferBufferLength: 20, startFrame: 0, numberOfPackets: 3, interval: 0, isoPackets: [0, 0, 0].map(() => ({ offset: 0, length: 10, actualLength: 0, status: 0 })) }),
+    encodeCmdSubmit({
+      ...base,
+      seqnum: 1,
+      direction: 1,
+      ep: 1,
+      transferFlags: 0,
+      transferBufferLength: 20,
+      startFrame: 0,
+      numberOfPackets: 3,
+      interval: 0,
+      isoPackets: [0, 0, 0].map(() => ({ offset: 0, length: 10, actualLength: 0, status: 0 })),
+    }),
   ]);
   expectError('server', overlapping, 'bad-iso-descriptor');
   const unknown = Buffer.alloc(48);
@@ -215,12 +345,26 @@ test('parser: oversized and inconsistent URB headers are rejected before any pay
 
 test('parser: RET_SUBMIT checked against the request it answers', () => {
   const ret = (over: Partial<Parameters<typeof encodeRetSubmit>[0]>) =>
-    cat([encodeRetSubmit({ ...reply, seqnum: 1, status: 0, actualLength: 0, startFrame: 0, numberOfPackets: 0, errorCount: 0, ...over })]);
+    cat([
+      encodeRetSubmit({
+        ...reply,
+        seqnum: 1,
+        status: 0,
+        actualLength: 0,
+        startFrame: 0,
+        numberOfPackets: 0,
+        errorCount: 0,
+        ...over,
+      }),
+    ]);
   expectError('client', ret({ seqnum: 99 }), 'unknown-seqnum');
   expectError('client', ret({ actualLength: 19 }), 'bad-length');
   expectError('client', ret({ seqnum: 4, numberOfPackets: 2 }), 'bad-packet-count');
   const mismatch = ret({
-    seqnum: 4, actualLength: 12, numberOfPackets: 3, data: Buffer.alloc(12),
+    seqnum: 4,
+    actualLength: 12,
+    numberOfPackets: 3,
+    data: Buffer.alloc(12),
     isoPackets: [
       { offset: 0, length: 10, actualLength: 5, status: 0 },
       { offset: 10, length: 10, actualLength: 5, status: 0 },
@@ -229,7 +373,10 @@ test('parser: RET_SUBMIT checked against the request it answers', () => {
   });
   expectError('client', mismatch, 'bad-iso-descriptor');
   const tooMuch = ret({
-    seqnum: 4, actualLength: 11, numberOfPackets: 3, data: Buffer.alloc(11),
+    seqnum: 4,
+    actualLength: 11,
+    numberOfPackets: 3,
+    data: Buffer.alloc(11),
     isoPackets: [
       { offset: 0, length: 10, actualLength: 11, status: 0 },
       { offset: 10, length: 10, actualLength: 0, status: 0 },
@@ -269,9 +416,12 @@ function prng(seed: number) {
 }
 
 function fuzzOnce(role: 'server' | 'client', bytes: Buffer, rand: () => number, urb: boolean): 'ok' | 'error' {
-  const parser: UsbipParser = new UsbipParser({ role, maxTransferLength: 1 << 20, lookupRequest: (s) => shapes.get(s) }, (p) => {
-    if (p.kind.startsWith('op-') && rand() < 0.7) parser.startUrbPhase();
-  });
+  const parser: UsbipParser = new UsbipParser(
+    { role, maxTransferLength: 1 << 20, lookupRequest: (s) => shapes.get(s) },
+    (p) => {
+      if (p.kind.startsWith('op-') && rand() < 0.7) parser.startUrbPhase();
+    },
+  );
   if (urb) parser.startUrbPhase();
   try {
     let at = 0;

@@ -28,7 +28,11 @@ test('parseHostPort rejects bad input with a clear message', () => {
     ['ho st:1', /not a valid host/],
   ];
   for (const [text, message] of bad) {
-    assert.throws(() => parseHostPort(text), (e: unknown) => e instanceof AddressError && message.test(e.message), text);
+    assert.throws(
+      () => parseHostPort(text),
+      (e: unknown) => e instanceof AddressError && message.test(e.message),
+      text,
+    );
   }
 });
 

@@ -237,10 +237,13 @@ describe('usbredir codec round trips', () => {
 describe('usbredir streaming parser', () => {
   /** A guest's whole stream: hello (12-byte header) then packets with 16-byte headers. */
   function guestStream(): { chunks: Buffer[]; packets: Packet[] } {
-    const { guest } = pair(NO_STREAMS, ALL);
+    // The hello goes out before the peer's hello is known (12-byte header), the rest after.
+    const guest = new Negotiation('guest', capsFrom(ALL));
     const hello: Packet = { type: T.Hello, id: 0n, version: 'qemu usb-redir guest 7.2.22', caps: [0xff] };
-    const packets = [hello, ...guestPackets()];
-    return { chunks: packets.map((p) => wire(p, guest)), packets };
+    const first = wire(hello, guest);
+    guest.setPeerCaps(capsFrom(NO_STREAMS));
+    const rest = guestPackets();
+    return { chunks: [first, ...rest.map((p) => wire(p, guest))], packets: [hello, ...rest] };
   }
 
   function expected(packets: Packet[]) {

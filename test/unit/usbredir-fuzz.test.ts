@@ -28,16 +28,16 @@ const ALL = [0, 1, 2, 3, 4, 5, 6, 7];
 /** A plausible guest stream to mutate: hello then a few requests. */
 function validGuestStream(): Buffer {
   const guest = new Negotiation('guest', capsFrom(ALL));
+  const hello = encodePacket({ type: T.Hello, id: 0n, version: 'fuzz guest', caps: [0xff] }, guest);
   guest.setPeerCaps(capsFrom(ALL));
   const packets: Packet[] = [
-    { type: T.Hello, id: 0n, version: 'fuzz guest', caps: [0xff] },
     { type: T.ControlPacket, id: 1n, endpoint: 0x80, request: 6, requestType: 0x80, status: 0, value: 0x100, index: 0, length: 18, data: Buffer.alloc(0) },
     { type: T.BulkPacket, id: 2n, endpoint: 0x02, status: 0, length: 31, streamId: 0, data: Buffer.alloc(31, 0x55) },
     { type: T.StartInterruptReceiving, id: 3n, endpoint: 0x81 },
     { type: T.FilterFilter, id: 0n, filter: '-1,-1,-1,-1,1' },
     { type: T.SetAltSetting, id: 4n, interface: 0, alt: 1 },
   ];
-  return Buffer.concat(packets.flatMap((p) => encodePacket(p, guest)));
+  return Buffer.concat([...hello, ...packets.flatMap((p) => encodePacket(p, guest))]);
 }
 
 function feed(role: Role, bytes: Buffer, rand: () => number): number {

@@ -2,8 +2,8 @@ import { USBIP_DEFAULT_PORT } from '../../protocol/usbip/constants.js';
 import { UsbipProtocolError } from '../../protocol/usbip/errors.js';
 import { encodeReqDevlist, type UsbipDevlistEntry } from '../../protocol/usbip/op.js';
 import { UsbipParser } from '../../protocol/usbip/parser.js';
-import { connectTcp, formatHostPort, type HostPort, parseHostPort } from '../../transport/tcp.js';
 import { PduWriter } from '../../transport/pdu-writer.js';
+import { connectTcp, formatHostPort, type HostPort, parseHostPort } from '../../transport/tcp.js';
 import { createLogger, type Logger } from '../../util/log.js';
 import { RemoteUsbipDevice } from './remote-device.js';
 

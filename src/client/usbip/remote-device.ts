@@ -3,16 +3,16 @@ import type { Socket } from 'node:net';
 import { MAX_ISO_PACKETS, OpStatus, UrbFlag, USBIP_DIR_IN, USBIP_DIR_OUT } from '../../protocol/usbip/constants.js';
 import { UsbipProtocolError } from '../../protocol/usbip/errors.js';
 import { encodeReqImport, type UsbipDeviceInfo } from '../../protocol/usbip/op.js';
-import { type RequestShape, UsbipParser, type UsbipPacket } from '../../protocol/usbip/parser.js';
+import { type RequestShape, type UsbipPacket, UsbipParser } from '../../protocol/usbip/parser.js';
 import { errnoToStatus, speedFromLinux } from '../../protocol/usbip/status.js';
 import { encodeCmdSubmit, encodeCmdUnlink, type RetSubmit, type RetUnlink } from '../../protocol/usbip/urb.js';
+import { PduWriter } from '../../transport/pdu-writer.js';
 import { DescriptorType, parseDeviceDescriptor } from '../../usb/descriptors.js';
 import type { DeviceDescriptors, UsbDevice, UsbDeviceEvents } from '../../usb/device.js';
 import { RequestType, type SetupPacket, StandardRequest } from '../../usb/setup.js';
 import type { UsbSpeed } from '../../usb/speed.js';
 import { TransferStatus } from '../../usb/status.js';
 import { Transfer } from '../../usb/transfer.js';
-import { PduWriter } from '../../transport/pdu-writer.js';
 import type { Logger } from '../../util/log.js';
 
 interface Pending {
@@ -140,7 +140,10 @@ export class RemoteUsbipDevice extends EventEmitter<UsbDeviceEvents> implements 
 
   #requestImport(): Promise<UsbipDeviceInfo> {
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => done(new Error(`no import reply within ${this.#options.timeoutMs} ms`)), this.#options.timeoutMs);
+      const timer = setTimeout(
+        () => done(new Error(`no import reply within ${this.#options.timeoutMs} ms`)),
+        this.#options.timeoutMs,
+      );
       const done = (p: UsbipPacket | Error) => {
         clearTimeout(timer);
         this.#importReply = undefined;
@@ -168,12 +171,18 @@ export class RemoteUsbipDevice extends EventEmitter<UsbDeviceEvents> implements 
       const head = await this.#getDescriptor(DescriptorType.Configuration, i, 9);
       if (head.length < 4) throw new Error(`configuration ${i}: short descriptor (${head.length} bytes)`);
       const total = head.readUInt16LE(2);
-      configurations.push(total <= head.length ? head : await this.#getDescriptor(DescriptorType.Configuration, i, total));
+      configurations.push(
+        total <= head.length ? head : await this.#getDescriptor(DescriptorType.Configuration, i, total),
+      );
     }
     this.#descriptors = { device, configurations };
-    const current = await this.#controlIn(
-      { bmRequestType: RequestType.DirIn, bRequest: StandardRequest.GetConfiguration, wValue: 0, wIndex: 0, wLength: 1 },
-    ).catch(() => undefined);
+    const current = await this.#controlIn({
+      bmRequestType: RequestType.DirIn,
+      bRequest: StandardRequest.GetConfiguration,
+      wValue: 0,
+      wIndex: 0,
+      wLength: 1,
+    }).catch(() => undefined);
     if (current?.length === 1) this.#configuration = current[0]!;
   }
 
@@ -268,13 +277,23 @@ export class RemoteUsbipDevice extends EventEmitter<UsbDeviceEvents> implements 
     const t = new Transfer({
       type: 'control',
       endpoint: 0,
-      setup: { bmRequestType: USB_RT_PORT, bRequest: StandardRequest.SetFeature, wValue: USB_PORT_FEAT_RESET, wIndex: 0, wLength: 0 },
+      setup: {
+        bmRequestType: USB_RT_PORT,
+        bRequest: StandardRequest.SetFeature,
+        wValue: USB_PORT_FEAT_RESET,
+        wIndex: 0,
+        wLength: 0,
+      },
     });
     await this.submit(t);
     this.#alternates.clear();
-    const current = await this.#controlIn(
-      { bmRequestType: RequestType.DirIn, bRequest: StandardRequest.GetConfiguration, wValue: 0, wIndex: 0, wLength: 1 },
-    ).catch(() => undefined);
+    const current = await this.#controlIn({
+      bmRequestType: RequestType.DirIn,
+      bRequest: StandardRequest.GetConfiguration,
+      wValue: 0,
+      wIndex: 0,
+      wLength: 1,
+    }).catch(() => undefined);
     this.#configuration = current?.length === 1 ? current[0]! : 0;
   }
 
@@ -305,9 +324,11 @@ export class RemoteUsbipDevice extends EventEmitter<UsbDeviceEvents> implements 
         this.#importReply?.(p);
         return;
       case 'ret-submit':
-        return this.#onRetSubmit(p);
+        this.#onRetSubmit(p);
+        return;
       case 'ret-unlink':
-        return this.#onRetUnlink(p);
+        this.#onRetUnlink(p);
+        return;
       default:
         throw new UsbipProtocolError('unexpected-packet', `${p.kind} received by a client`);
     }

@@ -123,7 +123,9 @@ export function encodeRepDevlist(devices: readonly UsbipDevlistEntry[], status =
   let size = 0;
   for (const d of devices) {
     if (d.interfaces.length !== d.bNumInterfaces) {
-      throw new RangeError(`device ${d.busid}: ${d.interfaces.length} interfaces but bNumInterfaces ${d.bNumInterfaces}`);
+      throw new RangeError(
+        `device ${d.busid}: ${d.interfaces.length} interfaces but bNumInterfaces ${d.bNumInterfaces}`,
+      );
     }
     size += USB_DEVICE_SIZE + USB_INTERFACE_SIZE * d.interfaces.length;
   }

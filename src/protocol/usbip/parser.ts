@@ -1,3 +1,4 @@
+import { ByteQueue } from './byte-queue.js';
 import {
   BUSID_SIZE,
   DEFAULT_MAX_TRANSFER_LENGTH,
@@ -20,18 +21,17 @@ import {
   USBIP_RET_UNLINK,
   USBIP_VERSION,
 } from './constants.js';
-import { ByteQueue } from './byte-queue.js';
 import { UsbipProtocolError } from './errors.js';
 import { decodeInterfaces, decodeUsbDevice, type UsbipDeviceInfo, type UsbipDevlistEntry } from './op.js';
 import {
   type CmdSubmit,
   decodeIsoDescriptors,
   type IsoDescriptor,
+  type RetSubmit,
   readCmdSubmitHeader,
   readCmdUnlink,
   readRetSubmitHeader,
   readRetUnlink,
-  type RetSubmit,
   type UrbPacket,
 } from './urb.js';
 
@@ -180,16 +180,30 @@ export class UsbipParser {
       throw new UsbipProtocolError('bad-version', `protocol version 0x${hex(version, 4)}, expected 0x0111`);
     }
     if (this.#role === 'server') {
-      if (code === OP_REQ_DEVLIST) return this.#emitOp({ kind: 'op-req-devlist' });
-      if (code === OP_REQ_IMPORT) return this.#expect(BUSID_SIZE, this.#importBusid);
+      if (code === OP_REQ_DEVLIST) {
+        this.#emitOp({ kind: 'op-req-devlist' });
+        return;
+      }
+      if (code === OP_REQ_IMPORT) {
+        this.#expect(BUSID_SIZE, this.#importBusid);
+        return;
+      }
     } else {
       if (code === OP_REP_DEVLIST) {
-        if (status !== 0) return this.#emitOp({ kind: 'op-rep-devlist', status, devices: [] });
-        return this.#expect(4, this.#devlistCount);
+        if (status !== 0) {
+          this.#emitOp({ kind: 'op-rep-devlist', status, devices: [] });
+          return;
+        }
+        this.#expect(4, this.#devlistCount);
+        return;
       }
       if (code === OP_REP_IMPORT) {
-        if (status !== 0) return this.#emitOp({ kind: 'op-rep-import', status, device: undefined });
-        return this.#expect(USB_DEVICE_SIZE, this.#importDevice);
+        if (status !== 0) {
+          this.#emitOp({ kind: 'op-rep-import', status, device: undefined });
+          return;
+        }
+        this.#expect(USB_DEVICE_SIZE, this.#importDevice);
+        return;
       }
     }
     throw new UsbipProtocolError('unknown-op', `unexpected op code 0x${hex(code, 4)} for a ${this.#role}`);
@@ -214,7 +228,10 @@ export class UsbipParser {
   #devlistCount = (): void => {
     const n = this.#queue.take(4).readUInt32BE(0);
     if (n > MAX_DEVLIST_DEVICES) {
-      throw new UsbipProtocolError('too-many-devices', `DEVLIST reply claims ${n} devices (limit ${MAX_DEVLIST_DEVICES})`);
+      throw new UsbipProtocolError(
+        'too-many-devices',
+        `DEVLIST reply claims ${n} devices (limit ${MAX_DEVLIST_DEVICES})`,
+      );
     }
     this.#devlist = [];
     this.#devlistRemaining = n;
@@ -225,7 +242,8 @@ export class UsbipParser {
     if (this.#devlistRemaining === 0) {
       const devices = this.#devlist;
       this.#devlist = [];
-      return this.#emitOp({ kind: 'op-rep-devlist', status: 0, devices });
+      this.#emitOp({ kind: 'op-rep-devlist', status: 0, devices });
+      return;
     }
     this.#expect(USB_DEVICE_SIZE, this.#devlistDevice);
   }
@@ -256,11 +274,23 @@ export class UsbipParser {
     const h = this.#queue.take(URB_HEADER_SIZE);
     const command = h.readUInt32BE(0);
     if (this.#role === 'server') {
-      if (command === USBIP_CMD_SUBMIT) return this.#startCmdSubmit(h);
-      if (command === USBIP_CMD_UNLINK) return this.#onPacket(readCmdUnlink(h, 0));
+      if (command === USBIP_CMD_SUBMIT) {
+        this.#startCmdSubmit(h);
+        return;
+      }
+      if (command === USBIP_CMD_UNLINK) {
+        this.#onPacket(readCmdUnlink(h, 0));
+        return;
+      }
     } else {
-      if (command === USBIP_RET_SUBMIT) return this.#startRetSubmit(h);
-      if (command === USBIP_RET_UNLINK) return this.#onPacket(readRetUnlink(h, 0));
+      if (command === USBIP_RET_SUBMIT) {
+        this.#startRetSubmit(h);
+        return;
+      }
+      if (command === USBIP_RET_UNLINK) {
+        this.#onPacket(readRetUnlink(h, 0));
+        return;
+      }
     }
     if (command >= USBIP_CMD_SUBMIT && command <= USBIP_RET_UNLINK) {
       throw new UsbipProtocolError('unexpected-packet', `command ${command} is not for a ${this.#role}`);
@@ -280,7 +310,8 @@ export class UsbipParser {
     if (header.direction !== USBIP_DIR_OUT && header.direction !== USBIP_DIR_IN) {
       throw new UsbipProtocolError('bad-field', `CMD_SUBMIT seqnum ${header.seqnum}: direction ${header.direction}`);
     }
-    if (header.ep > 15) throw new UsbipProtocolError('bad-field', `CMD_SUBMIT seqnum ${header.seqnum}: ep ${header.ep}`);
+    if (header.ep > 15)
+      throw new UsbipProtocolError('bad-field', `CMD_SUBMIT seqnum ${header.seqnum}: ep ${header.ep}`);
     this.#checkLength(header.transferBufferLength, 'transfer_buffer_length');
     const np = header.numberOfPackets;
     // Non-ISO senders put 0 (Linux) or -1 (the protocol doc, usbip-win2) here.
@@ -365,7 +396,11 @@ function checkRequestIso(seqnum: number, packets: IsoDescriptor[], bufferLength:
   }
 }
 
-function checkReplyIso(header: Omit<RetSubmit, 'data' | 'isoPackets'>, packets: IsoDescriptor[], shape: RequestShape): void {
+function checkReplyIso(
+  header: Omit<RetSubmit, 'data' | 'isoPackets'>,
+  packets: IsoDescriptor[],
+  shape: RequestShape,
+): void {
   let total = 0;
   for (let i = 0; i < packets.length; i++) {
     const p = packets[i]!;

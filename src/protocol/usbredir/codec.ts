@@ -1,4 +1,4 @@
-import { HEADER_SIZE_32, HELLO_VERSION_SIZE, MAX_ENDPOINTS, MAX_INTERFACES, PacketType as T } from './constants.js';
+import { HELLO_VERSION_SIZE, MAX_ENDPOINTS, MAX_INTERFACES, PacketType as T } from './constants.js';
 import { UsbredirProtocolError } from './errors.js';
 import type { Layout, Negotiation } from './negotiation.js';
 import type { EpInfoEntry, InterfaceInfoEntry, Packet } from './packets.js';
@@ -353,8 +353,9 @@ export function encodePacket(p: Packet, neg: Negotiation): [Buffer, Buffer] {
   const data = dataOf(p);
   verifyTypeHeader(p, data.length, neg, true);
   const layout = neg.layout;
-  // The hello always goes out before the peer's, so always with 32-bit ids.
-  const headerSize = p.type === T.Hello ? HEADER_SIZE_32 : layout.headerSize;
+  // As in usbredirparser: the header size of the moment. Our hello goes out before the peer's
+  // hello is parsed, so it always has the 12-byte header; a (pointless) later hello would not.
+  const headerSize = layout.headerSize;
   const thSize = typeHeaderSize(p.type, layout);
   const head = Buffer.alloc(headerSize + thSize);
   head.writeUInt32LE(p.type, 0);

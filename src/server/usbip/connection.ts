@@ -2,12 +2,12 @@ import type { Socket } from 'node:net';
 import { OpStatus } from '../../protocol/usbip/constants.js';
 import { UsbipProtocolError } from '../../protocol/usbip/errors.js';
 import { encodeRepDevlist, encodeRepImport } from '../../protocol/usbip/op.js';
-import { UsbipParser, type UsbipPacket } from '../../protocol/usbip/parser.js';
+import { type UsbipPacket, UsbipParser } from '../../protocol/usbip/parser.js';
+import { PduWriter } from '../../transport/pdu-writer.js';
 import { remoteName } from '../../transport/tcp.js';
 import type { Logger } from '../../util/log.js';
 import type { DeviceRegistry, ExportedDevice } from '../registry.js';
 import { describeExport } from './device-info.js';
-import { PduWriter } from '../../transport/pdu-writer.js';
 import { UrbSession } from './urb-session.js';
 
 /** A connection that sends no op request within this time is closed. */
@@ -28,6 +28,7 @@ export class UsbipConnection {
   #imported: { entry: ExportedDevice; owner: string; session: UrbSession; onDisconnect: () => void } | undefined;
   /** Resolves when the connection is closed and its device (if any) is released. */
   readonly closed: Promise<void>;
+  #finished = false;
 
   constructor(socket: Socket, registry: DeviceRegistry, log: Logger, maxTransferLength: number | undefined) {
     this.#socket = socket;
@@ -61,6 +62,8 @@ export class UsbipConnection {
   }
 
   #onData(chunk: Buffer): void {
+    // After a final op reply the connection only drains; nothing more is parsed or buffered.
+    if (this.#finished) return;
     try {
       this.#parser.push(chunk);
     } catch (err) {
@@ -80,15 +83,17 @@ export class UsbipConnection {
         this.#log.info(`${this.#peer}: device list (${entries.length} devices)`);
         this.#socket.setTimeout(0);
         this.#writer.write(encodeRepDevlist(entries));
-        this.#socket.end();
+        this.#finish();
         return;
       }
       case 'op-req-import':
-        return this.#import(p.busid);
+        this.#import(p.busid);
+        return;
       case 'cmd-submit':
       case 'cmd-unlink':
         // The parser only yields these after startUrbPhase, i.e. with a session.
-        return this.#imported!.session.handle(p);
+        this.#imported!.session.handle(p);
+        return;
       default:
         throw new UsbipProtocolError('unexpected-packet', `${p.kind} sent to a server`);
     }
@@ -100,14 +105,14 @@ export class UsbipConnection {
     if (!entry) {
       this.#log.warn(`${this.#peer}: import of unknown busid "${busid}"`);
       this.#writer.write(encodeRepImport(OpStatus.NoDev));
-      this.#socket.end();
+      this.#finish();
       return;
     }
     const owner = `usbip ${this.#peer}`;
     if (!this.#registry.claim(entry, owner)) {
       this.#log.warn(`${this.#peer}: import of ${busid} (${entry.device.name}) refused: busy, held by ${entry.owner}`);
       this.#writer.write(encodeRepImport(OpStatus.DevBusy));
-      this.#socket.end();
+      this.#finish();
       return;
     }
     const devid = ((entry.busnum << 16) | entry.devnum) >>> 0;
@@ -121,6 +126,11 @@ export class UsbipConnection {
     this.#log.info(`${this.#peer}: imported ${busid} (${entry.device.name})`);
     this.#writer.write(encodeRepImport(OpStatus.Ok, describeExport(entry)));
     this.#parser.startUrbPhase();
+  }
+
+  #finish(): void {
+    this.#finished = true;
+    this.#socket.end();
   }
 
   /** Cancel what is in flight, reset the device so the next importer finds it as after power-on, release it. */

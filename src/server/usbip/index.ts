@@ -1,2 +1,2 @@
-export { UsbipServer, type UsbipServerOptions } from './server.js';
 export { describeExport, sysfsPath } from './device-info.js';
+export { UsbipServer, type UsbipServerOptions } from './server.js';

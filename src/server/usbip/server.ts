@@ -1,5 +1,4 @@
-import type { Server } from 'node:net';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Server } from 'node:net';
 import { USBIP_DEFAULT_PORT } from '../../protocol/usbip/constants.js';
 import { formatHostPort, type HostPort, listenTcp } from '../../transport/tcp.js';
 import { createLogger, type Logger } from '../../util/log.js';
@@ -21,7 +20,11 @@ export class UsbipServer {
   readonly #connections = new Set<UsbipConnection>();
   #server: Server | undefined;
 
-  constructor(registry: DeviceRegistry, address: HostPort = { host: '0.0.0.0', port: USBIP_DEFAULT_PORT }, options: UsbipServerOptions = {}) {
+  constructor(
+    registry: DeviceRegistry,
+    address: HostPort = { host: '0.0.0.0', port: USBIP_DEFAULT_PORT },
+    options: UsbipServerOptions = {},
+  ) {
     this.#registry = registry;
     this.#address = address;
     this.#options = options;

@@ -8,13 +8,13 @@ import {
   encodeRetUnlink,
   type IsoDescriptor,
 } from '../../protocol/usbip/urb.js';
+import type { PduWriter } from '../../transport/pdu-writer.js';
 import type { UsbDevice } from '../../usb/device.js';
 import { StandardRequest } from '../../usb/setup.js';
 import { TransferStatus } from '../../usb/status.js';
 import { type IsoPacket, Transfer, type TransferType } from '../../usb/transfer.js';
 import type { Logger } from '../../util/log.js';
 import { EndpointTypes } from './device-info.js';
-import type { PduWriter } from '../../transport/pdu-writer.js';
 
 interface InFlight {
   seqnum: number;
@@ -186,9 +186,7 @@ export class UrbSession {
     const t = entry.transfer;
     if (entry.unlinks.length > 0 && t.status === TransferStatus.Cancelled) {
       for (const seqnum of entry.unlinks) {
-        this.#writer.write(
-          encodeRetUnlink({ seqnum, devid: 0, direction: 0, ep: 0, status: -Errno.ECONNRESET }),
-        );
+        this.#writer.write(encodeRetUnlink({ seqnum, devid: 0, direction: 0, ep: 0, status: -Errno.ECONNRESET }));
       }
       return;
     }
@@ -215,7 +213,10 @@ export class UrbSession {
   }
 
   /** ISO IN data goes packed (each packet's actual bytes back to back), descriptors keep original offsets. */
-  #retSubmitIso(entry: InFlight, base: { seqnum: number; devid: number; direction: number; ep: number; status: number }) {
+  #retSubmitIso(
+    entry: InFlight,
+    base: { seqnum: number; devid: number; direction: number; ep: number; status: number },
+  ) {
     const t = entry.transfer;
     const packets = t.isoPackets!;
     const descriptors: IsoDescriptor[] = [];
@@ -276,4 +277,3 @@ export class UrbSession {
 function nonIsoPacketCount(requested: number): number {
   return requested === 0 ? 0 : -1;
 }
-

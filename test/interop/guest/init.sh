@@ -30,10 +30,12 @@ die() {
 
 # Kernel command line options (rig.*) ---------------------------------------------------
 RIG_NET=1
+RIG_IP=10.0.2.15/24
 RIG_MODULES=""
 for opt in $(cat /proc/cmdline); do
   case "$opt" in
     rig.net=*) RIG_NET="${opt#rig.net=}" ;;
+    rig.ip=*) RIG_IP="${opt#rig.ip=}" ;;
     rig.modules=*) RIG_MODULES="$(echo "${opt#rig.modules=}" | tr , ' ')" ;;
   esac
 done
@@ -53,12 +55,12 @@ until mount -t 9p -o trans=virtio,version=9p2000.L host0 /mnt/host 2>/dev/null; 
   sleep 0.1
 done
 
-# Network (QEMU user net: 10.0.2.15/24, gateway 10.0.2.2) --------------------------------
+# Network: QEMU user net 10.0.2.15/24 via 10.0.2.2, or rig.ip=ADDR/24 on a tap -------------
 ip link set lo up
 if [ "$RIG_NET" = 1 ] && [ -e /sys/class/net/eth0 ]; then
   ip link set eth0 up
-  ip addr add 10.0.2.15/24 dev eth0
-  ip route add default via 10.0.2.2 dev eth0 2>/dev/null
+  ip addr add "$RIG_IP" dev eth0
+  [ "$RIG_IP" = 10.0.2.15/24 ] && ip route add default via 10.0.2.2 dev eth0 2>/dev/null
 fi
 
 mark network
