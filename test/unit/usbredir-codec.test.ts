@@ -4,17 +4,17 @@ import {
   Cap,
   capsFrom,
   encodePacket,
+  endpointAddress,
+  endpointIndex,
+  MAX_BULK_TRANSFER_SIZE,
   Negotiation,
   type Packet,
-  PacketType as T,
   type Role,
-  UsbredirParser,
-  UsbredirProtocolError,
   statusFromRedir,
   statusToRedir,
-  endpointIndex,
-  endpointAddress,
-  MAX_BULK_TRANSFER_SIZE,
+  PacketType as T,
+  UsbredirParser,
+  UsbredirProtocolError,
 } from '../../src/protocol/usbredir/index.js';
 import { TransferStatus } from '../../src/usb/status.js';
 
@@ -61,7 +61,17 @@ function epInfo(): Packet {
 /** Packets a usb-host sends. */
 function hostPackets(): Packet[] {
   return [
-    { type: T.DeviceConnect, id: 0n, speed: 2, deviceClass: 0xef, deviceSubclass: 2, deviceProtocol: 1, vendorId: 0x1d6b, productId: 0x0104, deviceVersionBcd: 0x0510 },
+    {
+      type: T.DeviceConnect,
+      id: 0n,
+      speed: 2,
+      deviceClass: 0xef,
+      deviceSubclass: 2,
+      deviceProtocol: 1,
+      vendorId: 0x1d6b,
+      productId: 0x0104,
+      deviceVersionBcd: 0x0510,
+    },
     { type: T.DeviceDisconnect, id: 0n },
     {
       type: T.InterfaceInfo,
@@ -79,8 +89,30 @@ function hostPackets(): Packet[] {
     { type: T.BulkStreamsStatus, id: 9n, endpoints: 0x30004, noStreams: 16, status: 3 },
     { type: T.FilterFilter, id: 0n, filter: '0x03,-1,-1,-1,0|-1,-1,-1,-1,1' },
     { type: T.BulkReceivingStatus, id: 10n, streamId: 0, endpoint: 0x81, status: 0 },
-    { type: T.ControlPacket, id: 11n, endpoint: 0x80, request: 6, requestType: 0x80, status: 0, value: 0x100, index: 0, length: 18, data: d(18) },
-    { type: T.ControlPacket, id: 12n, endpoint: 0x00, request: 9, requestType: 0x00, status: 0, value: 1, index: 0, length: 0, data: Buffer.alloc(0) },
+    {
+      type: T.ControlPacket,
+      id: 11n,
+      endpoint: 0x80,
+      request: 6,
+      requestType: 0x80,
+      status: 0,
+      value: 0x100,
+      index: 0,
+      length: 18,
+      data: d(18),
+    },
+    {
+      type: T.ControlPacket,
+      id: 12n,
+      endpoint: 0x00,
+      request: 9,
+      requestType: 0x00,
+      status: 0,
+      value: 1,
+      index: 0,
+      length: 0,
+      data: Buffer.alloc(0),
+    },
     { type: T.BulkPacket, id: 13n, endpoint: 0x81, status: 0, length: 700, streamId: 0, data: d(700) },
     { type: T.BulkPacket, id: 14n, endpoint: 0x02, status: 0, length: 65535, streamId: 3, data: Buffer.alloc(0) },
     { type: T.IsoPacket, id: 15n, endpoint: 0x81, status: 0, length: 192, data: d(192) },
@@ -110,8 +142,30 @@ function guestPackets(): Packet[] {
     { type: T.DeviceDisconnectAck, id: 0n },
     { type: T.StartBulkReceiving, id: 12n, streamId: 0, bytesPerTransfer: 4096, endpoint: 0x81, noTransfers: 5 },
     { type: T.StopBulkReceiving, id: 13n, streamId: 0, endpoint: 0x81 },
-    { type: T.ControlPacket, id: 14n, endpoint: 0x80, request: 6, requestType: 0x80, status: 0, value: 0x200, index: 0, length: 255, data: Buffer.alloc(0) },
-    { type: T.ControlPacket, id: 15n, endpoint: 0x00, request: 0x22, requestType: 0x21, status: 0, value: 3, index: 0, length: 7, data: d(7) },
+    {
+      type: T.ControlPacket,
+      id: 14n,
+      endpoint: 0x80,
+      request: 6,
+      requestType: 0x80,
+      status: 0,
+      value: 0x200,
+      index: 0,
+      length: 255,
+      data: Buffer.alloc(0),
+    },
+    {
+      type: T.ControlPacket,
+      id: 15n,
+      endpoint: 0x00,
+      request: 0x22,
+      requestType: 0x21,
+      status: 0,
+      value: 3,
+      index: 0,
+      length: 7,
+      data: d(7),
+    },
     { type: T.BulkPacket, id: 16n, endpoint: 0x02, status: 0, length: 1000, streamId: 0, data: d(1000) },
     { type: T.BulkPacket, id: 0xfffffffen, endpoint: 0x81, status: 0, length: 512, streamId: 0, data: Buffer.alloc(0) },
     { type: T.IsoPacket, id: 17n, endpoint: 0x03, status: 0, length: 96, data: d(96) },
@@ -167,7 +221,10 @@ describe('usbredir codec round trips', () => {
         for (const p of packets) {
           const cap = CAP_PACKETS.get(p.type);
           if (cap !== undefined && !sender.peerHas(cap)) {
-            assert.throws(() => encodePacket(p, sender), (e: unknown) => e instanceof UsbredirProtocolError && e.reason === 'missing-capability');
+            assert.throws(
+              () => encodePacket(p, sender),
+              (e: unknown) => e instanceof UsbredirProtocolError && e.reason === 'missing-capability',
+            );
             continue;
           }
           if (p.type === T.BulkPacket && p.length > 0xffff && sender.layout.bulkHeaderSize === 8) continue;
@@ -190,7 +247,12 @@ describe('usbredir codec round trips', () => {
     ];
     for (const [h, g, header, connect, ep, bulk] of cases) {
       const { host } = pair(h, g);
-      assert.deepEqual(host.layout, { headerSize: header, deviceConnectSize: connect, epInfoSize: ep, bulkHeaderSize: bulk });
+      assert.deepEqual(host.layout, {
+        headerSize: header,
+        deviceConnectSize: connect,
+        epInfoSize: ep,
+        bulkHeaderSize: bulk,
+      });
     }
   });
 
@@ -205,7 +267,15 @@ describe('usbredir codec round trips', () => {
   });
 
   it('bulk lengths above 65535 need 32bits_bulk_length on both sides', () => {
-    const big: Packet = { type: T.BulkPacket, id: 1n, endpoint: 0x81, status: 0, length: 0x123456, streamId: 0, data: Buffer.alloc(0) };
+    const big: Packet = {
+      type: T.BulkPacket,
+      id: 1n,
+      endpoint: 0x81,
+      status: 0,
+      length: 0x123456,
+      streamId: 0,
+      data: Buffer.alloc(0),
+    };
     const { guest, host } = pair(ALL, ALL);
     assert.deepEqual(parseAll(host, [wire(big, guest)]), [big]);
     const narrow = pair([], []);
@@ -218,19 +288,37 @@ describe('usbredir codec round trips', () => {
     assert.throws(() => encodePacket({ type: T.Reset, id: 0n }, host), reason('wrong-direction'));
     assert.throws(() => encodePacket({ type: T.DeviceDisconnect, id: 0n }, guest), reason('wrong-direction'));
     assert.throws(
-      () => encodePacket({ type: T.InterruptPacket, id: 1n, endpoint: 0x81, status: 0, length: 8, data: Buffer.alloc(0) }, guest),
+      () =>
+        encodePacket(
+          { type: T.InterruptPacket, id: 1n, endpoint: 0x81, status: 0, length: 8, data: Buffer.alloc(0) },
+          guest,
+        ),
       reason('wrong-direction'),
     );
     assert.throws(
-      () => encodePacket({ type: T.BulkPacket, id: 1n, endpoint: 0x02, status: 0, length: 8, streamId: 0, data: d(4) }, guest),
+      () =>
+        encodePacket(
+          { type: T.BulkPacket, id: 1n, endpoint: 0x02, status: 0, length: 8, streamId: 0, data: d(4) },
+          guest,
+        ),
       reason('data-length-mismatch'),
     );
     assert.throws(
-      () => encodePacket({ type: T.BulkPacket, id: 1n, endpoint: 0x02, status: 0, length: 8, streamId: 0, data: d(8) }, host),
+      () =>
+        encodePacket(
+          { type: T.BulkPacket, id: 1n, endpoint: 0x02, status: 0, length: 8, streamId: 0, data: d(8) },
+          host,
+        ),
       reason('unexpected-data'),
     );
-    assert.throws(() => encodePacket({ type: T.StartInterruptReceiving, id: 1n, endpoint: 0x03 }, guest), reason('not-an-in-endpoint'));
-    assert.throws(() => encodePacket({ type: T.SetConfiguration, id: 1n, configuration: 256 }, guest), reason('bad-value'));
+    assert.throws(
+      () => encodePacket({ type: T.StartInterruptReceiving, id: 1n, endpoint: 0x03 }, guest),
+      reason('not-an-in-endpoint'),
+    );
+    assert.throws(
+      () => encodePacket({ type: T.SetConfiguration, id: 1n, configuration: 256 }, guest),
+      reason('bad-value'),
+    );
   });
 });
 
@@ -272,7 +360,11 @@ describe('usbredir streaming parser', () => {
     assert.deepEqual(parseAll(new Negotiation('host', capsFrom(NO_STREAMS)), bytes), want);
     for (let i = 1; i < all.length; i += 37) {
       for (let j = i; j < all.length; j += 53) {
-        const got = parseAll(new Negotiation('host', capsFrom(NO_STREAMS)), [all.subarray(0, i), all.subarray(i, j), all.subarray(j)]);
+        const got = parseAll(new Negotiation('host', capsFrom(NO_STREAMS)), [
+          all.subarray(0, i),
+          all.subarray(i, j),
+          all.subarray(j),
+        ]);
         assert.deepEqual(got, want);
       }
     }
@@ -280,7 +372,10 @@ describe('usbredir streaming parser', () => {
 
   it('hands out views of the received chunk for data inside one chunk', () => {
     const { host, guest } = pair(NO_STREAMS, ALL);
-    const chunk = wire({ type: T.BulkPacket, id: 1n, endpoint: 0x02, status: 0, length: 1000, streamId: 0, data: d(1000) }, guest);
+    const chunk = wire(
+      { type: T.BulkPacket, id: 1n, endpoint: 0x02, status: 0, length: 1000, streamId: 0, data: d(1000) },
+      guest,
+    );
     const got = parseAll(host, [chunk]);
     const p = got[0]!;
     assert.equal(p.type, T.BulkPacket);
@@ -375,8 +470,16 @@ describe('usbredir parser errors', () => {
     const info = Buffer.alloc(132);
     info.writeUInt32LE(33, 0);
     expectError('guest', Buffer.concat([header(T.InterfaceInfo, 132), info]), 'too-many-interfaces');
-    expectError('host', Buffer.concat([header(T.StartInterruptReceiving, 1), Buffer.from([0x03])]), 'not-an-in-endpoint');
-    expectError('guest', Buffer.concat([header(T.InterruptReceivingStatus, 2), Buffer.from([0, 0x03])]), 'not-an-in-endpoint');
+    expectError(
+      'host',
+      Buffer.concat([header(T.StartInterruptReceiving, 1), Buffer.from([0x03])]),
+      'not-an-in-endpoint',
+    );
+    expectError(
+      'guest',
+      Buffer.concat([header(T.InterruptReceivingStatus, 2), Buffer.from([0, 0x03])]),
+      'not-an-in-endpoint',
+    );
     expectError('host', header(T.FilterReject, 0), 'missing-capability', [1, 3, 4, 5, 6, 7]);
     expectError('host', header(T.DeviceDisconnectAck, 0), 'missing-capability', [1, 2]);
     expectError('host', Buffer.concat([header(T.FilterFilter, 3), Buffer.from('a,b')]), 'bad-filter-data');
@@ -397,7 +500,10 @@ describe('usbredir parser errors', () => {
     th.writeUInt16LE(len & 0xffff, 2);
     th.writeUInt16LE(len >>> 16, 8);
     const parser = new UsbredirParser(neg, () => assert.fail('no packet expected'));
-    assert.throws(() => parser.push(Buffer.concat([header(T.BulkPacket, 10, 1, 16), th])), (e: unknown) => e instanceof UsbredirProtocolError && e.reason === 'transfer-too-long');
+    assert.throws(
+      () => parser.push(Buffer.concat([header(T.BulkPacket, 10, 1, 16), th])),
+      (e: unknown) => e instanceof UsbredirProtocolError && e.reason === 'transfer-too-long',
+    );
     // An OUT packet announcing 100 MiB is accepted and waits for its data without allocating it.
     const out = Buffer.alloc(10);
     out[0] = 0x02;
@@ -414,7 +520,15 @@ describe('usbredir parser errors', () => {
 
 describe('usbredir status and endpoint mapping', () => {
   it('maps statuses both ways, unknown codes as errors', () => {
-    for (const s of [TransferStatus.Ok, TransferStatus.Cancelled, TransferStatus.Invalid, TransferStatus.IoError, TransferStatus.Stall, TransferStatus.Timeout, TransferStatus.Babble]) {
+    for (const s of [
+      TransferStatus.Ok,
+      TransferStatus.Cancelled,
+      TransferStatus.Invalid,
+      TransferStatus.IoError,
+      TransferStatus.Stall,
+      TransferStatus.Timeout,
+      TransferStatus.Babble,
+    ]) {
       assert.equal(statusFromRedir(statusToRedir(s)), s);
     }
     assert.equal(statusToRedir(TransferStatus.NoDevice), 3);

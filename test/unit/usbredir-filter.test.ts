@@ -18,7 +18,10 @@ const rule = (deviceClass: number, vendorId: number, productId: number, deviceVe
 
 describe('usbredir filter strings', () => {
   it('parses hex, octal, decimal and -1', () => {
-    assert.deepEqual(parseFilter('0x03,-1,-1,-1,0|-1,-1,-1,-1,1'), [rule(3, -1, -1, -1, false), rule(-1, -1, -1, -1, true)]);
+    assert.deepEqual(parseFilter('0x03,-1,-1,-1,0|-1,-1,-1,-1,1'), [
+      rule(3, -1, -1, -1, false),
+      rule(-1, -1, -1, -1, true),
+    ]);
     assert.deepEqual(parseFilter('010,0X1d6B,260,0,5'), [rule(8, 0x1d6b, 260, 0, true)]);
     assert.deepEqual(parseFilter(' 8,+1,0x0,00,0'), [rule(8, 1, 0, 0, false)]);
   });
@@ -88,7 +91,11 @@ describe('usbredir filter check', () => {
 
   it('checks the device class, then each interface; first match wins', () => {
     assert.deepEqual(checkFilter(spiceDefault, device({ interfaces: [iface(8, 6, 0x50)] })), { allowed: true });
-    assert.deepEqual(checkFilter(spiceDefault, device({ deviceClass: 3 })), { allowed: false, reason: 'denied', rule: 0 });
+    assert.deepEqual(checkFilter(spiceDefault, device({ deviceClass: 3 })), {
+      allowed: false,
+      reason: 'denied',
+      rule: 0,
+    });
     assert.equal(checkFilter(spiceDefault, device({ interfaces: [iface(8), iface(3, 1, 1)] })).allowed, false);
     const byVendor = parseFilter('-1,0x1234,-1,-1,1|-1,-1,-1,-1,0');
     assert.equal(checkFilter(byVendor, device({ interfaces: [iface(3, 1, 1)] })).allowed, true);
@@ -103,13 +110,21 @@ describe('usbredir filter check', () => {
     assert.equal(checkFilter(denyMisc, device({ deviceClass: 0xef, interfaces: [iface(8)] })).allowed, true);
     assert.equal(checkFilter(denyMisc, device({ deviceClass: 0x00, interfaces: [iface(8)] })).allowed, true);
     assert.equal(checkFilter(denyMisc, device({ deviceClass: 0xff, interfaces: [iface(8)] })).allowed, true);
-    assert.equal(checkFilter(parseFilter('0xff,-1,-1,-1,0|-1,-1,-1,-1,1'), device({ deviceClass: 0xff })).allowed, false);
+    assert.equal(
+      checkFilter(parseFilter('0xff,-1,-1,-1,0|-1,-1,-1,-1,1'), device({ deviceClass: 0xff })).allowed,
+      false,
+    );
   });
 
   it('denies when nothing matches unless default allow', () => {
     const onlyStorage = parseFilter('0x08,-1,-1,-1,1');
-    assert.deepEqual(checkFilter(onlyStorage, device({ interfaces: [iface(7)] })), { allowed: false, reason: 'no-match' });
-    assert.deepEqual(checkFilter(onlyStorage, device({ interfaces: [iface(7)] }), { defaultAllow: true }), { allowed: true });
+    assert.deepEqual(checkFilter(onlyStorage, device({ interfaces: [iface(7)] })), {
+      allowed: false,
+      reason: 'no-match',
+    });
+    assert.deepEqual(checkFilter(onlyStorage, device({ interfaces: [iface(7)] }), { defaultAllow: true }), {
+      allowed: true,
+    });
     assert.deepEqual(checkFilter([], device({ interfaces: [iface(7)] })), { allowed: false, reason: 'no-match' });
     assert.deepEqual(checkFilter([], device({ interfaces: [] })), { allowed: true });
   });
@@ -119,7 +134,10 @@ describe('usbredir filter check', () => {
     // A keyboard's vendor HID interface next to a storage interface is skipped ...
     assert.equal(checkFilter(noHid, device({ interfaces: [iface(8), iface(3, 0, 0)] })).allowed, true);
     // ... unless asked not to skip.
-    assert.equal(checkFilter(noHid, device({ interfaces: [iface(8), iface(3, 0, 0)] }), { dontSkipNonBootHid: true }).allowed, false);
+    assert.equal(
+      checkFilter(noHid, device({ interfaces: [iface(8), iface(3, 0, 0)] }), { dontSkipNonBootHid: true }).allowed,
+      false,
+    );
     // A single non-boot HID interface is not skipped.
     assert.equal(checkFilter(noHid, device({ interfaces: [iface(3, 0, 0)] })).allowed, false);
     // Only non-boot HID interfaces: still checked (the 0.7.1 KVM switch fix).
@@ -129,6 +147,9 @@ describe('usbredir filter check', () => {
   });
 
   it('reports invalid rules', () => {
-    assert.deepEqual(checkFilter([rule(999, -1, -1, -1, true)], device({})), { allowed: false, reason: 'invalid-rules' });
+    assert.deepEqual(checkFilter([rule(999, -1, -1, -1, true)], device({})), {
+      allowed: false,
+      reason: 'invalid-rules',
+    });
   });
 });

@@ -5,8 +5,8 @@ import {
   encodePacket,
   Negotiation,
   type Packet,
-  PacketType as T,
   type Role,
+  PacketType as T,
   UsbredirParser,
   UsbredirProtocolError,
 } from '../../src/protocol/usbredir/index.js';
@@ -31,7 +31,18 @@ function validGuestStream(): Buffer {
   const hello = encodePacket({ type: T.Hello, id: 0n, version: 'fuzz guest', caps: [0xff] }, guest);
   guest.setPeerCaps(capsFrom(ALL));
   const packets: Packet[] = [
-    { type: T.ControlPacket, id: 1n, endpoint: 0x80, request: 6, requestType: 0x80, status: 0, value: 0x100, index: 0, length: 18, data: Buffer.alloc(0) },
+    {
+      type: T.ControlPacket,
+      id: 1n,
+      endpoint: 0x80,
+      request: 6,
+      requestType: 0x80,
+      status: 0,
+      value: 0x100,
+      index: 0,
+      length: 18,
+      data: Buffer.alloc(0),
+    },
     { type: T.BulkPacket, id: 2n, endpoint: 0x02, status: 0, length: 31, streamId: 0, data: Buffer.alloc(31, 0x55) },
     { type: T.StartInterruptReceiving, id: 3n, endpoint: 0x81 },
     { type: T.FilterFilter, id: 0n, filter: '-1,-1,-1,-1,1' },

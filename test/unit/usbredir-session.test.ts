@@ -24,9 +24,31 @@ setLogSink('silent');
 
 /** Interface 0: alt 0 = bulk IN 0x81, bulk OUT 0x02, interrupt IN 0x83; alt 1 adds interrupt OUT 0x04. */
 function configDescriptor(): Buffer {
-  const ep = (addr: number, attr: number, mps: number, interval: number) => [7, 5, addr, attr, mps & 0xff, mps >> 8, interval];
+  const ep = (addr: number, attr: number, mps: number, interval: number) => [
+    7,
+    5,
+    addr,
+    attr,
+    mps & 0xff,
+    mps >> 8,
+    interval,
+  ];
   const alt0 = [9, 4, 0, 0, 3, 0xff, 0, 0, 0, ...ep(0x81, 2, 512, 0), ...ep(0x02, 2, 512, 0), ...ep(0x83, 3, 8, 4)];
-  const alt1 = [9, 4, 0, 1, 4, 0xff, 1, 0, 0, ...ep(0x81, 2, 512, 0), ...ep(0x02, 2, 512, 0), ...ep(0x83, 3, 8, 4), ...ep(0x04, 3, 16, 4)];
+  const alt1 = [
+    9,
+    4,
+    0,
+    1,
+    4,
+    0xff,
+    1,
+    0,
+    0,
+    ...ep(0x81, 2, 512, 0),
+    ...ep(0x02, 2, 512, 0),
+    ...ep(0x83, 3, 8, 4),
+    ...ep(0x04, 3, 16, 4),
+  ];
   const body = [...alt0, ...alt1];
   const total = 9 + body.length;
   return Buffer.from([9, 2, total & 0xff, total >> 8, 1, 1, 0, 0x80, 50, ...body]);
@@ -215,7 +237,11 @@ class Guest {
 
   async expect<K extends Packet['type']>(type: K): Promise<PacketOf<K>> {
     const p = await this.next();
-    assert.equal(p.type, type, `expected type ${type}, got ${p.type} (${JSON.stringify(p, (_, v) => (typeof v === 'bigint' ? `${v}` : v))})`);
+    assert.equal(
+      p.type,
+      type,
+      `expected type ${type}, got ${p.type} (${JSON.stringify(p, (_, v) => (typeof v === 'bigint' ? `${v}` : v))})`,
+    );
     return p as PacketOf<K>;
   }
 
@@ -262,7 +288,12 @@ describe('usbredir host session over loopback', () => {
     registry = new DeviceRegistry();
     device = new FakeDevice();
     entry = registry.add(device);
-    listener = new UsbredirListener(registry, entry, { host: '127.0.0.1', port: 0 }, { drainTimeoutMs: 500, ackTimeoutMs: 300 });
+    listener = new UsbredirListener(
+      registry,
+      entry,
+      { host: '127.0.0.1', port: 0 },
+      { drainTimeoutMs: 500, ackTimeoutMs: 1000 },
+    );
     await listener.listen();
     port = listener.address!.port;
   });
@@ -295,7 +326,9 @@ describe('usbredir host session over loopback', () => {
     const { guest, hello, interfaceInfo, epInfo, connect } = await connected();
     assert.match(hello.version, /^usbwire \d+\.\d+\.\d+/);
     assert.equal(hello.caps[0], 0xfe);
-    assert.deepEqual(interfaceInfo.interfaces, [{ number: 0, interfaceClass: 0xff, interfaceSubclass: 0, interfaceProtocol: 0 }]);
+    assert.deepEqual(interfaceInfo.interfaces, [
+      { number: 0, interfaceClass: 0xff, interfaceSubclass: 0, interfaceProtocol: 0 },
+    ]);
     const ep = (i: number) => epInfo.endpoints[i]!;
     assert.deepEqual(ep(0), { type: 0, interval: 0, interface: 0, maxPacketSize: 0, maxStreams: 0 });
     assert.equal(ep(16).type, 0);
@@ -321,7 +354,18 @@ describe('usbredir host session over loopback', () => {
 
   it('runs control, bulk OUT and bulk IN transfers', async () => {
     const { guest } = await connected();
-    guest.send({ type: T.ControlPacket, id: 1n, endpoint: 0x80, request: 6, requestType: 0x80, status: 0, value: 0x100, index: 0, length: 18, data: EMPTY });
+    guest.send({
+      type: T.ControlPacket,
+      id: 1n,
+      endpoint: 0x80,
+      request: 6,
+      requestType: 0x80,
+      status: 0,
+      value: 0x100,
+      index: 0,
+      length: 18,
+      data: EMPTY,
+    });
     const desc = await guest.expect(T.ControlPacket);
     assert.equal(desc.id, 1n);
     assert.equal(desc.status, 0);
@@ -330,12 +374,31 @@ describe('usbredir host session over loopback', () => {
     assert.deepEqual([desc.request, desc.requestType, desc.value, desc.index], [6, 0x80, 0x100, 0]);
 
     // An unsupported request stalls.
-    guest.send({ type: T.ControlPacket, id: 2n, endpoint: 0x00, request: 0x99, requestType: 0x40, status: 0, value: 0, index: 0, length: 3, data: Buffer.from([1, 2, 3]) });
+    guest.send({
+      type: T.ControlPacket,
+      id: 2n,
+      endpoint: 0x00,
+      request: 0x99,
+      requestType: 0x40,
+      status: 0,
+      value: 0,
+      index: 0,
+      length: 3,
+      data: Buffer.from([1, 2, 3]),
+    });
     const stalled = await guest.expect(T.ControlPacket);
     assert.deepEqual([stalled.id, stalled.status, stalled.length, stalled.data.length], [2n, 4, 0, 0]);
 
     const payload = Buffer.alloc(70000, 0xab); // > 64 KiB: needs 32bits_bulk_length
-    guest.send({ type: T.BulkPacket, id: 0x1_0000_0003n, endpoint: 0x02, status: 0, length: payload.length, streamId: 0, data: payload });
+    guest.send({
+      type: T.BulkPacket,
+      id: 0x1_0000_0003n,
+      endpoint: 0x02,
+      status: 0,
+      length: payload.length,
+      streamId: 0,
+      data: payload,
+    });
     const out = await guest.expect(T.BulkPacket);
     assert.deepEqual([out.id, out.status, out.length, out.data.length], [0x1_0000_0003n, 0, 70000, 0]);
     assert.deepEqual(device.bulkOut, [payload]);
@@ -391,7 +454,18 @@ describe('usbredir host session over loopback', () => {
 
   it('answers a cancel exactly once: cancelled if pending, nothing if already done', async () => {
     const { guest } = await connected();
-    guest.send({ type: T.ControlPacket, id: 20n, endpoint: 0x80, request: 0x42, requestType: 0xc0, status: 0, value: 0, index: 0, length: 4, data: EMPTY });
+    guest.send({
+      type: T.ControlPacket,
+      id: 20n,
+      endpoint: 0x80,
+      request: 0x42,
+      requestType: 0xc0,
+      status: 0,
+      value: 0,
+      index: 0,
+      length: 4,
+      data: EMPTY,
+    });
     await waitFor(() => device.pendingOn(0x80) === 1);
     guest.send({ type: T.CancelDataPacket, id: 20n });
     const cancelled = await guest.expect(T.ControlPacket);
@@ -465,14 +539,31 @@ describe('usbredir host session over loopback', () => {
 
   it('buffered bulk receiving pushes buffered_bulk_packets', async () => {
     const { guest } = await connected();
-    guest.send({ type: T.StartBulkReceiving, id: 40n, streamId: 0, bytesPerTransfer: 1024, endpoint: 0x81, noTransfers: 3 });
+    guest.send({
+      type: T.StartBulkReceiving,
+      id: 40n,
+      streamId: 0,
+      bytesPerTransfer: 1024,
+      endpoint: 0x81,
+      noTransfers: 3,
+    });
     const st = await guest.expect(T.BulkReceivingStatus);
     assert.deepEqual([st.id, st.status], [40n, 0]);
     await waitFor(() => device.pendingOn(0x81) === 3);
     device.feed(0x81, Buffer.from('serial data'));
     const pkt = await guest.expect(T.BufferedBulkPacket);
-    assert.deepEqual([pkt.id, pkt.endpoint, pkt.status, pkt.length, pkt.data.toString()], [0n, 0x81, 0, 11, 'serial data']);
-    guest.send({ type: T.StartBulkReceiving, id: 41n, streamId: 0, bytesPerTransfer: 1024, endpoint: 0x81, noTransfers: 3 });
+    assert.deepEqual(
+      [pkt.id, pkt.endpoint, pkt.status, pkt.length, pkt.data.toString()],
+      [0n, 0x81, 0, 11, 'serial data'],
+    );
+    guest.send({
+      type: T.StartBulkReceiving,
+      id: 41n,
+      streamId: 0,
+      bytesPerTransfer: 1024,
+      endpoint: 0x81,
+      noTransfers: 3,
+    });
     const dup = await guest.expect(T.BulkReceivingStatus);
     assert.equal(dup.status, 2); // already started
     guest.send({ type: T.StopBulkReceiving, id: 42n, streamId: 0, endpoint: 0x81 });
@@ -572,8 +663,10 @@ describe('usbredir host session over loopback', () => {
     const cancelled = await guest.expect(T.BulkPacket);
     assert.deepEqual([cancelled.id, cancelled.status], [60n, 1]);
     await guest.expect(T.DeviceDisconnect);
+    const acked = Date.now();
     guest.send({ type: T.DeviceDisconnectAck, id: 0n });
     await guest.waitClosed();
+    assert.ok(Date.now() - acked < 250, 'closes on the ack, not on the ack timeout');
     await waitFor(() => entry.owner === undefined);
   });
 });

@@ -171,7 +171,8 @@ export function attachData(p: Packet, data: Buffer): void {
 }
 
 function u8(v: number, what: string): number {
-  if (!Number.isInteger(v) || v < 0 || v > 0xff) throw new UsbredirProtocolError('bad-value', `${what} ${v} is not a u8`);
+  if (!Number.isInteger(v) || v < 0 || v > 0xff)
+    throw new UsbredirProtocolError('bad-value', `${what} ${v} is not a u8`);
   return v;
 }
 function u16(v: number, what: string): number {
@@ -327,7 +328,7 @@ function dataOf(p: Packet): Buffer {
     case T.Hello: {
       const words = p.caps.length > 0 ? p.caps : [0];
       const b = Buffer.alloc(4 * words.length);
-      words.forEach((w, i) => b.writeUInt32LE(w >>> 0, 4 * i));
+      for (const [i, w] of words.entries()) b.writeUInt32LE(w >>> 0, 4 * i);
       return b;
     }
     case T.FilterFilter:
@@ -361,7 +362,11 @@ export function encodePacket(p: Packet, neg: Negotiation): [Buffer, Buffer] {
   head.writeUInt32LE(p.type, 0);
   head.writeUInt32LE(thSize + data.length, 4);
   if (p.id < 0n || p.id > (headerSize === 16 ? 0xffffffffffffffffn : 0xffffffffn)) {
-    throw new UsbredirProtocolError('bad-value', `id ${p.id} does not fit a ${headerSize === 16 ? 64 : 32}-bit id`, p.type);
+    throw new UsbredirProtocolError(
+      'bad-value',
+      `id ${p.id} does not fit a ${headerSize === 16 ? 64 : 32}-bit id`,
+      p.type,
+    );
   }
   if (headerSize === 16) head.writeBigUInt64LE(p.id, 8);
   else head.writeUInt32LE(Number(p.id), 8);

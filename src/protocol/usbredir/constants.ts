@@ -38,7 +38,10 @@ export const PacketType = {
 export type PacketType = (typeof PacketType)[keyof typeof PacketType];
 
 const TYPE_NAMES = new Map<number, string>(
-  Object.entries(PacketType).map(([name, n]) => [n, name.replace(/[A-Z]/g, (c, i) => (i ? '_' : '') + c.toLowerCase())]),
+  Object.entries(PacketType).map(([name, n]) => [
+    n,
+    name.replace(/[A-Z]/g, (c, i) => (i ? '_' : '') + c.toLowerCase()),
+  ]),
 );
 
 /** "bulk_packet" for 101, "type 77" for unknown numbers. */

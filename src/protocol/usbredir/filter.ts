@@ -120,7 +120,13 @@ export function formatFilter(rules: readonly FilterRule[], sep: FilterSeparators
   const t = sep.token[0]!;
   return rules
     .map((r) =>
-      [hex(r.deviceClass, 2), hex(r.vendorId, 4), hex(r.productId, 4), hex(r.deviceVersionBcd, 4), r.allow ? '1' : '0'].join(t),
+      [
+        hex(r.deviceClass, 2),
+        hex(r.vendorId, 4),
+        hex(r.productId, 4),
+        hex(r.deviceVersionBcd, 4),
+        r.allow ? '1' : '0',
+      ].join(t),
     )
     .join(sep.rule[0]!);
 }
@@ -147,7 +153,12 @@ export type FilterVerdict =
   | { allowed: true }
   | { allowed: false; reason: 'denied' | 'no-match' | 'invalid-rules'; rule?: number };
 
-function checkClass(rules: readonly FilterRule[], cls: number, dev: FilterDeviceInfo, defaultAllow: boolean): FilterVerdict {
+function checkClass(
+  rules: readonly FilterRule[],
+  cls: number,
+  dev: FilterDeviceInfo,
+  defaultAllow: boolean,
+): FilterVerdict {
   for (const [i, r] of rules.entries()) {
     const match =
       (r.deviceClass === -1 || r.deviceClass === cls) &&

@@ -1,4 +1,4 @@
-import { PacketType as T } from './constants.js';
+import type { PacketType as T } from './constants.js';
 
 /**
  * Typed usbredir packets. `id` is the header id (guest-chosen for requests, echoed in replies,

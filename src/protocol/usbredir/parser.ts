@@ -1,5 +1,5 @@
-import { HEADER_SIZE_64, MAX_PACKET_SIZE, PacketType as T, packetTypeName } from './constants.js';
 import { attachData, decodeTypeHeader } from './codec.js';
+import { HEADER_SIZE_64, MAX_PACKET_SIZE, packetTypeName, PacketType as T } from './constants.js';
 import { UsbredirProtocolError } from './errors.js';
 import type { Negotiation } from './negotiation.js';
 import type { Packet } from './packets.js';

@@ -3,8 +3,8 @@ import {
   isKnownPacketType,
   MAX_BULK_TRANSFER_SIZE,
   MAX_INTERFACES,
-  PacketType as T,
   packetTypeName,
+  PacketType as T,
 } from './constants.js';
 import { UsbredirProtocolError } from './errors.js';
 import type { Layout, Negotiation } from './negotiation.js';
@@ -203,7 +203,11 @@ export function verifyTypeHeader(p: Packet, dataLength: number, neg: Negotiation
       break;
     case T.BulkPacket:
       if (p.length > MAX_BULK_TRANSFER_SIZE) {
-        throw new UsbredirProtocolError('transfer-too-long', `bulk length ${p.length} > ${MAX_BULK_TRANSFER_SIZE}`, type);
+        throw new UsbredirProtocolError(
+          'transfer-too-long',
+          `bulk length ${p.length} > ${MAX_BULK_TRANSFER_SIZE}`,
+          type,
+        );
       }
       break;
     case T.BufferedBulkPacket:
@@ -235,11 +239,18 @@ export function verifyTypeHeader(p: Packet, dataLength: number, neg: Negotiation
     return;
   }
   if (dataLength !== 0) {
-    throw new UsbredirProtocolError('unexpected-data', `${packetTypeName(type)} ep ${ep} carries unexpected data`, type);
+    throw new UsbredirProtocolError(
+      'unexpected-data',
+      `${packetTypeName(type)} ep ${ep} carries unexpected data`,
+      type,
+    );
   }
-  const wrongWay =
-    type === T.IsoPacket || type === T.BufferedBulkPacket || (type === T.InterruptPacket && toHost);
+  const wrongWay = type === T.IsoPacket || type === T.BufferedBulkPacket || (type === T.InterruptPacket && toHost);
   if (wrongWay) {
-    throw new UsbredirProtocolError('wrong-direction', `${packetTypeName(type)} ep ${ep} sent in the wrong direction`, type);
+    throw new UsbredirProtocolError(
+      'wrong-direction',
+      `${packetTypeName(type)} ep ${ep} sent in the wrong direction`,
+      type,
+    );
   }
 }

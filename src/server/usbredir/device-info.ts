@@ -1,12 +1,12 @@
-import type { EpInfoEntry, InterfaceInfoEntry } from '../../protocol/usbredir/packets.js';
-import { EndpointKind, endpointIndex, MAX_ENDPOINTS, speedToRedir } from '../../protocol/usbredir/index.js';
 import type { FilterDeviceInfo } from '../../protocol/usbredir/filter.js';
+import { EndpointKind, endpointIndex, MAX_ENDPOINTS, speedToRedir } from '../../protocol/usbredir/index.js';
+import type { EpInfoEntry, InterfaceInfoEntry } from '../../protocol/usbredir/packets.js';
 import {
+  type DeviceDescriptor,
   EndpointTypeCode,
   type ParsedConfiguration,
   parseConfiguration,
   parseDeviceDescriptor,
-  type DeviceDescriptor,
 } from '../../usb/descriptors.js';
 import type { UsbDevice } from '../../usb/device.js';
 

@@ -1,7 +1,7 @@
 import type net from 'node:net';
-import type { ExportedDevice, DeviceRegistry } from '../registry.js';
 import { connectTcp, formatHostPort, type HostPort, listenTcp, remoteName } from '../../transport/tcp.js';
 import { createLogger, type Logger } from '../../util/log.js';
+import type { DeviceRegistry, ExportedDevice } from '../registry.js';
 import { UsbredirHostSession, type UsbredirHostSessionOptions } from './session.js';
 
 type SessionTuning = Pick<UsbredirHostSessionOptions, 'version' | 'drainTimeoutMs' | 'ackTimeoutMs'>;

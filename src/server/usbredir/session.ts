@@ -6,12 +6,12 @@ import {
   EndpointKind,
   endpointAddress,
   endpointIndex,
-  PacketType as T,
   packetTypeName,
   Status,
+  PacketType as T,
 } from '../../protocol/usbredir/constants.js';
 import { UsbredirProtocolError } from '../../protocol/usbredir/errors.js';
-import { checkFilter, type FilterRule, FilterParseError, parseFilter } from '../../protocol/usbredir/filter.js';
+import { checkFilter, FilterParseError, type FilterRule, parseFilter } from '../../protocol/usbredir/filter.js';
 import { capsFrom, Negotiation } from '../../protocol/usbredir/negotiation.js';
 import type {
   BulkPacket,
@@ -228,6 +228,11 @@ export class UsbredirHostSession extends EventEmitter<UsbredirHostSessionEvents>
       this.#protocolError(`${describe(p)} before hello`);
       return;
     }
+    // The ack is awaited by a queued step (the detach), so it must not wait in the queue itself.
+    if (p.type === T.DeviceDisconnectAck) {
+      this.#disconnectAck();
+      return;
+    }
     void this.#run(() => this.#dispatch(p));
   }
 
@@ -292,15 +297,25 @@ export class UsbredirHostSession extends EventEmitter<UsbredirHostSessionEvents>
         return this.#streams.stop('bulk', p.id, p.endpoint, p.streamId);
       case T.AllocBulkStreams:
         this.log.warn('guest asked for bulk streams: not supported');
-        return this.#send({ type: T.BulkStreamsStatus, id: p.id, endpoints: p.endpoints, noStreams: p.noStreams, status: Status.IoError });
+        return this.#send({
+          type: T.BulkStreamsStatus,
+          id: p.id,
+          endpoints: p.endpoints,
+          noStreams: p.noStreams,
+          status: Status.IoError,
+        });
       case T.FreeBulkStreams:
-        return this.#send({ type: T.BulkStreamsStatus, id: p.id, endpoints: p.endpoints, noStreams: 0, status: Status.IoError });
+        return this.#send({
+          type: T.BulkStreamsStatus,
+          id: p.id,
+          endpoints: p.endpoints,
+          noStreams: 0,
+          status: Status.IoError,
+        });
       case T.FilterFilter:
         return this.#filterFilter(p.filter);
       case T.FilterReject:
         return this.#filterReject();
-      case T.DeviceDisconnectAck:
-        return this.#disconnectAck();
       default:
         // Everything else is host-to-guest only and stopped by the parser.
         this.log.warn(`unexpected ${describe(p)}`);
@@ -322,7 +337,9 @@ export class UsbredirHostSession extends EventEmitter<UsbredirHostSessionEvents>
     if (this.#filter) {
       const verdict = checkFilter(this.#filter, filterInfo(view));
       if (!verdict.allowed) {
-        this.log.info(`${this.device.name} not offered: the guest's filter ${verdict.reason === 'denied' ? 'denies' : 'does not allow'} it`);
+        this.log.info(
+          `${this.device.name} not offered: the guest's filter ${verdict.reason === 'denied' ? 'denies' : 'does not allow'} it`,
+        );
         this.#deviceState = 'released';
         this.#release();
         return;
@@ -423,7 +440,8 @@ export class UsbredirHostSession extends EventEmitter<UsbredirHostSessionEvents>
     this.log.debug(`guest filter: ${text}`);
     if (this.#deviceState === 'attached' && this.#view) {
       const verdict = checkFilter(rules, filterInfo(this.#view));
-      if (!verdict.allowed) this.log.info('the attached device does not pass the guest filter; the guest will reject it');
+      if (!verdict.allowed)
+        this.log.info('the attached device does not pass the guest filter; the guest will reject it');
     }
   }
 
@@ -518,8 +536,14 @@ export class UsbredirHostSession extends EventEmitter<UsbredirHostSessionEvents>
   async #setAltSetting(p: SetAltSettingPacket): Promise<void> {
     const reply = (status: number, alt: number) =>
       this.#send({ type: T.AltSettingStatus, id: p.id, status, interface: p.interface, alt });
-    if (this.#deviceState !== 'attached') return reply(Status.IoError, 0xff);
-    if (!this.#hasInterface(p.interface)) return reply(Status.Inval, 0xff);
+    if (this.#deviceState !== 'attached') {
+      reply(Status.IoError, 0xff);
+      return;
+    }
+    if (!this.#hasInterface(p.interface)) {
+      reply(Status.Inval, 0xff);
+      return;
+    }
     const endpoints = new Set<number>();
     this.#view?.endpoints.forEach((e, i) => {
       if (e.interface === p.interface && e.type !== EndpointKind.Control && e.type !== EndpointKind.Invalid) {
@@ -545,8 +569,14 @@ export class UsbredirHostSession extends EventEmitter<UsbredirHostSessionEvents>
   async #getAltSetting(id: bigint, iface: number): Promise<void> {
     const reply = (status: number, alt: number) =>
       this.#send({ type: T.AltSettingStatus, id, status, interface: iface, alt });
-    if (this.#deviceState !== 'attached') return reply(Status.IoError, 0xff);
-    if (!this.#hasInterface(iface)) return reply(Status.Inval, 0xff);
+    if (this.#deviceState !== 'attached') {
+      reply(Status.IoError, 0xff);
+      return;
+    }
+    if (!this.#hasInterface(iface)) {
+      reply(Status.Inval, 0xff);
+      return;
+    }
     const t = await this.#standardRequest({
       bmRequestType: RequestType.DirIn | RequestType.Standard | RequestType.Interface,
       bRequest: StandardRequest.GetInterface,
@@ -580,9 +610,13 @@ export class UsbredirHostSession extends EventEmitter<UsbredirHostSessionEvents>
   }
 
   #control(p: ControlPacket): void {
-    if (this.#deviceState !== 'attached') return this.#refuse(p, Status.IoError);
+    if (this.#deviceState !== 'attached') {
+      this.#refuse(p, Status.IoError);
+      return;
+    }
     if (this.#endpointInfo(p.endpoint).type !== EndpointKind.Control) {
-      return this.#refuse(p, Status.Inval, `control packet on non-control ep ${hex2(p.endpoint)}`);
+      this.#refuse(p, Status.Inval, `control packet on non-control ep ${hex2(p.endpoint)}`);
+      return;
     }
     const isIn = (p.endpoint & 0x80) !== 0;
     const setup: SetupPacket = {
@@ -609,24 +643,36 @@ export class UsbredirHostSession extends EventEmitter<UsbredirHostSessionEvents>
   }
 
   #bulk(p: BulkPacket): void {
-    if (this.#deviceState !== 'attached') return this.#refuse(p, Status.IoError);
-    if (this.#endpointInfo(p.endpoint).type !== EndpointKind.Bulk) {
-      return this.#refuse(p, Status.Inval, `bulk packet on non-bulk ep ${hex2(p.endpoint)}`);
+    if (this.#deviceState !== 'attached') {
+      this.#refuse(p, Status.IoError);
+      return;
     }
-    if (p.streamId !== 0) return this.#refuse(p, Status.Inval, 'bulk packet with a stream id: streams not supported');
+    if (this.#endpointInfo(p.endpoint).type !== EndpointKind.Bulk) {
+      this.#refuse(p, Status.Inval, `bulk packet on non-bulk ep ${hex2(p.endpoint)}`);
+      return;
+    }
+    if (p.streamId !== 0) {
+      this.#refuse(p, Status.Inval, 'bulk packet with a stream id: streams not supported');
+      return;
+    }
     const isIn = (p.endpoint & 0x80) !== 0;
     const t = new Transfer({ type: 'bulk', endpoint: p.endpoint, length: p.length, data: isIn ? undefined : p.data });
     this.#pending.submit(p, t);
   }
 
   #interruptOut(p: InterruptPacket): void {
-    if (this.#deviceState !== 'attached') return this.#refuse(p, Status.IoError);
+    if (this.#deviceState !== 'attached') {
+      this.#refuse(p, Status.IoError);
+      return;
+    }
     const ep = this.#endpointInfo(p.endpoint);
     if (ep.type !== EndpointKind.Interrupt) {
-      return this.#refuse(p, Status.Inval, `interrupt packet on non-interrupt ep ${hex2(p.endpoint)}`);
+      this.#refuse(p, Status.Inval, `interrupt packet on non-interrupt ep ${hex2(p.endpoint)}`);
+      return;
     }
     if (p.data.length > ep.maxPacketSize) {
-      return this.#refuse(p, Status.Inval, `interrupt OUT of ${p.data.length} bytes > max packet ${ep.maxPacketSize}`);
+      this.#refuse(p, Status.Inval, `interrupt OUT of ${p.data.length} bytes > max packet ${ep.maxPacketSize}`);
+      return;
     }
     this.#pending.submit(p, new Transfer({ type: 'interrupt', endpoint: p.endpoint, data: p.data }));
   }

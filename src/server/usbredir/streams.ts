@@ -1,12 +1,8 @@
 import { EndpointKind, PacketType, Status } from '../../protocol/usbredir/constants.js';
-import type {
-  IsoPacket,
-  StartBulkReceivingPacket,
-  StartIsoStreamPacket,
-} from '../../protocol/usbredir/packets.js';
+import type { IsoPacket, StartBulkReceivingPacket, StartIsoStreamPacket } from '../../protocol/usbredir/packets.js';
 import { statusToRedir } from '../../protocol/usbredir/status.js';
 import { TransferStatus } from '../../usb/status.js';
-import { type IsoPacket as UsbIsoPacket, Transfer } from '../../usb/transfer.js';
+import { Transfer, type IsoPacket as UsbIsoPacket } from '../../usb/transfer.js';
 import type { SessionContext } from './context.js';
 
 /** usbredirhost limits. */
@@ -290,7 +286,8 @@ export class EndpointStreams {
   }
 
   #completeIsoOut(s: Stream, t: Transfer): void {
-    const failed = t.status !== TransferStatus.Ok ? t.status : t.isoPackets?.find((p) => p.status !== TransferStatus.Ok)?.status;
+    const failed =
+      t.status !== TransferStatus.Ok ? t.status : t.isoPackets?.find((p) => p.status !== TransferStatus.Ok)?.status;
     if (failed === TransferStatus.NoDevice) {
       this.#end(s.endpoint);
       return;
@@ -326,4 +323,3 @@ const EMPTY = Buffer.alloc(0);
 function hex(ep: number): string {
   return ep.toString(16).padStart(2, '0');
 }
-

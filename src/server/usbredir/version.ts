@@ -9,7 +9,10 @@ export function usbwireVersion(): string {
   // Same relative path from src/server/usbredir and from dist/src/server/usbredir: try both.
   for (const rel of ['../../../package.json', '../../../../package.json']) {
     try {
-      const pkg = JSON.parse(readFileSync(new URL(rel, import.meta.url), 'utf8')) as { name?: string; version?: string };
+      const pkg = JSON.parse(readFileSync(new URL(rel, import.meta.url), 'utf8')) as {
+        name?: string;
+        version?: string;
+      };
       if (pkg.name === 'usbwire' && pkg.version) {
         cached = pkg.version;
         break;
