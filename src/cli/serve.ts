@@ -23,31 +23,30 @@ export async function serve(argv: string[]): Promise<number> {
     return 0;
   }
   setLogLevel(parsed.logLevel);
-  const registry = await openDevices(parsed);
+  // Signals are handled from the start, so a SIGTERM during start-up still shuts down cleanly.
+  let signalled: (signal: string) => void = () => {};
+  const signal = new Promise<string>((resolve) => (signalled = resolve));
+  const onSignal = (name: string) => () => signalled(name);
+  const handlers = { SIGINT: onSignal('SIGINT'), SIGTERM: onSignal('SIGTERM') };
+  process.once('SIGINT', handlers.SIGINT);
+  process.once('SIGTERM', handlers.SIGTERM);
   const frontEnds: FrontEnd[] = [];
+  let registry: DeviceRegistry | undefined;
   try {
+    registry = await openDevices(parsed);
     await startFrontEnds(parsed, registry, frontEnds);
   } catch (err) {
+    process.off('SIGINT', handlers.SIGINT);
+    process.off('SIGTERM', handlers.SIGTERM);
     await Promise.allSettled(frontEnds.map((f) => f.close()));
-    await registry.closeAll();
+    await registry?.closeAll();
     throw err;
   }
-  return new Promise<number>((resolve) => {
-    let stopping = false;
-    const stop = (signal: string) => {
-      if (stopping) return;
-      stopping = true;
-      log.info(`${signal}: shutting down`);
-      void (async () => {
-        await Promise.allSettled(frontEnds.map((f) => f.close()));
-        await registry.closeAll();
-        log.info('all devices closed and flushed');
-        resolve(0);
-      })();
-    };
-    process.once('SIGINT', () => stop('SIGINT'));
-    process.once('SIGTERM', () => stop('SIGTERM'));
-  });
+  log.info(`${await signal}: shutting down`);
+  await Promise.allSettled(frontEnds.map((f) => f.close()));
+  await registry.closeAll();
+  log.info('all devices closed and flushed');
+  return 0;
 }
 
 async function openDevices(opts: ServeOptions): Promise<DeviceRegistry> {
