@@ -32,7 +32,12 @@ import {
 } from '../test/interop/rig.js';
 
 export type StorageSetup = 'qemu-usb-storage' | 'usbwire-usbip' | 'usbwire-usbip-tap' | 'usbwire-usbredir';
-export const STORAGE_SETUPS: StorageSetup[] = ['qemu-usb-storage', 'usbwire-usbip', 'usbwire-usbip-tap', 'usbwire-usbredir'];
+export const STORAGE_SETUPS: StorageSetup[] = [
+  'qemu-usb-storage',
+  'usbwire-usbip',
+  'usbwire-usbip-tap',
+  'usbwire-usbredir',
+];
 
 export interface DdSuiteOptions {
   setup: StorageSetup;
@@ -77,9 +82,12 @@ export async function runDdSuite(opts: DdSuiteOptions): Promise<DdSuiteResult> {
           script: '',
           modules: ['xhci_pci', 'usb_storage', 'sd_mod'],
           qemuArgs: [
-            '-device', 'qemu-xhci,id=usbc',
-            '-drive', `if=none,id=d0,file=${img},format=raw,cache=writeback`,
-            '-device', 'usb-storage,drive=d0,bus=usbc.0',
+            '-device',
+            'qemu-xhci,id=usbc',
+            '-drive',
+            `if=none,id=d0,file=${img},format=raw,cache=writeback`,
+            '-device',
+            'usb-storage,drive=d0,bus=usbc.0',
           ],
         };
         break;
@@ -113,9 +121,12 @@ export async function runDdSuite(opts: DdSuiteOptions): Promise<DdSuiteResult> {
           script: '',
           modules: ['xhci_pci', 'usb_storage', 'sd_mod'],
           qemuArgs: [
-            '-device', 'qemu-xhci,id=usbc',
-            '-chardev', `socket,id=ur0,host=127.0.0.1,port=${port},reconnect=1,nodelay=on`,
-            '-device', 'usb-redir,chardev=ur0,bus=usbc.0',
+            '-device',
+            'qemu-xhci,id=usbc',
+            '-chardev',
+            `socket,id=ur0,host=127.0.0.1,port=${port},reconnect=1,nodelay=on`,
+            '-device',
+            'usb-redir,chardev=ur0,bus=usbc.0',
           ],
         };
         break;
@@ -131,7 +142,8 @@ ${SUITE}
 `;
     const res = await bootGuest(boot);
     if (res.rc !== 0) {
-      const extra = opts.verbose === false ? '' : `\n${res.describe()}${srv ? `\n--- usbwire ---\n${srv.output()}` : ''}`;
+      const extra =
+        opts.verbose === false ? '' : `\n${res.describe()}${srv ? `\n--- usbwire ---\n${srv.output()}` : ''}`;
       throw new Error(`dd suite failed on ${opts.setup}${extra}`);
     }
     const t = readKV(res.shareDir, 'times.txt');

@@ -20,9 +20,9 @@ import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import {
   type BootOptions,
+  firstDiffOutside,
   type GuestHandle,
   type GuestResult,
-  firstDiffOutside,
   makePatternImage,
   patternBytes,
   readAt,

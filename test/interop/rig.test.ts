@@ -16,7 +16,10 @@ const { skip } = interopGate();
 const work = mkdtempSync(join(tmpdir(), 'usbwire-rigtest-'));
 after(() => rmSync(work, { recursive: true, force: true }));
 
-test('rig: usbip list -r through guestfwd + relay reaches a stub OP_REP_DEVLIST server', { skip, timeout: 180_000 }, async () => {
+test('rig: usbip list -r through guestfwd + relay reaches a stub OP_REP_DEVLIST server', {
+  skip,
+  timeout: 180_000,
+}, async () => {
   const port = await freePort();
   const requests: string[] = [];
   const stub = createServer((s) => {
@@ -67,9 +70,12 @@ test('rig: disk scenario passes on QEMU built-in usb-storage (control)', { skip,
     boot: {
       timeoutMs: 240_000,
       qemuArgs: [
-        '-device', 'qemu-xhci,id=usbc',
-        '-drive', `if=none,id=d0,file=${img},format=raw,cache=writethrough`,
-        '-device', 'usb-storage,drive=d0,bus=usbc.0',
+        '-device',
+        'qemu-xhci,id=usbc',
+        '-drive',
+        `if=none,id=d0,file=${img},format=raw,cache=writeback`,
+        '-device',
+        'usb-storage,drive=d0,bus=usbc.0',
       ],
     },
   });

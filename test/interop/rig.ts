@@ -228,17 +228,40 @@ export function qemuArgs(info: RigInfo, opts: BootOptions, shareDir: string): st
   else if (!useNet) append.push('rig.net=0');
   if (opts.append) append.push(opts.append);
   const args = [
-    '-machine', 'q35', '-accel', 'tcg', '-cpu', 'max',
-    '-m', String(opts.memoryMiB ?? 512), '-smp', '1',
-    '-nodefaults', '-no-user-config', '-display', 'none', '-vga', 'none', '-no-reboot',
-    '-serial', 'stdio',
-    '-kernel', info.vmlinux, '-initrd', info.initrd, '-append', append.join(' '),
-    '-virtfs', `local,path=${shareDir},mount_tag=host0,security_model=none,id=fs0`,
+    '-machine',
+    'q35',
+    '-accel',
+    'tcg',
+    '-cpu',
+    'max',
+    '-m',
+    String(opts.memoryMiB ?? 512),
+    '-smp',
+    '1',
+    '-nodefaults',
+    '-no-user-config',
+    '-display',
+    'none',
+    '-vga',
+    'none',
+    '-no-reboot',
+    '-serial',
+    'stdio',
+    '-kernel',
+    info.vmlinux,
+    '-initrd',
+    info.initrd,
+    '-append',
+    append.join(' '),
+    '-virtfs',
+    `local,path=${shareDir},mount_tag=host0,security_model=none,id=fs0`,
   ];
   if (opts.netns) {
     args.push(
-      '-netdev', `tap,id=n0,ifname=${opts.netns.tap},script=no,downscript=no`,
-      '-device', 'virtio-net-pci,netdev=n0,romfile=',
+      '-netdev',
+      `tap,id=n0,ifname=${opts.netns.tap},script=no,downscript=no`,
+      '-device',
+      'virtio-net-pci,netdev=n0,romfile=',
     );
   } else if (useNet) {
     let nd = 'user,id=n0,restrict=on';

@@ -20,7 +20,10 @@ after(async () => {
   else process.stderr.write(`usbip interop: files kept in ${work}\n`);
 });
 
-test('usbip: list, attach, whole-disk checksum, direct pattern writes, ext4 round trip, detach', { skip, timeout: 420_000 }, async (t) => {
+test('usbip: list, attach, whole-disk checksum, direct pattern writes, ext4 round trip, detach', {
+  skip,
+  timeout: 420_000,
+}, async (t) => {
   const img = join(work, 'disk.img');
   const port = await freePort();
   const size = 64 * MiB;

@@ -45,9 +45,12 @@ type Hc = 'xhci' | 'ehci';
 
 function usbArgs(hc: Hc, chardev: string): string[] {
   return [
-    '-device', hc === 'xhci' ? 'qemu-xhci,id=usbc' : 'usb-ehci,id=usbc',
-    '-chardev', chardev,
-    '-device', 'usb-redir,chardev=ur0,bus=usbc.0',
+    '-device',
+    hc === 'xhci' ? 'qemu-xhci,id=usbc' : 'usb-ehci,id=usbc',
+    '-chardev',
+    chardev,
+    '-device',
+    'usb-redir,chardev=ur0,bus=usbc.0',
   ];
 }
 const connectOut = (port: number) => `socket,id=ur0,host=127.0.0.1,port=${port},reconnect=1,nodelay=on`;
@@ -71,25 +74,31 @@ async function guarded<T>(srvs: () => (UsbwireServer | undefined)[], fn: () => P
 }
 
 for (const hc of ['xhci', 'ehci'] as const) {
-  test(`usbredir (${hc}, QEMU connects): whole-disk checksum, direct pattern writes, ext4 round trip`, { skip, timeout: 420_000 }, async () => {
+  test(`usbredir (${hc}, QEMU connects): whole-disk checksum, direct pattern writes, ext4 round trip`, {
+    skip,
+    timeout: 420_000,
+  }, async () => {
     const img = join(work, `disk-${hc}.img`);
     const port = await freePort();
     let srv: UsbwireServer | undefined;
-    await guarded(() => [srv], async () => {
-      const res = await runDiskScenario({
-        img,
-        seed: `usbredir-${hc}`,
-        size: 64 * MiB,
-        modules: modulesFor(hc),
-        attach: '',
-        boot: { qemuArgs: usbArgs(hc, connectOut(port)), timeoutMs: 360_000 },
-        beforeBoot: async () => {
-          srv = server(['--usbredir', `127.0.0.1:${port}`, '--disk', img]);
-          await srv.ready;
-        },
-      });
-      res.cleanup();
-    });
+    await guarded(
+      () => [srv],
+      async () => {
+        const res = await runDiskScenario({
+          img,
+          seed: `usbredir-${hc}`,
+          size: 64 * MiB,
+          modules: modulesFor(hc),
+          attach: '',
+          boot: { qemuArgs: usbArgs(hc, connectOut(port)), timeoutMs: 360_000 },
+          beforeBoot: async () => {
+            srv = server(['--usbredir', `127.0.0.1:${port}`, '--disk', img]);
+            await srv.ready;
+          },
+        });
+        res.cleanup();
+      },
+    );
   });
 }
 
@@ -97,25 +106,31 @@ test('usbredir: QEMU listens (server=on), usbwire --usbredir-connect', { skip, t
   const img = join(work, 'disk-connect.img');
   const port = await freePort();
   let srv: UsbwireServer | undefined;
-  await guarded(() => [srv], async () => {
-    const res = await runDiskScenario({
-      img,
-      seed: 'usbredir-connect',
-      size: 64 * MiB,
-      modules: modulesFor('xhci'),
-      attach: '',
-      boot: { qemuArgs: usbArgs('xhci', listenIn(port)), timeoutMs: 360_000 },
-      // usbwire retries until QEMU's listener answers, so it may start before QEMU.
-      beforeBoot: async () => {
-        srv = server(['--usbredir-connect', `127.0.0.1:${port}`, '--disk', img], /connect|listening/i);
-        await srv.ready;
-      },
-    });
-    res.cleanup();
-  });
+  await guarded(
+    () => [srv],
+    async () => {
+      const res = await runDiskScenario({
+        img,
+        seed: 'usbredir-connect',
+        size: 64 * MiB,
+        modules: modulesFor('xhci'),
+        attach: '',
+        boot: { qemuArgs: usbArgs('xhci', listenIn(port)), timeoutMs: 360_000 },
+        // usbwire retries until QEMU's listener answers, so it may start before QEMU.
+        beforeBoot: async () => {
+          srv = server(['--usbredir-connect', `127.0.0.1:${port}`, '--disk', img], /connect|listening/i);
+          await srv.ready;
+        },
+      });
+      res.cleanup();
+    },
+  );
 });
 
-test('usbredir: usbwire restarted while QEMU runs → QEMU reconnects, data before and after intact', { skip, timeout: 420_000 }, async () => {
+test('usbredir: usbwire restarted while QEMU runs → QEMU reconnects, data before and after intact', {
+  skip,
+  timeout: 420_000,
+}, async () => {
   const img = join(work, 'disk-restart.img');
   const seed = 'usbredir-restart';
   const size = 64 * MiB;
@@ -125,15 +140,17 @@ test('usbredir: usbwire restarted while QEMU runs → QEMU reconnects, data befo
   prepareImage({ img, seed, size });
   let srv1: UsbwireServer | undefined;
   let srv2: UsbwireServer | undefined;
-  await guarded(() => [srv1, srv2], async () => {
-    srv1 = server(['--usbredir', `127.0.0.1:${port}`, '--disk', img]);
-    await srv1.ready;
-    const g = startGuest({
-      modules: modulesFor('xhci'),
-      qemuArgs: usbArgs('xhci', connectOut(port)),
-      timeoutMs: 300_000,
-      files: { ...patternFiles(wa, 'r'), ...patternFiles(wb, 'r') },
-      script: `
+  await guarded(
+    () => [srv1, srv2],
+    async () => {
+      srv1 = server(['--usbredir', `127.0.0.1:${port}`, '--disk', img]);
+      await srv1.ready;
+      const g = startGuest({
+        modules: modulesFor('xhci'),
+        qemuArgs: usbArgs('xhci', connectOut(port)),
+        timeoutMs: 300_000,
+        files: { ...patternFiles(wa, 'r'), ...patternFiles(wb, 'r') },
+        script: `
 D=$(rig_wait_disk 60) || fail "disk did not appear"
 ${guestPatternWrites(wa, 'r')}
 sync
@@ -148,80 +165,87 @@ ${guestPatternWrites(wb, 'r')}
 sync
 log "guest done"
 `,
-    });
-    try {
-      await g.waitStage('a', 240_000);
-      await srv1.stop();
-      await g.waitStage('gone', 90_000);
-      srv2 = server(['--usbredir', `127.0.0.1:${port}`, '--disk', img]);
-      await srv2.ready;
-    } catch (e) {
-      g.kill();
+      });
+      try {
+        await g.waitStage('a', 240_000);
+        await srv1.stop();
+        await g.waitStage('gone', 90_000);
+        srv2 = server(['--usbredir', `127.0.0.1:${port}`, '--disk', img]);
+        await srv2.ready;
+      } catch (e) {
+        g.kill();
+        const res = await g.done;
+        throw new Error(`${(e as Error).message}\n${res.describe()}`);
+      }
       const res = await g.done;
-      throw new Error(`${(e as Error).message}\n${res.describe()}`);
-    }
-    const res = await g.done;
-    assert.equal(res.rc, 0, res.describe());
-    await assertPatternsInImage(img, wa, 'r');
-    await assertPatternsInImage(img, wb, 'r');
-    assertUnchangedOutside(img, seed, size, [...wa, ...wb]);
-    res.cleanup();
-  });
+      assert.equal(res.rc, 0, res.describe());
+      await assertPatternsInImage(img, wa, 'r');
+      await assertPatternsInImage(img, wb, 'r');
+      assertUnchangedOutside(img, seed, size, [...wa, ...wb]);
+      res.cleanup();
+    },
+  );
 });
 
-test('usbredir: QEMU killed during writes → the server frees the device for the next QEMU', { skip, timeout: 420_000 }, async () => {
+test('usbredir: QEMU killed during writes → the server frees the device for the next QEMU', {
+  skip,
+  timeout: 420_000,
+}, async () => {
   const img = join(work, 'disk-kill.img');
   const size = 64 * MiB;
   const port = await freePort();
   prepareImage({ img, seed: 'usbredir-kill', size });
   let srv: UsbwireServer | undefined;
-  await guarded(() => [srv], async () => {
-    srv = server(['--usbredir', `127.0.0.1:${port}`, '--disk', img]);
-    await srv.ready;
-    const g1 = startGuest({
-      modules: modulesFor('xhci'),
-      qemuArgs: usbArgs('xhci', connectOut(port)),
-      timeoutMs: 240_000,
-      script: `
+  await guarded(
+    () => [srv],
+    async () => {
+      srv = server(['--usbredir', `127.0.0.1:${port}`, '--disk', img]);
+      await srv.ready;
+      const g1 = startGuest({
+        modules: modulesFor('xhci'),
+        qemuArgs: usbArgs('xhci', connectOut(port)),
+        timeoutMs: 240_000,
+        script: `
 D=$(rig_wait_disk 60) || fail "disk did not appear"
 rig_stage writing
 dd if=/dev/zero of=/dev/$D bs=64k count=100000 oflag=direct
 fail "dd finished although QEMU should have been killed"
 `,
-    });
-    try {
-      await g1.waitStage('writing', 180_000);
-    } catch (e) {
+      });
+      try {
+        await g1.waitStage('writing', 180_000);
+      } catch (e) {
+        g1.kill();
+        const res = await g1.done;
+        throw new Error(`${(e as Error).message}\n${res.describe()}`);
+      }
+      await sleep(1500);
       g1.kill();
-      const res = await g1.done;
-      throw new Error(`${(e as Error).message}\n${res.describe()}`);
-    }
-    await sleep(1500);
-    g1.kill();
-    const r1 = await g1.done;
-    assert.equal(r1.rc, null, 'first guest was killed');
-    await sleep(500);
-    assert.equal(srv.proc.exitCode, null, `usbwire exited after QEMU was killed:\n${srv.output()}`);
+      const r1 = await g1.done;
+      assert.equal(r1.rc, null, 'first guest was killed');
+      await sleep(500);
+      assert.equal(srv.proc.exitCode, null, `usbwire exited after QEMU was killed:\n${srv.output()}`);
 
-    const g2 = startGuest({
-      modules: modulesFor('xhci'),
-      qemuArgs: usbArgs('xhci', connectOut(port)),
-      timeoutMs: 240_000,
-      script: `
+      const g2 = startGuest({
+        modules: modulesFor('xhci'),
+        qemuArgs: usbArgs('xhci', connectOut(port)),
+        timeoutMs: 240_000,
+        script: `
 D=$(rig_wait_disk 60) || fail "disk did not appear for the second QEMU"
 rig_result bytes $(rig_disk_bytes $D)
 rig_result sha_full $(rig_sha256 /dev/$D)
 `,
-    });
-    const r2 = await g2.done;
-    assert.equal(r2.rc, 0, r2.describe());
-    const kv = readKV(r2.shareDir);
-    assert.equal(Number(kv.bytes), size);
-    // The first guest wrote zeros from LBA 0 up to where it was killed.
-    const headZero = Buffer.alloc(64 * 1024);
-    assert.ok((await readAt(img, 0, headZero.length)).equals(headZero), 'the first guest wrote zeros at the start');
-    assert.equal(kv.sha_full, sha256File(img), 'second guest reads the image as it is on the host');
-    r1.cleanup();
-    r2.cleanup();
-  });
+      });
+      const r2 = await g2.done;
+      assert.equal(r2.rc, 0, r2.describe());
+      const kv = readKV(r2.shareDir);
+      assert.equal(Number(kv.bytes), size);
+      // The first guest wrote zeros from LBA 0 up to where it was killed.
+      const headZero = Buffer.alloc(64 * 1024);
+      assert.ok((await readAt(img, 0, headZero.length)).equals(headZero), 'the first guest wrote zeros at the start');
+      assert.equal(kv.sha_full, sha256File(img), 'second guest reads the image as it is on the host');
+      r1.cleanup();
+      r2.cleanup();
+    },
+  );
 });
