@@ -41,7 +41,8 @@ export function parseEndpoint(text: string, flag: string): Endpoint {
     portText = v6[2]!;
   } else if (text.includes(':')) {
     const at = text.lastIndexOf(':');
-    if (text.indexOf(':') !== at) throw new UsageError(`${flag} ${text}: put IPv6 addresses in brackets, e.g. [::1]:3240`);
+    if (text.indexOf(':') !== at)
+      throw new UsageError(`${flag} ${text}: put IPv6 addresses in brackets, e.g. [::1]:3240`);
     host = text.slice(0, at) || host;
     portText = text.slice(at + 1);
   }

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
-import { serve } from './serve.js';
 import { UsageError } from './args.js';
+import { serve } from './serve.js';
 
 const HELP = `usage: usbwire <command> [options]
 
@@ -14,7 +14,9 @@ commands:
 `;
 
 export function version(): string {
-  const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
+  const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as {
+    version: string;
+  };
   return pkg.version;
 }
 

@@ -125,7 +125,10 @@ async function startFrontEnds(opts: ServeOptions, registry: DeviceRegistry, fron
 function pickDevice(registry: DeviceRegistry, busid: string | undefined, flag: string) {
   const entry = busid === undefined ? registry.list()[0] : registry.get(busid);
   if (!entry) {
-    const known = registry.list().map((d) => d.busid).join(', ');
+    const known = registry
+      .list()
+      .map((d) => d.busid)
+      .join(', ');
     throw new UsageError(`${flag}: no exported device ${busid} (exported: ${known})`);
   }
   return entry;

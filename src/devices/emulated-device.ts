@@ -4,8 +4,8 @@ import {
   buildConfiguration,
   buildDeviceDescriptor,
   buildDeviceQualifier,
-  type DeviceDescriptor,
   DescriptorType,
+  type DeviceDescriptor,
   StringTable,
 } from '../usb/descriptors.js';
 import type { DeviceDescriptors, UsbDevice, UsbDeviceEvents } from '../usb/device.js';
@@ -204,7 +204,9 @@ export class EmulatedDevice extends EventEmitter<UsbDeviceEvents> implements Usb
     return this.#bound.find((b) => iface >= b.firstInterface && iface < b.firstInterface + b.interfaceCount);
   }
 
-  #altSpecs(iface: number): { fn: BoundFunction; alternates: number[]; endpoints: (alt: number) => EndpointSpec[] } | undefined {
+  #altSpecs(
+    iface: number,
+  ): { fn: BoundFunction; alternates: number[]; endpoints: (alt: number) => EndpointSpec[] } | undefined {
     const fn = this.#functionForInterface(iface);
     if (!fn) return undefined;
     const spec = fn.fn.interfaces(this.speed).find((i) => i.number + fn.firstInterface === iface);
@@ -256,7 +258,8 @@ export class EmulatedDevice extends EventEmitter<UsbDeviceEvents> implements Usb
   }
 
   #standard(s: SetupPacket): ControlResult | undefined {
-    const ok = (data?: Buffer): ControlResult => (data ? { status: TransferStatus.Ok, data } : { status: TransferStatus.Ok });
+    const ok = (data?: Buffer): ControlResult =>
+      data ? { status: TransferStatus.Ok, data } : { status: TransferStatus.Ok };
     const recipient = s.bmRequestType & RequestType.RecipientMask;
     switch (s.bRequest) {
       case StandardRequest.GetDescriptor:

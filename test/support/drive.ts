@@ -16,16 +16,35 @@ export async function control(dev: UsbDevice, setup: SetupPacket, data?: Buffer)
   return t;
 }
 
-export function getDescriptor(dev: UsbDevice, type: number, index: number, length: number, langId = 0): Promise<Transfer> {
-  return control(dev, { bmRequestType: 0x80, bRequest: 6, wValue: (type << 8) | index, wIndex: langId, wLength: length });
+export function getDescriptor(
+  dev: UsbDevice,
+  type: number,
+  index: number,
+  length: number,
+  langId = 0,
+): Promise<Transfer> {
+  return control(dev, {
+    bmRequestType: 0x80,
+    bRequest: 6,
+    wValue: (type << 8) | index,
+    wIndex: langId,
+    wLength: length,
+  });
 }
 
 export function setConfiguration(dev: UsbDevice, value: number): Promise<Transfer> {
   return control(dev, { bmRequestType: 0x00, bRequest: 9, wValue: value, wIndex: 0, wLength: 0 });
 }
 
-export function bulkIn(dev: UsbDevice, endpoint: number, length: number, flags?: TransferFlags): Transfer & { done: Promise<void> } {
-  const t = new Transfer({ type: 'bulk', endpoint, length, ...(flags ? { flags } : {}) }) as Transfer & { done: Promise<void> };
+export function bulkIn(
+  dev: UsbDevice,
+  endpoint: number,
+  length: number,
+  flags?: TransferFlags,
+): Transfer & { done: Promise<void> } {
+  const t = new Transfer({ type: 'bulk', endpoint, length, ...(flags ? { flags } : {}) }) as Transfer & {
+    done: Promise<void>;
+  };
   t.done = dev.submit(t);
   return t;
 }

@@ -75,13 +75,20 @@ describe('FileBackend', () => {
     await assert.rejects(FileBackend.open(odd), startsWith(`${odd}: size 1000 bytes is not a multiple of 512`));
     const empty = await image('empty.img', Buffer.alloc(0));
     await assert.rejects(FileBackend.open(empty), startsWith(`${empty}: image is empty`));
-    await assert.rejects(FileBackend.open('/dev/null'), (e: Error) => e.message.includes('not a regular file or block device'));
+    await assert.rejects(FileBackend.open('/dev/null'), (e: Error) =>
+      e.message.includes('not a regular file or block device'),
+    );
   });
 
-  it('reports permission problems', { skip: process.getuid?.() === 0 ? 'root ignores file modes' : false }, async () => {
+  it('reports permission problems', {
+    skip: process.getuid?.() === 0 ? 'root ignores file modes' : false,
+  }, async () => {
     const path = await image('locked.img', Buffer.alloc(512));
     await chmod(path, 0o444);
-    await assert.rejects(FileBackend.open(path), startsWith(`${path}: permission denied opening for reading and writing`));
+    await assert.rejects(
+      FileBackend.open(path),
+      startsWith(`${path}: permission denied opening for reading and writing`),
+    );
     const backend = await FileBackend.open(path, { readOnly: true });
     await backend.close();
   });

@@ -76,6 +76,9 @@ test('serve prints one line per export and exits 0 on SIGTERM', async () => {
   assert.equal(r.code, 0, r.stderr);
   const lines = r.stdout.trim().split('\n');
   assert.equal(lines.length, 2);
-  assert.match(lines[0]!, new RegExp(`listening on 127\\.0\\.0\\.1:${port}.*1-1.*usbip --tcp-port ${port} attach -r 127\\.0\\.0\\.1 -b 1-1`));
+  assert.match(
+    lines[0]!,
+    new RegExp(`listening on 127\\.0\\.0\\.1:${port}.*1-1.*usbip --tcp-port ${port} attach -r 127\\.0\\.0\\.1 -b 1-1`),
+  );
   assert.match(lines[1]!, /1-2 .*read-only/);
 });

@@ -3,10 +3,10 @@ import { test } from 'node:test';
 import {
   buildConfiguration,
   DescriptorError,
+  decodeStringDescriptor,
   parseConfiguration,
   parseDeviceDescriptor,
   StringTable,
-  decodeStringDescriptor,
 } from '../../src/usb/descriptors.js';
 
 const iface = {
@@ -28,7 +28,15 @@ const iface = {
       interfaceSubClass: 6,
       interfaceProtocol: 0x62,
       name: 'uas',
-      endpoints: [{ address: 0x83, type: 'interrupt' as const, maxPacketSize: 64, interval: 4, extra: Buffer.from([4, 0x24, 1, 0]) }],
+      endpoints: [
+        {
+          address: 0x83,
+          type: 'interrupt' as const,
+          maxPacketSize: 64,
+          interval: 4,
+          extra: Buffer.from([4, 0x24, 1, 0]),
+        },
+      ],
     },
   ],
 };
@@ -56,14 +64,22 @@ test('configuration descriptors round-trip through build and parse', () => {
 });
 
 test('SuperSpeed configurations carry endpoint companions', () => {
-  const cfg = buildConfiguration({ value: 1, attributes: 0, maxPowerMa: 96, superSpeed: true }, [iface], new StringTable());
+  const cfg = buildConfiguration(
+    { value: 1, attributes: 0, maxPowerMa: 96, superSpeed: true },
+    [iface],
+    new StringTable(),
+  );
   const parsed = parseConfiguration(cfg);
   assert.equal(parsed.interfaces[0]!.alternates[0]!.endpoints[0]!.companionAttributes, 0);
   assert.equal(parsed.maxPower, 12);
 });
 
 test('malformed configuration descriptors are errors, not crashes', () => {
-  const good = buildConfiguration({ value: 1, attributes: 0, maxPowerMa: 100, superSpeed: false }, [iface], new StringTable());
+  const good = buildConfiguration(
+    { value: 1, attributes: 0, maxPowerMa: 100, superSpeed: false },
+    [iface],
+    new StringTable(),
+  );
   const cases: Buffer[] = [
     Buffer.alloc(0),
     good.subarray(0, 8),

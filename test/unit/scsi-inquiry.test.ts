@@ -7,7 +7,13 @@ import { ScsiDisk } from '../../src/devices/mass-storage/scsi/scsi-disk.js';
 import { parseSense } from '../../src/devices/mass-storage/scsi/sense.js';
 
 const disk = (options: ConstructorParameters<typeof ScsiDisk>[1] = {}) =>
-  new ScsiDisk(new MemoryBackend(1024 * 1024), { vendor: 'ACME', product: 'Flash', revision: '2.5', serial: 'SN0001', ...options });
+  new ScsiDisk(new MemoryBackend(1024 * 1024), {
+    vendor: 'ACME',
+    product: 'Flash',
+    revision: '2.5',
+    serial: 'SN0001',
+    ...options,
+  });
 
 async function good(d: ScsiDisk, cdb: Buffer): Promise<Buffer> {
   const r = await d.execute(cdb);
@@ -55,7 +61,10 @@ describe('INQUIRY', () => {
 
   it('VPD 00 lists the supported pages in ascending order', async () => {
     assert.deepEqual([...(await good(disk(), Cdb.inquiry(255, 0x00)))], [0, 0, 0, 5, 0x00, 0x80, 0x83, 0xb0, 0xb1]);
-    assert.deepEqual([...(await good(disk({ serial: undefined }), Cdb.inquiry(255, 0x00)))], [0, 0, 0, 4, 0x00, 0x83, 0xb0, 0xb1]);
+    assert.deepEqual(
+      [...(await good(disk({ serial: undefined }), Cdb.inquiry(255, 0x00)))],
+      [0, 0, 0, 4, 0x00, 0x83, 0xb0, 0xb1],
+    );
   });
 
   it('VPD 80 carries the serial; unsupported without one', async () => {

@@ -73,7 +73,12 @@ describe('READ / WRITE', () => {
     for (const [i, [write, read]] of variants.entries()) {
       const lba = 100 * (i + 1);
       const data = pattern(3, i);
-      assert.deepEqual(d.plan(write(lba, 3)), { opcode: write(0, 0)[0], name: d.plan(write(lba, 3)).name, direction: 'out', length: 1536 });
+      assert.deepEqual(d.plan(write(lba, 3)), {
+        opcode: write(0, 0)[0],
+        name: d.plan(write(lba, 3)).name,
+        direction: 'out',
+        length: 1536,
+      });
       assert.equal((await d.execute(write(lba, 3), data)).status, 'good');
       assert.equal(d.plan(read(lba, 3)).direction, 'in');
       const r = await d.execute(read(lba, 3));
@@ -205,7 +210,12 @@ describe('VERIFY and SYNCHRONIZE CACHE', () => {
     const { disk } = spyDisk();
     const data = pattern(2, 4);
     await disk.execute(Cdb.write10(10, 2), data);
-    assert.deepEqual(disk.plan(Cdb.verify10(10, 2, 1)), { opcode: 0x2f, name: 'Verify10', direction: 'out', length: 1024 });
+    assert.deepEqual(disk.plan(Cdb.verify10(10, 2, 1)), {
+      opcode: 0x2f,
+      name: 'Verify10',
+      direction: 'out',
+      length: 1024,
+    });
     assert.deepEqual(await disk.execute(Cdb.verify10(10, 2, 1), data), { status: 'good' });
     const changed = Buffer.from(data);
     changed[700] ^= 0xff;

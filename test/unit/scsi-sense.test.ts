@@ -42,7 +42,12 @@ describe('SCSI sense builder', () => {
 
   it('parses what it builds, and descriptor format', () => {
     assert.deepEqual(parseSense(buildFixedSense(Sense.WriteProtected)), { key: 7, asc: 0x27, ascq: 0 });
-    assert.deepEqual(parseSense(buildFixedSense(Sense.Miscompare, 5)), { key: 0xe, asc: 0x1d, ascq: 0, information: 5 });
+    assert.deepEqual(parseSense(buildFixedSense(Sense.Miscompare, 5)), {
+      key: 0xe,
+      asc: 0x1d,
+      ascq: 0,
+      information: 5,
+    });
     assert.deepEqual(parseSense(Buffer.from([0x72, 0x06, 0x29, 0x00, 0, 0, 0, 0])), { key: 6, asc: 0x29, ascq: 0 });
     assert.equal(parseSense(Buffer.from([0x12])), undefined);
   });

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { MemoryBackend } from '../../src/devices/mass-storage/backend/memory-backend.js';
 import { Cdb } from '../../src/devices/mass-storage/scsi/cdb-builders.js';
-import { type ScsiDiskOptions, ScsiDisk } from '../../src/devices/mass-storage/scsi/scsi-disk.js';
+import { ScsiDisk, type ScsiDiskOptions } from '../../src/devices/mass-storage/scsi/scsi-disk.js';
 import { parseSense, type SenseCode } from '../../src/devices/mass-storage/scsi/sense.js';
 
 const newDisk = (options: ScsiDiskOptions = {}) => new ScsiDisk(new MemoryBackend(1024 * 1024), options);
@@ -121,7 +121,11 @@ describe('TEST UNIT READY, START STOP UNIT, PREVENT ALLOW MEDIUM REMOVAL', () =>
     const d = newDisk({ removable: true });
     assert.equal((await d.execute(Cdb.preventAllowMediumRemoval(true))).status, 'good');
     assert.equal(d.mediumRemovalPrevented, true);
-    assert.deepEqual(await senseOf(d, Cdb.startStopUnit({ start: false, loadEject: true })), { key: 5, asc: 0x53, ascq: 2 });
+    assert.deepEqual(await senseOf(d, Cdb.startStopUnit({ start: false, loadEject: true })), {
+      key: 5,
+      asc: 0x53,
+      ascq: 2,
+    });
     assert.equal(d.mediumPresent, true);
     await d.execute(Cdb.preventAllowMediumRemoval(false));
     assert.equal((await d.execute(Cdb.startStopUnit({ start: false, loadEject: true }))).status, 'good');

@@ -221,7 +221,9 @@ export class BotFunction implements UsbFunction {
       (hostDir === 'in' && (devDir === 'out' || (devDir === 'in' && plan.length > h))) ||
       (hostDir === 'out' && (devDir === 'in' || (devDir === 'out' && plan.length > h)));
     if (phaseError) {
-      log.warn(`phase error: host ${hostDir} ${h} bytes, device ${devDir} ${plan.length} (opcode 0x${cbw.cdb[0]!.toString(16)})`);
+      log.warn(
+        `phase error: host ${hostDir} ${h} bytes, device ${devDir} ${plan.length} (opcode 0x${cbw.cdb[0]!.toString(16)})`,
+      );
       this.#finish(cmd, h, CswStatus.PhaseError);
       if (hostDir !== 'none') {
         this.#host.haltEndpoint(hostDir === 'in' ? BOT_IN : BOT_OUT);

@@ -1,5 +1,5 @@
 import { type FileHandle, open } from 'node:fs/promises';
-import { type BlockBackend, assertInRange, validateCapacity } from './block-backend.js';
+import { assertInRange, type BlockBackend, validateCapacity } from './block-backend.js';
 import { blockDeviceSize } from './block-device-size.js';
 
 export interface FileBackendOptions {

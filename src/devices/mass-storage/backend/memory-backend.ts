@@ -1,4 +1,4 @@
-import { type BlockBackend, assertInRange, validateCapacity } from './block-backend.js';
+import { assertInRange, type BlockBackend, validateCapacity } from './block-backend.js';
 
 const CHUNK_SIZE = 64 * 1024;
 

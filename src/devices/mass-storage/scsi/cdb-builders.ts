@@ -52,8 +52,7 @@ export const Cdb = {
     cdb(6, Op.PreventAllowMediumRemoval, (b) => {
       b[4] = prevent ? 1 : 0;
     }),
-  readFormatCapacities: (allocation = 252) =>
-    cdb(10, Op.ReadFormatCapacities, (b) => b.writeUInt16BE(allocation, 7)),
+  readFormatCapacities: (allocation = 252) => cdb(10, Op.ReadFormatCapacities, (b) => b.writeUInt16BE(allocation, 7)),
   readCapacity10: () => cdb(10, Op.ReadCapacity10),
   readCapacity16: (allocation = 32) =>
     cdb(16, Op.ServiceActionIn16, (b) => {

@@ -6,6 +6,7 @@ export { buildNoLunInquiry, buildStandardInquiry, STANDARD_INQUIRY_LENGTH, VpdPa
 export { ModePage } from './mode-sense.js';
 export { cdbLengthForOpcode, Op, opcodeName } from './opcodes.js';
 export { buildReportLuns } from './report-luns.js';
+export { type CommandPlan, type DataDirection, ScsiDisk, type ScsiDiskOptions, type ScsiResult } from './scsi-disk.js';
 export {
   buildFixedSense,
   describeSense,
@@ -18,4 +19,3 @@ export {
   type SenseCode,
   SenseKey,
 } from './sense.js';
-export { type CommandPlan, type DataDirection, ScsiDisk, type ScsiDiskOptions, type ScsiResult } from './scsi-disk.js';

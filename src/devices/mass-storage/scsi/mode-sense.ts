@@ -78,7 +78,12 @@ function selectPages(page: number, changeable: boolean): Buffer | undefined {
     [ModePage.InformationalExceptions]: informationalExceptionsPage,
   };
   if (page === ModePage.All) {
-    return Buffer.concat(Object.keys(builders).map(Number).sort((a, b) => a - b).map((p) => builders[p]!(changeable)));
+    return Buffer.concat(
+      Object.keys(builders)
+        .map(Number)
+        .sort((a, b) => a - b)
+        .map((p) => builders[p]!(changeable)),
+    );
   }
   return builders[page]?.(changeable);
 }

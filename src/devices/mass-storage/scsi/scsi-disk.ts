@@ -79,7 +79,11 @@ export class ScsiDisk {
     };
     validateIdentity(this.identity);
     this.maxTransferBlocks = options.maxTransferBlocks ?? DEFAULT_MAX_TRANSFER_BLOCKS;
-    if (!Number.isInteger(this.maxTransferBlocks) || this.maxTransferBlocks < 1 || this.maxTransferBlocks > 0xffffffff) {
+    if (
+      !Number.isInteger(this.maxTransferBlocks) ||
+      this.maxTransferBlocks < 1 ||
+      this.maxTransferBlocks > 0xffffffff
+    ) {
       throw new Error(`maxTransferBlocks ${this.maxTransferBlocks} out of range`);
     }
     this.luns = options.luns ?? [0];
