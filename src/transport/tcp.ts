@@ -1,4 +1,5 @@
 import net from 'node:net';
+import { createLogger } from '../util/log.js';
 
 export interface HostPort {
   host: string;
@@ -70,6 +71,8 @@ export function remoteName(socket: net.Socket): string {
 }
 
 /** Listen on an address; resolves once bound (port 0 picks a free port, see server.address()). */
+const log = createLogger('tcp');
+
 export function listenTcp(address: HostPort, onConnection: (socket: net.Socket) => void): Promise<net.Server> {
   return new Promise((resolve, reject) => {
     const server = net.createServer({ noDelay: true, keepAlive: true, keepAliveInitialDelay: KEEPALIVE_IDLE_MS });
@@ -80,6 +83,8 @@ export function listenTcp(address: HostPort, onConnection: (socket: net.Socket) 
     server.once('error', reject);
     server.listen(address.port, address.host, () => {
       server.off('error', reject);
+      // Accept failures (e.g. EMFILE) after start-up must not bring the process down.
+      server.on('error', (err) => log.error(`listener ${formatHostPort(address)}: ${err.message}`));
       resolve(server);
     });
   });
