@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { UsageError } from './args.js';
+import { list } from './list.js';
 import { serve } from './serve.js';
 
 const HELP = `usage: usbwire <command> [options]
@@ -8,6 +9,7 @@ USB devices over the network: exports emulated and real USB devices over USB/IP 
 
 commands:
   serve      export devices (usbwire serve --help)
+  list       list the devices a USB/IP server exports (usbwire list --help)
 
   -V, --version   print the version
   -h, --help      show this help
@@ -27,6 +29,8 @@ export async function main(argv: string[]): Promise<number> {
     switch (command) {
       case 'serve':
         return await serve(rest);
+      case 'list':
+        return await list(rest);
       case '-V':
       case '--version':
         process.stdout.write(`usbwire ${version()}\n`);

@@ -82,3 +82,23 @@ test('serve prints one line per export and exits 0 on SIGTERM', async () => {
   );
   assert.match(lines[1]!, /1-2 .*read-only/);
 });
+
+test('list -r shows what serve exports; an unreachable server is one clear line', async () => {
+  const img = join(dir, 'b.img');
+  writeFileSync(img, Buffer.alloc(1 << 20));
+  const port = await freePort();
+  const server = spawn(process.execPath, [BIN, 'serve', '--usbip', `127.0.0.1:${port}`, '--disk', img], {
+    stdio: ['ignore', 'pipe', 'ignore'],
+  });
+  await new Promise<void>((resolve) => server.stdout.on('data', (d) => String(d).includes('listening') && resolve()));
+  const listed = await run(['list', '-r', '127.0.0.1', '--tcp-port', String(port)]);
+  server.kill('SIGTERM');
+  assert.equal(listed.code, 0, listed.stderr);
+  assert.match(listed.stdout, /1-1: 1209:0001 high speed/);
+  assert.match(listed.stdout, /interface 0: class 08\/06\/50/);
+  const closed = await freePort();
+  const refused = await run(['list', '-r', `127.0.0.1:${closed}`]);
+  assert.notEqual(refused.code, 0);
+  assert.match(refused.stderr, /ECONNREFUSED/);
+  assert.doesNotMatch(refused.stderr, /\n\s+at /);
+});
