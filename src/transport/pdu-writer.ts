@@ -1,4 +1,5 @@
 import type { Socket } from 'node:net';
+import { type TransferTrace, traceNow } from '../util/trace.js';
 
 /** Header first, then payload pieces (writev-friendly, never concatenated). */
 export type Pdu = readonly Buffer[];
@@ -13,21 +14,32 @@ export class PduWriter {
   readonly #socket: Socket;
   #corked = false;
   #blocked = false;
+  /** USBWIRE_TRACE only: replies written since the last uncork. */
+  #traced: TransferTrace[] = [];
 
   constructor(socket: Socket) {
     this.#socket = socket;
   }
 
-  write(pdu: Pdu): void {
+  write(pdu: Pdu, trace?: TransferTrace): void {
     const socket = this.#socket;
     if (socket.destroyed || socket.writableEnded) return;
+    if (trace) {
+      trace.write = traceNow();
+      this.#traced.push(trace);
+    }
     if (!this.#corked) {
       this.#corked = true;
       socket.cork();
       process.nextTick(this.#uncork);
     }
     let ok = true;
-    for (const piece of pdu) ok = socket.write(piece);
+    if (trace) {
+      for (let i = 0; i < pdu.length - 1; i++) socket.write(pdu[i]!);
+      ok = socket.write(pdu[pdu.length - 1]!, () => {
+        trace.written = traceNow();
+      });
+    } else for (const piece of pdu) ok = socket.write(piece);
     if (!ok && !this.#blocked) {
       this.#blocked = true;
       socket.pause();
@@ -40,6 +52,11 @@ export class PduWriter {
 
   #uncork = (): void => {
     this.#corked = false;
+    if (this.#traced.length > 0) {
+      const t = traceNow();
+      for (const r of this.#traced) r.flushed = t;
+      this.#traced = [];
+    }
     this.#socket.uncork();
   };
 }

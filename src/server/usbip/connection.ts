@@ -6,6 +6,7 @@ import { type UsbipPacket, UsbipParser } from '../../protocol/usbip/parser.js';
 import { PduWriter } from '../../transport/pdu-writer.js';
 import { remoteName } from '../../transport/tcp.js';
 import type { Logger } from '../../util/log.js';
+import { traceChunk, tracing } from '../../util/trace.js';
 import type { DeviceRegistry, ExportedDevice } from '../registry.js';
 import { describeExport } from './device-info.js';
 import { UrbSession } from './urb-session.js';
@@ -64,6 +65,7 @@ export class UsbipConnection {
   #onData(chunk: Buffer): void {
     // After a final op reply the connection only drains; nothing more is parsed or buffered.
     if (this.#finished) return;
+    if (tracing) traceChunk(this.#parser.bufferedBytes === 0);
     try {
       this.#parser.push(chunk);
     } catch (err) {

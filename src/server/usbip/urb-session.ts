@@ -14,6 +14,7 @@ import { StandardRequest } from '../../usb/setup.js';
 import { TransferStatus } from '../../usb/status.js';
 import { type IsoPacket, Transfer, type TransferType } from '../../usb/transfer.js';
 import type { Logger } from '../../util/log.js';
+import { type TransferTrace, traceNow, traceRequest, tracing } from '../../util/trace.js';
 import { EndpointTypes } from './device-info.js';
 
 interface InFlight {
@@ -24,6 +25,7 @@ interface InFlight {
   /** CMD_UNLINKs waiting for this transfer to finish. */
   unlinks: number[];
   done: Promise<void>;
+  trace: TransferTrace | undefined;
 }
 
 /** How long teardown waits for cancelled transfers before resetting the device anyway. */
@@ -75,6 +77,9 @@ export class UrbSession {
     if (this.#inFlight.has(p.seqnum)) {
       throw new UsbipProtocolError('bad-field', `CMD_SUBMIT reuses seqnum ${p.seqnum} still in flight`);
     }
+    const trace = tracing
+      ? traceRequest('usbip', p.seqnum, p.ep | (p.direction === USBIP_DIR_IN ? 0x80 : 0), p.transferBufferLength)
+      : undefined;
     const built = this.#buildTransfer(p);
     if (typeof built === 'string') {
       this.#log.debug(`seqnum ${p.seqnum} rejected: ${built}`);
@@ -102,8 +107,10 @@ export class UrbSession {
       numberOfPackets: p.numberOfPackets,
       unlinks: [],
       done: Promise.resolve(),
+      trace,
     };
     this.#inFlight.set(p.seqnum, entry);
+    if (trace) trace.submit = traceNow();
     entry.done = this.#run(built).then(
       () => this.#complete(entry),
       (err: unknown) => {
@@ -181,6 +188,7 @@ export class UrbSession {
   }
 
   #complete(entry: InFlight): void {
+    if (entry.trace) entry.trace.done = traceNow();
     this.#inFlight.delete(entry.seqnum);
     if (this.#closed) return;
     const t = entry.transfer;
@@ -190,7 +198,7 @@ export class UrbSession {
       }
       return;
     }
-    this.#writer.write(this.#retSubmit(entry));
+    this.#writer.write(this.#retSubmit(entry), entry.trace);
     for (const seqnum of entry.unlinks) {
       this.#writer.write(encodeRetUnlink({ seqnum, devid: 0, direction: 0, ep: 0, status: 0 }));
     }

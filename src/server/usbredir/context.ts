@@ -2,6 +2,7 @@ import type { EpInfoEntry, Packet } from '../../protocol/usbredir/packets.js';
 import type { UsbDevice } from '../../usb/device.js';
 import type { Transfer } from '../../usb/transfer.js';
 import type { Logger } from '../../util/log.js';
+import type { TransferTrace } from '../../util/trace.js';
 
 /** What the pending-transfer and stream helpers need from their session. */
 export interface SessionContext {
@@ -9,7 +10,7 @@ export interface SessionContext {
   readonly log: Logger;
   /** The device is attached to the guest (device_connect sent, not disconnected or rejected). */
   readonly attached: boolean;
-  send(packet: Packet): void;
+  send(packet: Packet, trace?: TransferTrace): void;
   /** ep_info entry for an endpoint address. */
   endpoint(address: number): EpInfoEntry;
   /** The socket has so much queued that stream data (interrupt/iso/buffered bulk in) is dropped. */

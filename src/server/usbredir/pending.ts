@@ -2,6 +2,7 @@ import { PacketType, Status } from '../../protocol/usbredir/constants.js';
 import type { BulkPacket, ControlPacket, InterruptPacket } from '../../protocol/usbredir/packets.js';
 import { statusToRedir } from '../../protocol/usbredir/status.js';
 import type { Transfer } from '../../usb/transfer.js';
+import { type TransferTrace, traceNow } from '../../util/trace.js';
 import type { SessionContext } from './context.js';
 
 export type RequestPacket = ControlPacket | BulkPacket | InterruptPacket;
@@ -11,6 +12,7 @@ interface Pending {
   transfer: Transfer;
   /** Replied to (normally or as cancelled): nothing more may be sent for it. */
   answered: boolean;
+  trace: TransferTrace | undefined;
 }
 
 const EMPTY = Buffer.alloc(0);
@@ -39,8 +41,8 @@ export class PendingRequests {
    * Submit `transfer` for `request` and reply when it completes. `beforeReply` runs first on
    * completion (to send fresh interface/ep info after a standard SET_CONFIGURATION, say).
    */
-  submit(request: RequestPacket, transfer: Transfer, beforeReply?: (t: Transfer) => void): void {
-    const entry: Pending = { request, transfer, answered: false };
+  submit(request: RequestPacket, transfer: Transfer, beforeReply?: (t: Transfer) => void, trace?: TransferTrace): void {
+    const entry: Pending = { request, transfer, answered: false, trace };
     const list = this.#byId.get(request.id);
     if (list) {
       // usbredirhost accepts this too (its cancel then picks the first non-cancelled match).
@@ -49,7 +51,9 @@ export class PendingRequests {
     } else {
       this.#byId.set(request.id, [entry]);
     }
+    if (trace) trace.submit = traceNow();
     void this.#ctx.submit(transfer).then(() => {
+      if (trace) trace.done = traceNow();
       this.#forget(entry);
       if (entry.answered) return;
       entry.answered = true;
@@ -115,7 +119,7 @@ export class PendingRequests {
         this.#ctx.send({ ...r, status, length: replyLength, data: replyData });
         break;
       case PacketType.BulkPacket:
-        this.#ctx.send({ ...r, status, length: replyLength, data: replyData });
+        this.#ctx.send({ ...r, status, length: replyLength, data: replyData }, entry.trace);
         break;
       case PacketType.InterruptPacket:
         this.#ctx.send({ ...r, status, length: replyLength, data: EMPTY });

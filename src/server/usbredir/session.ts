@@ -28,6 +28,7 @@ import { RequestType, type SetupPacket, StandardRequest } from '../../usb/setup.
 import { TransferStatus } from '../../usb/status.js';
 import { Transfer } from '../../usb/transfer.js';
 import { createLogger, type Logger } from '../../util/log.js';
+import { type TransferTrace, traceChunk, traceNow, traceRequest, tracing } from '../../util/trace.js';
 import type { SessionContext } from './context.js';
 import { describeDevice, filterInfo, type RedirDeviceView } from './device-info.js';
 import { PendingRequests } from './pending.js';
@@ -164,7 +165,7 @@ export class UsbredirHostSession extends EventEmitter<UsbredirHostSessionEvents>
       get attached() {
         return session.#deviceState === 'attached';
       },
-      send: (p) => this.#send(p),
+      send: (p, trace) => this.#send(p, trace),
       endpoint: (address) => this.#endpointInfo(address),
       congested: () => this.#socket.writableLength > CONGESTION_BYTES,
       submit: (t) => this.#submit(t),
@@ -186,7 +187,7 @@ export class UsbredirHostSession extends EventEmitter<UsbredirHostSessionEvents>
     return p;
   }
 
-  #send(p: Packet): void {
+  #send(p: Packet, trace?: TransferTrace): void {
     if (this.#closed || this.#socket.destroyed || !this.#socket.writable) return;
     let parts: [Buffer, Buffer];
     try {
@@ -196,14 +197,21 @@ export class UsbredirHostSession extends EventEmitter<UsbredirHostSessionEvents>
       return;
     }
     const [head, data] = parts;
+    if (trace) trace.write = trace.flushed = traceNow();
+    const written = trace
+      ? () => {
+          trace.written = traceNow();
+        }
+      : undefined;
     this.#socket.cork();
-    this.#socket.write(head);
-    if (data.length > 0) this.#socket.write(data);
+    this.#socket.write(head, data.length > 0 ? undefined : written);
+    if (data.length > 0) this.#socket.write(data, written);
     this.#socket.uncork();
   }
 
   #onData(chunk: Buffer): void {
     if (this.#closed) return;
+    if (tracing) traceChunk(this.#parser.buffered === 0);
     try {
       this.#parser.push(chunk);
     } catch (err) {
@@ -220,6 +228,9 @@ export class UsbredirHostSession extends EventEmitter<UsbredirHostSessionEvents>
 
   #received(p: Packet): void {
     if (this.#socket.destroyed) return;
+    if (tracing && p.type === T.BulkPacket) {
+      this.#traces.set(p, traceRequest('usbredir', Number(p.id), p.endpoint, p.length));
+    }
     if (p.type === T.Hello) {
       this.#hello(p.version, p.caps);
       return;
@@ -259,6 +270,8 @@ export class UsbredirHostSession extends EventEmitter<UsbredirHostSessionEvents>
     setImmediate(() => void this.#run(() => this.#attach()));
   }
   #helloSeen = false;
+  /** USBWIRE_TRACE only: bulk packets received, until submitted. */
+  readonly #traces = new WeakMap<Packet, TransferTrace>();
 
   async #dispatch(p: Packet): Promise<void> {
     if (this.#closed) return;
@@ -657,7 +670,7 @@ export class UsbredirHostSession extends EventEmitter<UsbredirHostSessionEvents>
     }
     const isIn = (p.endpoint & 0x80) !== 0;
     const t = new Transfer({ type: 'bulk', endpoint: p.endpoint, length: p.length, data: isIn ? undefined : p.data });
-    this.#pending.submit(p, t);
+    this.#pending.submit(p, t, undefined, this.#traces.get(p));
   }
 
   #interruptOut(p: InterruptPacket): void {
