@@ -49,7 +49,8 @@ function configDescriptor(): Buffer {
     ...ep(0x83, 3, 8, 4),
     ...ep(0x04, 3, 16, 4),
   ];
-  const body = [...alt0, ...alt1];
+  const alt2 = [9, 4, 0, 2, 2, 0xff, 2, 0, 0, ...ep(0x85, 1, 256, 1), ...ep(0x06, 1, 256, 1)];
+  const body = [...alt0, ...alt1, ...alt2];
   const total = 9 + body.length;
   return Buffer.from([9, 2, total & 0xff, total >> 8, 1, 1, 0, 0x80, 50, ...body]);
 }
@@ -85,6 +86,9 @@ class FakeDevice extends EventEmitter<UsbDeviceEvents> implements UsbDevice {
   resets = 0;
   bulkOut: Buffer[] = [];
   bulkIn: Buffer[] = [];
+  /** Iso OUT packets received, in order; iso IN packets sent so far. */
+  isoOut: Buffer[] = [];
+  isoInCount = 0;
   readonly waiting = new Set<Waiting>();
 
   alternateSetting(): number {
@@ -104,6 +108,24 @@ class FakeDevice extends EventEmitter<UsbDeviceEvents> implements UsbDevice {
         t.completeIn(this.bulkIn.shift()!);
         return done();
       }
+      if (t.type === 'isochronous') {
+        // Completes on the next turn, like a frame boundary, so a running stream doesn't spin.
+        setImmediate(() => {
+          for (const pkt of t.isoPackets!) {
+            if (t.isIn) {
+              pkt.actualLength = 100;
+              t.data = t.data.length ? t.data : Buffer.alloc(t.length);
+              t.data.fill(this.isoInCount++ & 0xff, pkt.offset, pkt.offset + 100);
+            } else {
+              this.isoOut.push(Buffer.from(t.data.subarray(pkt.offset, pkt.offset + pkt.length)));
+              pkt.actualLength = pkt.length;
+            }
+          }
+          t.actualLength = t.isoPackets!.reduce((n, p) => n + p.actualLength, 0);
+          done();
+        });
+        return;
+      }
       if (t.type === 'interrupt' && !t.isIn) {
         t.actualLength = t.data.length;
         return done();
@@ -120,7 +142,7 @@ class FakeDevice extends EventEmitter<UsbDeviceEvents> implements UsbDevice {
       if (s.wValue > 1) t.fail(TransferStatus.Stall);
       else this.configuration = s.wValue;
     } else if (s.bmRequestType === 0x01 && s.bRequest === 11) {
-      if (s.wValue > 1) t.fail(TransferStatus.Stall);
+      if (s.wValue > 2) t.fail(TransferStatus.Stall);
       else this.alt = s.wValue;
     } else if (s.bmRequestType === 0x80 && s.bRequest === 8) {
       t.completeIn(Buffer.from([this.configuration]));
@@ -534,6 +556,54 @@ describe('usbredir host session over loopback', () => {
     guest.send({ type: T.AllocBulkStreams, id: 37n, endpoints: 1 << 17, noStreams: 4 });
     const streams = await guest.expect(T.BulkStreamsStatus);
     assert.deepEqual([streams.id, streams.status, streams.endpoints, streams.noStreams], [37n, 3, 1 << 17, 4]);
+    guest.close();
+  });
+
+  it('runs iso IN and OUT streams', async () => {
+    const { guest } = await connected();
+    guest.send({ type: T.SetAltSetting, id: 40n, interface: 0, alt: 2 });
+    await guest.expect(T.InterfaceInfo);
+    const ep = await guest.expect(T.EpInfo);
+    assert.deepEqual(ep.endpoints[16 + 5], { type: 1, interval: 1, interface: 0, maxPacketSize: 256, maxStreams: 0 });
+    assert.equal((await guest.expect(T.AltSettingStatus)).status, 0);
+
+    guest.send({ type: T.StartIsoStream, id: 41n, endpoint: 0x85, pktsPerUrb: 4, noUrbs: 2 });
+    const started = await guest.expect(T.IsoStreamStatus);
+    assert.deepEqual([started.id, started.status, started.endpoint], [41n, 0, 0x85]);
+    for (let i = 0; i < 12; i++) {
+      const pkt = await guest.expect(T.IsoPacket);
+      assert.equal(pkt.id, BigInt(i), 'host ids count up from 0');
+      assert.deepEqual([pkt.endpoint, pkt.status, pkt.length, pkt.data.length], [0x85, 0, 100, 100]);
+      assert.equal(pkt.data[0], i & 0xff);
+    }
+    guest.send({ type: T.StopIsoStream, id: 42n, endpoint: 0x85 });
+    for (;;) {
+      const p = await guest.next();
+      if (p.type === T.IsoPacket) continue;
+      assert.equal(p.type, T.IsoStreamStatus);
+      assert.deepEqual([p.id, (p as { status: number }).status], [42n, 0]);
+      break;
+    }
+
+    guest.send({ type: T.StartIsoStream, id: 43n, endpoint: 0x06, pktsPerUrb: 4, noUrbs: 2 });
+    assert.equal((await guest.expect(T.IsoStreamStatus)).status, 0);
+    for (let i = 0; i < 8; i++) {
+      guest.send({
+        type: T.IsoPacket,
+        id: BigInt(100 + i),
+        endpoint: 0x06,
+        status: 0,
+        length: 50,
+        data: Buffer.alloc(50, i),
+      });
+    }
+    await waitFor(() => device.isoOut.length >= 8);
+    assert.deepEqual(
+      device.isoOut.map((b) => [b.length, b[0]]),
+      [0, 1, 2, 3, 4, 5, 6, 7].map((i) => [50, i]),
+    );
+    guest.send({ type: T.StopIsoStream, id: 44n, endpoint: 0x06 });
+    assert.equal((await guest.expect(T.IsoStreamStatus)).status, 0);
     guest.close();
   });
 
