@@ -31,12 +31,21 @@ import {
   type UsbwireServer,
 } from '../test/interop/rig.js';
 
-export type StorageSetup = 'qemu-usb-storage' | 'usbwire-usbip' | 'usbwire-usbip-tap' | 'usbwire-usbredir';
+export type StorageSetup =
+  | 'qemu-usb-storage'
+  | 'usbwire-usbip'
+  | 'usbwire-usbip-tap'
+  | 'usbwire-usbip-tap-ss'
+  | 'usbwire-usbredir'
+  | 'usbwire-usbredir-ss';
+/** `-ss` setups export the disk at SuperSpeed (`--disk IMG,speed=super`): usb-storage then sends 1 MiB commands instead of 120 KiB. */
 export const STORAGE_SETUPS: StorageSetup[] = [
   'qemu-usb-storage',
   'usbwire-usbip',
   'usbwire-usbip-tap',
+  'usbwire-usbip-tap-ss',
   'usbwire-usbredir',
+  'usbwire-usbredir-ss',
 ];
 
 export interface DdSuiteOptions {
@@ -75,6 +84,7 @@ export async function runDdSuite(opts: DdSuiteOptions): Promise<DdSuiteResult> {
     let boot: BootOptions;
     let attach = '';
     const base = { timeoutMs: opts.timeoutMs ?? 300_000 };
+    const disk = opts.setup.endsWith('-ss') ? `${img},speed=super` : img;
     switch (opts.setup) {
       case 'qemu-usb-storage':
         boot = {
@@ -93,7 +103,7 @@ export async function runDdSuite(opts: DdSuiteOptions): Promise<DdSuiteResult> {
         break;
       case 'usbwire-usbip': {
         const port = await freePort();
-        srv = startUsbwire(['--usbip', `127.0.0.1:${port}`, '--disk', img]);
+        srv = startUsbwire(['--usbip', `127.0.0.1:${port}`, '--disk', disk]);
         await srv.ready;
         boot = {
           ...base,
@@ -104,17 +114,19 @@ export async function runDdSuite(opts: DdSuiteOptions): Promise<DdSuiteResult> {
         attach = 'usbip --tcp-port 3240 attach -r 10.0.2.100 -b 1-1 || fail "usbip attach"';
         break;
       }
-      case 'usbwire-usbip-tap': {
+      case 'usbwire-usbip-tap':
+      case 'usbwire-usbip-tap-ss': {
         netns = createNetns();
-        srv = startUsbwire(['--usbip', `${netns.hostIp}:3240`, '--disk', img], { netns });
+        srv = startUsbwire(['--usbip', `${netns.hostIp}:3240`, '--disk', disk], { netns });
         await srv.ready;
         boot = { ...base, script: '', modules: ['vhci_hcd', 'usb_storage', 'sd_mod'], netns };
         attach = `usbip attach -r ${netns.hostIp} -b 1-1 || fail "usbip attach"`;
         break;
       }
-      case 'usbwire-usbredir': {
+      case 'usbwire-usbredir':
+      case 'usbwire-usbredir-ss': {
         const port = await freePort();
-        srv = startUsbwire(['--usbredir', `127.0.0.1:${port}`, '--disk', img]);
+        srv = startUsbwire(['--usbredir', `127.0.0.1:${port}`, '--disk', disk]);
         await srv.ready;
         boot = {
           ...base,

@@ -1,4 +1,5 @@
 import { parseArgs } from 'node:util';
+import type { UsbSpeed } from '../usb/speed.js';
 
 /** A user-facing error: printed as one line, exit code 2 (bad usage) or 1. */
 export class UsageError extends Error {
@@ -13,6 +14,7 @@ export interface Endpoint {
 export interface DiskSpec {
   path: string;
   readOnly: boolean;
+  speed: UsbSpeed;
 }
 
 export interface UsbredirSpec extends Endpoint {
@@ -67,11 +69,18 @@ function parseDisk(text: string): DiskSpec {
   const path = parts[0] ?? '';
   if (path === '') throw new UsageError('--disk needs a path: --disk PATH[,readonly]');
   let readOnly = false;
+  let speed: UsbSpeed = 'high';
   for (const opt of parts.slice(1)) {
     if (opt === 'readonly' || opt === 'ro') readOnly = true;
-    else throw new UsageError(`--disk ${text}: unknown option "${opt}" (known: readonly)`);
+    else if (opt.startsWith('speed=')) {
+      const value = opt.slice('speed='.length);
+      if (value !== 'full' && value !== 'high' && value !== 'super') {
+        throw new UsageError(`--disk ${text}: speed must be full, high or super`);
+      }
+      speed = value;
+    } else throw new UsageError(`--disk ${text}: unknown option "${opt}" (known: readonly, speed=full|high|super)`);
   }
-  return { path, readOnly };
+  return { path, readOnly, speed };
 }
 
 export const SERVE_HELP = `usage: usbwire serve [options]
@@ -84,8 +93,9 @@ disk; with no protocol option, listens for USB/IP on ${DEFAULT_USBIP.host}:${DEF
                                each connection carries one device (default: the first)
   --usbredir-connect HOST:PORT[=BUSID]
                                connect to a listening usbredir guest (QEMU server=on)
-  --disk PATH[,readonly]       export a raw disk image as USB mass storage (repeatable;
-                               bus ids 1-1, 1-2, ... in order)
+  --disk PATH[,readonly][,speed=full|high|super]
+                               export a raw disk image as USB mass storage (repeatable;
+                               bus ids 1-1, 1-2, ... in order; default high speed)
   --demo-size MIB              size of the in-memory demo disk (default 64)
   --log-level LEVEL            debug, info, warn or error (default info)
   -h, --help                   show this help

@@ -57,7 +57,7 @@ async function openDevices(opts: ServeOptions): Promise<DeviceRegistry> {
   }
   for (const [i, disk] of opts.disks.entries()) {
     try {
-      registry.add(await openDiskImage(disk.path, disk.readOnly, i));
+      registry.add(await openDiskImage(disk.path, disk, i));
     } catch (err) {
       await registry.closeAll();
       throw new UsageError(`--disk ${disk.path}: ${(err as Error).message}`);

@@ -17,6 +17,7 @@
 
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { closeSync, ftruncateSync, openSync, statSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   type BootOptions,
@@ -219,4 +220,197 @@ export function timesOf(res: GuestResult): Record<string, number> {
 
 export function shareFile(res: GuestResult, name: string): string {
   return join(res.shareDir, name);
+}
+
+// ---------------------------------------------------------------------------------------
+// Shared pieces of the "more" scenarios (usbip-more, usbredir-more): a read-only disk and a
+// big sparse disk (> 2 TiB: READ CAPACITY(16), READ/WRITE(16)). Guest snippets record
+// results with a key prefix; the host checks them with the matching assert* helper.
+
+export const TiB = 2 ** 40;
+/** 2 TiB: the first byte whose LBA (512-byte blocks) needs more than 32 bits. */
+export const TWO_TIB = 2 * TiB;
+
+/** Text between the guest.log markers of rig_run_case NAME (for assertion messages). */
+export function caseLog(log: string, name: string): string {
+  const start = log.indexOf(`=== case ${name}`);
+  if (start < 0) return `(case ${name} did not start)`;
+  const end = log.indexOf(`=== end ${name} `, start);
+  const stop = end < 0 ? log.length : log.indexOf('\n', end) + 1 || log.length;
+  return log.slice(start, stop);
+}
+
+/**
+ * Guest commands: whole-disk sha256 of several disks read at the same time (one background
+ * sha256sum per disk); records KEY_sha for each and conc_read_s.
+ */
+export function guestConcurrentSha(disks: { key: string; dev: string }[]): string {
+  const lines = ['_t0=$(rig-now)'];
+  for (const d of disks) lines.push(`sha256sum ${d.dev} > /tmp/sha-${d.key} 2>&1 & _p_${d.key}=$!`);
+  for (const d of disks) lines.push(`wait $_p_${d.key} || { cat /tmp/sha-${d.key}; fail "reading all of ${d.dev}"; }`);
+  lines.push('_t1=$(rig-now)');
+  for (const d of disks) lines.push(`rig_result ${d.key}_sha $(cut -d' ' -f1 /tmp/sha-${d.key})`);
+  lines.push(`rig_result conc_read_s $(awk -v a="$_t0" -v b="$_t1" 'BEGIN { printf "%.2f", b - a }')`);
+  return lines.join('\n');
+}
+
+export interface ReadOnlyProbe {
+  /** result key prefix */
+  key: string;
+  /** device, e.g. /dev/$DB */
+  dev: string;
+  /** seed of the pattern image behind the disk */
+  seed: string;
+  /** LBA the write attempt targets */
+  lba: number;
+  tag: string;
+}
+
+export function readOnlyProbeFiles(p: ReadOnlyProbe): Record<string, Buffer> {
+  return { [`ro-${p.tag}.bin`]: patternBytes(`ro-probe:${p.tag}`, 0, 512) };
+}
+
+/**
+ * Guest commands for a write-protected disk: /sys/block/X/ro is 1, the kernel logged
+ * "Write Protect is on", a direct write fails, the block still reads as the original.
+ * Records KEY_ro, KEY_wp_dmesg, KEY_write_rc, KEY_write_err.
+ */
+export function guestReadOnlyChecks(p: ReadOnlyProbe): string {
+  const orig = sha256(patternBytes(p.seed, p.lba * 512, 512));
+  const name = p.dev.replace('/dev/', '');
+  return `
+_ro=$(cat /sys/block/${name}/ro)
+rig_result ${p.key}_ro "$_ro"
+if dmesg | grep -q "\\[${name}\\] Write Protect is on"; then rig_result ${p.key}_wp_dmesg yes; else rig_result ${p.key}_wp_dmesg no; fi
+if dd if=/mnt/host/ro-${p.tag}.bin of=${p.dev} bs=512 count=1 seek=${p.lba} oflag=direct conv=notrunc 2>/tmp/ro.err; then _wrc=0; else _wrc=$?; fi
+cat /tmp/ro.err
+rig_result ${p.key}_write_rc $_wrc
+rig_result ${p.key}_write_err "$(tr '\\n' ' ' < /tmp/ro.err)"
+_got=$(dd if=${p.dev} bs=512 count=1 skip=${p.lba} iflag=direct 2>/dev/null | sha256sum | cut -d' ' -f1)
+[ "$_ro" = 1 ] || fail "/sys/block/${name}/ro is '$_ro' on the read-only disk"
+[ "$_wrc" != 0 ] || fail "a direct write to the read-only disk ${p.dev} succeeded"
+[ "$_got" = ${orig} ] || fail "LBA ${p.lba} of the read-only disk reads differently after the write attempt: $_got"
+log "read-only disk ${p.dev}: ro=1, direct write refused ($(cat /tmp/ro.err | head -n 1))"
+`;
+}
+
+/** Host side of guestReadOnlyChecks. */
+export function assertReadOnlyResults(kv: Record<string, string>, key: string, where: string): void {
+  assert.equal(kv[`${key}_ro`], '1', `/sys/block/X/ro of the read-only disk${where}`);
+  assert.equal(kv[`${key}_wp_dmesg`], 'yes', `kernel log "Write Protect is on" for the read-only disk${where}`);
+  assert.notEqual(kv[`${key}_write_rc`], '0', `direct write to the read-only disk must fail${where}`);
+  assert.ok(kv[`${key}_write_rc`] !== undefined, `no write attempt recorded${where}`);
+}
+
+export interface BigDiskPlan {
+  size: number;
+  /** written by the host before the guest boots; the guest reads it */
+  pre: PatternWrite;
+  /** written by the guest with one direct dd each (bs=length, seek_bytes) */
+  writes: PatternWrite[];
+  /** the last block, written by the guest with bs=512 seek=LBA (no seek_bytes) */
+  last: PatternWrite;
+}
+
+export function bigDiskPlan(size: number): BigDiskPlan {
+  const plan: BigDiskPlan = {
+    size,
+    pre: { name: 'pre', offset: TWO_TIB + TiB / 2 + 1536, length: 4 * KiB },
+    writes: [
+      // crosses LBA 2^32 (2 TiB): half below, half above
+      { name: 'cross2t', offset: TWO_TIB - 4 * KiB, length: 8 * KiB },
+      { name: 'past2t', offset: TWO_TIB + 64 * KiB + 5 * 512, length: 4 * KiB + 512 },
+      { name: 'nearend', offset: size - 512 - 4 * KiB - 64 * KiB, length: 64 * KiB },
+    ],
+    last: { name: 'last', offset: size - 512, length: 512 },
+  };
+  // assertBigImage checks 512 zero bytes on both sides of each range: keep them apart.
+  const all = [plan.pre, ...plan.writes, plan.last].sort((a, b) => a.offset - b.offset);
+  for (let i = 1; i < all.length; i++) {
+    const prev = all[i - 1]!;
+    if (prev.offset + prev.length + 512 > all[i]!.offset)
+      throw new Error(`big-disk plan: ${prev.name} too close to ${all[i]!.name}`);
+  }
+  return plan;
+}
+
+/** Sparse image of plan.size bytes (ftruncate) with the `pre` pattern written by the host. */
+export function prepareBigImage(path: string, plan: BigDiskPlan, tag: string): void {
+  const fd = openSync(path, 'w');
+  try {
+    ftruncateSync(fd, plan.size);
+    const b = patternFor(plan.pre, tag);
+    writeSync(fd, b, 0, b.length, plan.pre.offset);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+export function bigDiskFiles(plan: BigDiskPlan, tag: string): Record<string, Buffer> {
+  return patternFiles([...plan.writes, plan.last], tag);
+}
+
+/**
+ * Guest commands on a big disk (expected plan.size): size seen (sysfs and blockdev
+ * --getsize64), the host's pattern past 2 TiB reads back, the last block reads as zeros,
+ * then direct writes (past 2 TiB, across 2 TiB, near the end, the last block) read back.
+ * Records KEY_bytes, KEY_getsize64, KEY_usb_speed (Mb/s, from sysfs), KEY_rc16_dmesg.
+ */
+export function guestBigDiskChecks(plan: BigDiskPlan, tag: string, key: string, dev: string): string {
+  const name = dev.replace('/dev/', '');
+  const preSum = sha256(patternFor(plan.pre, tag));
+  const lastLba = plan.last.offset / 512;
+  const lastSum = sha256(patternFor(plan.last, tag));
+  return `
+rig_result ${key}_bytes $(rig_disk_bytes ${name})
+rig_result ${key}_getsize64 $(blockdev --getsize64 ${dev})
+rig_result ${key}_usb_speed $(cat $(readlink -f /sys/block/${name}/device)/../../../../speed 2>/dev/null || echo unknown)
+if dmesg | grep -q "\\[${name}\\] Very big device. Trying to use READ CAPACITY(16)"; then rig_result ${key}_rc16_dmesg yes; else rig_result ${key}_rc16_dmesg no; fi
+[ "$(rig_disk_bytes ${name})" = ${plan.size} ] || fail "big disk ${dev} has $(rig_disk_bytes ${name}) bytes, want ${plan.size}"
+_got=$(dd if=${dev} bs=512 count=${plan.pre.length / 512} skip=${plan.pre.offset / 512} iflag=direct 2>/dev/null | sha256sum | cut -d' ' -f1)
+[ "$_got" = ${preSum} ] || fail "the host's pattern at ${plan.pre.offset} (past 2 TiB) reads differently: $_got"
+log "big disk: host pattern at ${plan.pre.offset} read back"
+_got=$(dd if=${dev} bs=512 count=1 skip=${lastLba} iflag=direct 2>/dev/null | sha256sum | cut -d' ' -f1)
+[ "$_got" = ${sha256(Buffer.alloc(512))} ] || fail "the last block (LBA ${lastLba}) of the sparse image does not read as zeros: $_got"
+${guestPatternWrites(plan.writes, tag, dev)}
+dd if=/mnt/host/pat-${tag}-last.bin of=${dev} bs=512 count=1 seek=${lastLba} oflag=direct conv=notrunc 2>/tmp/dd.err || { cat /tmp/dd.err; fail "direct write of the last block (LBA ${lastLba})"; }
+_got=$(dd if=${dev} bs=512 count=1 skip=${lastLba} iflag=direct 2>/dev/null | sha256sum | cut -d' ' -f1)
+[ "$_got" = ${lastSum} ] || fail "read-back of the last block (LBA ${lastLba}) differs: $_got"
+log "big disk: last block written and read back"
+`;
+}
+
+/**
+ * Host side: the big image kept its size and stayed sparse; every guest pattern is at its
+ * offset, the 512 bytes around each are still zero, and nothing landed where a 32-bit LBA
+ * truncation would have put it (offset − 2 TiB). Reads only those ranges.
+ */
+export async function assertBigImage(path: string, plan: BigDiskPlan, tag: string): Promise<void> {
+  const st = statSync(path);
+  assert.equal(st.size, plan.size, 'big image size on the host');
+  assert.ok(st.blocks * 512 <= 16 * MiB, `big image no longer sparse: ${st.blocks * 512} bytes allocated`);
+  const all = [plan.pre, ...plan.writes, plan.last];
+  await assertPatternsInImage(path, all, tag);
+  const zero = Buffer.alloc(512);
+  for (const w of all) {
+    if (w.offset >= 512) {
+      assert.ok(
+        (await readAt(path, w.offset - 512, 512)).equals(zero),
+        `bytes before ${w.name} (${w.offset}) not zero`,
+      );
+    }
+    if (w.offset + w.length < plan.size) {
+      assert.ok(
+        (await readAt(path, w.offset + w.length, 512)).equals(zero),
+        `bytes after ${w.name} (${w.offset}+${w.length}) not zero`,
+      );
+    }
+    if (w !== plan.pre && w.offset >= TWO_TIB) {
+      const alias = w.offset - TWO_TIB;
+      assert.ok(
+        (await readAt(path, alias, w.length)).equals(Buffer.alloc(w.length)),
+        `data at ${alias} (where ${w.name} would land with a 32-bit LBA) is not zero`,
+      );
+    }
+  }
 }

@@ -164,3 +164,22 @@ test('a pending IN can be cancelled; a bus reset cancels and reports UNIT ATTENT
   const sense = await inCommand(dev, [0x03, 0, 0, 0, 18, 0], 18);
   assert.equal(sense.data.data[2]! & 0x0f, 0x06);
 });
+
+test('a SuperSpeed disk has USB 3 descriptors: bcdUSB 3.2, 1024-byte bulk with companions, BOS, no qualifier', async () => {
+  const { getDescriptor } = await import('../support/drive.js');
+  const { parseConfiguration, parseDeviceDescriptor } = await import('../../src/usb/descriptors.js');
+  const dev = createBotDisk(new MemoryBackend(1 << 20), { name: 'ss', speed: 'super' });
+  const dd = parseDeviceDescriptor((await getDescriptor(dev, 1, 0, 18)).data);
+  assert.equal(dd.bcdUSB, 0x0320);
+  assert.equal(dd.maxPacketSize0, 9);
+  const cfg = parseConfiguration((await getDescriptor(dev, 2, 0, 255)).data);
+  for (const ep of cfg.interfaces[0]!.alternates[0]!.endpoints) {
+    assert.equal(ep.maxPacketSize, 1024);
+    assert.equal(ep.companionAttributes, 0);
+  }
+  const bos = await getDescriptor(dev, 0x0f, 0, 255);
+  assert.equal(bos.status, TransferStatus.Ok);
+  assert.equal(bos.data[1], 0x0f);
+  assert.equal(bos.data.readUInt16LE(2), bos.data.length);
+  assert.equal((await getDescriptor(dev, 6, 0, 10)).status, TransferStatus.Stall);
+});

@@ -43,9 +43,18 @@ export function createBotDisk(backend: BlockBackend, opts: BotDiskOptions): Emul
   return dev;
 }
 
-export async function openDiskImage(path: string, readOnly: boolean, index: number): Promise<EmulatedDevice> {
-  const backend = await FileBackend.open(path, { readOnly });
-  return createBotDisk(backend, { name: `disk ${path}${readOnly ? ' (read-only)' : ''}`, serial: serialFor(index) });
+export async function openDiskImage(
+  path: string,
+  opts: { readOnly: boolean; speed: UsbSpeed },
+  index: number,
+): Promise<EmulatedDevice> {
+  const backend = await FileBackend.open(path, { readOnly: opts.readOnly });
+  const notes = [opts.readOnly ? 'read-only' : '', opts.speed === 'high' ? '' : `${opts.speed} speed`].filter(Boolean);
+  return createBotDisk(backend, {
+    name: `disk ${path}${notes.length ? ` (${notes.join(', ')})` : ''}`,
+    serial: serialFor(index),
+    speed: opts.speed,
+  });
 }
 
 export function createDemoDisk(sizeMiB: number, index: number): EmulatedDevice {

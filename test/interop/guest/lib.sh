@@ -124,3 +124,20 @@ rig_usbip_port_of() {
     /^Port [0-9]+:/ { p = $2; sub(":", "", p); p = p + 0 }
     index($0, "/" b) && /usbip:\/\// { print p; exit }'
 }
+
+# rig_dd_sha DEV OFFSET LENGTH: sha256 of LENGTH bytes at byte OFFSET, read with O_DIRECT.
+rig_dd_sha() {
+  dd if="$1" bs="$3" count=1 skip="$2" iflag=direct,skip_bytes 2>/dev/null | sha256sum | cut -d' ' -f1
+}
+
+# rig_run_case NAME: run the shell function case_NAME in a subshell, so that a fail inside it
+# ends only that case; records "case_NAME RC" in results.txt. Log lines "=== case NAME" and
+# "=== end NAME rc=RC" frame its output in guest.log.
+rig_run_case() {
+  log "=== case $1"
+  ("case_$1")
+  _rc=$?
+  rig_result "case_$1" "$_rc"
+  log "=== end $1 rc=$_rc"
+  return 0
+}
