@@ -2,13 +2,20 @@ import type { Socket } from 'node:net';
 import { type TransferTrace, traceNow } from '../util/trace.js';
 
 /** Header first, then payload pieces (writev-friendly, never concatenated). */
+/**
+ * Replies queued on the socket beyond which the peer's requests stop being read. Not the stream's
+ * highWaterMark (16 KiB): every 64 KiB reply would cross it and reading would stall once per
+ * reply, turning a pipeline of transfers into a ping-pong.
+ */
+export const MAX_QUEUED_BYTES = 8 * 1024 * 1024;
+
 export type Pdu = readonly Buffer[];
 
 /**
  * Writes PDUs in order. Everything written in one tick goes out in a single writev (cork until
  * the next tick), so a header and its payload, and replies completing together, share a syscall.
- * When the socket's buffer is full, reading stops until it drains: a client cannot make the server
- * queue unbounded replies.
+ * When more than MAX_QUEUED_BYTES wait in the socket, reading stops until it drains: a client
+ * cannot make the server queue unbounded replies.
  */
 export class PduWriter {
   readonly #socket: Socket;
@@ -33,14 +40,13 @@ export class PduWriter {
       socket.cork();
       process.nextTick(this.#uncork);
     }
-    let ok = true;
     if (trace) {
       for (let i = 0; i < pdu.length - 1; i++) socket.write(pdu[i]!);
-      ok = socket.write(pdu[pdu.length - 1]!, () => {
+      socket.write(pdu[pdu.length - 1]!, () => {
         trace.written = traceNow();
       });
-    } else for (const piece of pdu) ok = socket.write(piece);
-    if (!ok && !this.#blocked) {
+    } else for (const piece of pdu) socket.write(piece);
+    if (socket.writableLength > MAX_QUEUED_BYTES && !this.#blocked) {
       this.#blocked = true;
       socket.pause();
       socket.once('drain', () => {
