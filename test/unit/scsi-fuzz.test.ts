@@ -4,18 +4,7 @@ import type { BlockBackend } from '../../src/devices/mass-storage/backend/block-
 import { MemoryBackend } from '../../src/devices/mass-storage/backend/memory-backend.js';
 import { Op } from '../../src/devices/mass-storage/scsi/opcodes.js';
 import { ScsiDisk } from '../../src/devices/mass-storage/scsi/scsi-disk.js';
-
-/** mulberry32: small deterministic PRNG so failures reproduce. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { prng } from '../support/prng.js';
 
 const MAX_TRANSFER_BYTES = 256 * 512;
 const KNOWN_OPCODES = Object.values(Op) as number[];

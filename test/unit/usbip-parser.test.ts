@@ -16,6 +16,7 @@ import {
   UsbipParser,
   UsbipProtocolError,
 } from '../../src/protocol/usbip/index.js';
+import { prng } from '../support/prng.js';
 
 const cat = (pdus: readonly (readonly Buffer[])[]) => Buffer.concat(pdus.flat());
 
@@ -402,18 +403,6 @@ test('parser: a header claiming a large payload allocates nothing until the byte
   assert.ok(grown < 4 * 1024 * 1024, `grew by ${grown} bytes`);
   assert.equal(out.length, 0);
 });
-
-/** mulberry32: small, seeded, good enough to shake a parser. */
-function prng(seed: number) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function fuzzOnce(role: 'server' | 'client', bytes: Buffer, rand: () => number, urb: boolean): 'ok' | 'error' {
   const parser: UsbipParser = new UsbipParser(

@@ -10,18 +10,7 @@ import {
   UsbredirParser,
   UsbredirProtocolError,
 } from '../../src/protocol/usbredir/index.js';
-
-/** mulberry32: small seeded PRNG so failures replay. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { prng } from '../support/prng.js';
 
 const ALL = [0, 1, 2, 3, 4, 5, 6, 7];
 
