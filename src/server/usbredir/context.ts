@@ -3,6 +3,10 @@ import type { UsbDevice } from '../../usb/device.js';
 import type { Transfer } from '../../usb/transfer.js';
 import type { Logger } from '../../util/log.js';
 import type { TransferTrace } from '../../util/trace.js';
+import type { GuestDevice } from './guest-device.js';
+import type { InFlightTransfers } from './in-flight.js';
+import type { PendingRequests } from './pending.js';
+import type { EndpointStreams } from './streams.js';
 
 /** What the pending-transfer and stream helpers need from their session. */
 export interface SessionContext {
@@ -17,4 +21,15 @@ export interface SessionContext {
   congested(): boolean;
   /** Submit to the device, tracked so teardown can wait for every transfer. */
   submit(transfer: Transfer): Promise<void>;
+}
+
+/** What the request handlers share with their session. */
+export interface HostContext {
+  readonly device: UsbDevice;
+  readonly log: Logger;
+  readonly guest: GuestDevice;
+  readonly pending: PendingRequests;
+  readonly streams: EndpointStreams;
+  readonly transfers: InFlightTransfers;
+  send(packet: Packet, trace?: TransferTrace): void;
 }

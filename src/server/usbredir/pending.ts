@@ -4,6 +4,7 @@ import { statusToRedir } from '../../protocol/usbredir/status.js';
 import type { Transfer } from '../../usb/transfer.js';
 import { type TransferTrace, traceNow } from '../../util/trace.js';
 import type { SessionContext } from './context.js';
+import { EMPTY } from './format.js';
 
 export type RequestPacket = ControlPacket | BulkPacket | InterruptPacket;
 
@@ -14,8 +15,6 @@ interface Pending {
   answered: boolean;
   trace: TransferTrace | undefined;
 }
-
-const EMPTY = Buffer.alloc(0);
 
 /**
  * Guest requests that get exactly one reply each: control, bulk and interrupt OUT packets.
@@ -77,7 +76,7 @@ export class PendingRequests {
     for (const list of [...this.#byId.values()]) {
       for (const entry of [...list]) {
         if (entry.answered) continue;
-        if (endpoints && !endpoints.has(endpointOf(entry.request))) continue;
+        if (endpoints && !endpoints.has(entry.request.endpoint)) continue;
         this.#cancelEntry(entry);
       }
     }
@@ -126,8 +125,4 @@ export class PendingRequests {
         break;
     }
   }
-}
-
-function endpointOf(r: RequestPacket): number {
-  return r.endpoint;
 }

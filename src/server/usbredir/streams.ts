@@ -1,9 +1,15 @@
 import { EndpointKind, PacketType, Status } from '../../protocol/usbredir/constants.js';
-import type { IsoPacket, StartBulkReceivingPacket, StartIsoStreamPacket } from '../../protocol/usbredir/packets.js';
+import type {
+  EpInfoEntry,
+  IsoPacket,
+  StartBulkReceivingPacket,
+  StartIsoStreamPacket,
+} from '../../protocol/usbredir/packets.js';
 import { statusToRedir } from '../../protocol/usbredir/status.js';
 import { TransferStatus } from '../../usb/status.js';
 import { Transfer, type IsoPacket as UsbIsoPacket } from '../../usb/transfer.js';
 import type { SessionContext } from './context.js';
+import { EMPTY, hex2 } from './format.js';
 
 /** usbredirhost limits. */
 export const INTERRUPT_TRANSFER_COUNT = 5;
@@ -50,7 +56,7 @@ export class EndpointStreams {
 
   startInterrupt(id: bigint, endpoint: number): void {
     const ep = this.#ctx.endpoint(endpoint);
-    const ok = this.#ctx.attached && ep.type === EndpointKind.Interrupt && ep.maxPacketSize > 0;
+    const ok = this.#usable(ep, EndpointKind.Interrupt);
     if (!this.#mayStart(id, 'interrupt', endpoint, ok, 0)) return;
     const s = this.#create('interrupt', endpoint, ep.maxPacketSize, 1, INTERRUPT_TRANSFER_COUNT, 0);
     for (let i = 0; i < s.transferCount; i++) this.#submitIn(s);
@@ -60,9 +66,7 @@ export class EndpointStreams {
   startBulkReceiving(p: StartBulkReceivingPacket): void {
     const ep = this.#ctx.endpoint(p.endpoint);
     const ok =
-      this.#ctx.attached &&
-      ep.type === EndpointKind.Bulk &&
-      ep.maxPacketSize > 0 &&
+      this.#usable(ep, EndpointKind.Bulk) &&
       p.streamId === 0 && // no bulk streams support
       p.bytesPerTransfer > 0 &&
       p.bytesPerTransfer % ep.maxPacketSize === 0 &&
@@ -77,9 +81,7 @@ export class EndpointStreams {
   startIso(p: StartIsoStreamPacket): void {
     const ep = this.#ctx.endpoint(p.endpoint);
     const ok =
-      this.#ctx.attached &&
-      ep.type === EndpointKind.Iso &&
-      ep.maxPacketSize > 0 &&
+      this.#usable(ep, EndpointKind.Iso) &&
       p.pktsPerUrb >= 1 &&
       p.pktsPerUrb <= MAX_PACKETS_PER_TRANSFER &&
       p.noUrbs >= 1 &&
@@ -88,6 +90,11 @@ export class EndpointStreams {
     const s = this.#create('iso', p.endpoint, ep.maxPacketSize, p.pktsPerUrb, p.noUrbs, 0);
     if (p.endpoint & 0x80) for (let i = 0; i < s.transferCount; i++) this.#submitIn(s);
     this.#status('iso', p.id, p.endpoint, Status.Success, 0);
+  }
+
+  /** The device is attached and `ep` is a usable endpoint of `kind`. */
+  #usable(ep: EpInfoEntry, kind: number): boolean {
+    return this.#ctx.attached && ep.type === kind && ep.maxPacketSize > 0;
   }
 
   /** stop_* request: always answered with success, like usbredirhost. */
@@ -114,7 +121,7 @@ export class EndpointStreams {
     else if (ep.type !== EndpointKind.Iso || !s || s.kind !== 'iso') error = Status.Inval;
     else if (p.data.length > ep.maxPacketSize) error = Status.Inval;
     if (error !== undefined || !s) {
-      this.#ctx.log.debug(`iso packet on ep ${hex(p.endpoint)} refused`);
+      this.#ctx.log.debug(`iso packet on ep ${hex2(p.endpoint)} refused`);
       this.#status('iso', p.id, p.endpoint, error ?? Status.Inval, 0);
       return;
     }
@@ -125,7 +132,7 @@ export class EndpointStreams {
     const capacity = s.pktsPerUrb * s.transferCount;
     if (s.outQueue.length + s.inFlight.size * s.pktsPerUrb >= capacity) {
       // Overflow: drop enough to get back to the target fill, as usbredirhost does.
-      this.#ctx.log.debug(`iso OUT queue overflow on ep ${hex(p.endpoint)}, dropping`);
+      this.#ctx.log.debug(`iso OUT queue overflow on ep ${hex2(p.endpoint)}, dropping`);
       s.dropCount = Math.floor(capacity / 2);
       return;
     }
@@ -135,12 +142,12 @@ export class EndpointStreams {
 
   #mayStart(id: bigint, kind: StreamKind, endpoint: number, ok: boolean, streamId: number): boolean {
     if (!ok) {
-      this.#ctx.log.warn(`refusing to start ${kind} stream on ep ${hex(endpoint)}: invalid parameters or endpoint`);
+      this.#ctx.log.warn(`refusing to start ${kind} stream on ep ${hex2(endpoint)}: invalid parameters or endpoint`);
       this.#status(kind, id, endpoint, Status.Stall, streamId);
       return false;
     }
     if (this.#streams.has(endpoint)) {
-      this.#ctx.log.warn(`${kind} stream on ep ${hex(endpoint)} already started`);
+      this.#ctx.log.warn(`${kind} stream on ep ${hex2(endpoint)} already started`);
       this.#status(kind, id, endpoint, Status.Inval, streamId);
       return false;
     }
@@ -207,12 +214,12 @@ export class EndpointStreams {
       case TransferStatus.Stall:
       case TransferStatus.Cancelled:
         // Stream stopped for a reason other than a stop request: tell the guest so it can recover.
-        this.#ctx.log.debug(`${s.kind} stream on ep ${hex(s.endpoint)} ended: ${t.status}`);
+        this.#ctx.log.debug(`${s.kind} stream on ep ${hex2(s.endpoint)} ended: ${t.status}`);
         this.#end(s.endpoint);
         this.#status(s.kind, s.nextId, s.endpoint, Status.Stall, s.streamId);
         return;
       default:
-        this.#ctx.log.debug(`${s.kind} stream on ep ${hex(s.endpoint)}: transfer error ${t.status}`);
+        this.#ctx.log.debug(`${s.kind} stream on ep ${hex2(s.endpoint)}: transfer error ${t.status}`);
         this.#pushData(s, statusToRedir(t.status), EMPTY);
     }
     this.#submitIn(s);
@@ -230,7 +237,7 @@ export class EndpointStreams {
     const id = s.nextId++;
     if (this.#ctx.congested()) {
       if (!s.warnedDrop) {
-        this.#ctx.log.warn(`connection too slow for the ${s.kind} stream on ep ${hex(s.endpoint)}: dropping packets`);
+        this.#ctx.log.warn(`connection too slow for the ${s.kind} stream on ep ${hex2(s.endpoint)}: dropping packets`);
         s.warnedDrop = true;
       }
       return;
@@ -316,10 +323,4 @@ export class EndpointStreams {
         break;
     }
   }
-}
-
-const EMPTY = Buffer.alloc(0);
-
-function hex(ep: number): string {
-  return ep.toString(16).padStart(2, '0');
 }
