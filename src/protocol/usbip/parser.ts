@@ -331,7 +331,21 @@ export class UsbipParser {
     const isoPackets = this.#takeIso(this.#isoCount);
     if (isoPackets) checkRequestIso(header.seqnum, isoPackets, header.transferBufferLength);
     this.#expect(URB_HEADER_SIZE, this.#urbHeader);
-    this.#onPacket({ ...header, data, isoPackets });
+    this.#onPacket({
+      kind: header.kind,
+      seqnum: header.seqnum,
+      devid: header.devid,
+      direction: header.direction,
+      ep: header.ep,
+      transferFlags: header.transferFlags,
+      transferBufferLength: header.transferBufferLength,
+      startFrame: header.startFrame,
+      numberOfPackets: header.numberOfPackets,
+      interval: header.interval,
+      setup: header.setup,
+      data,
+      isoPackets,
+    });
   };
 
   #startRetSubmit(h: Buffer): void {
@@ -367,7 +381,20 @@ export class UsbipParser {
     const isoPackets = this.#takeIso(this.#isoCount);
     if (isoPackets) checkReplyIso(header, isoPackets, shape);
     this.#expect(URB_HEADER_SIZE, this.#urbHeader);
-    this.#onPacket({ ...header, data, isoPackets });
+    this.#onPacket({
+      kind: header.kind,
+      seqnum: header.seqnum,
+      devid: header.devid,
+      direction: header.direction,
+      ep: header.ep,
+      status: header.status,
+      actualLength: header.actualLength,
+      startFrame: header.startFrame,
+      numberOfPackets: header.numberOfPackets,
+      errorCount: header.errorCount,
+      data,
+      isoPackets,
+    });
   };
 
   #takeIso(count: number): IsoDescriptor[] | undefined {

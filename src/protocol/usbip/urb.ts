@@ -129,8 +129,16 @@ export type CmdSubmitFields = Omit<CmdSubmit, 'kind' | 'setup' | 'data' | 'isoPa
   isoPackets?: readonly IsoDescriptor[];
 };
 
+/**
+ * A 48-byte URB header from Node's pool (one allocation per transfer otherwise). Every encoder
+ * below writes all 48 bytes, zeroing the padding itself.
+ */
+function header(): Buffer {
+  return Buffer.allocUnsafe(URB_HEADER_SIZE);
+}
+
 export function encodeCmdSubmit(f: CmdSubmitFields): Pdu {
-  const b = Buffer.alloc(URB_HEADER_SIZE);
+  const b = header();
   writeBasic(b, USBIP_CMD_SUBMIT, f);
   b.writeUInt32BE(f.transferFlags >>> 0, 0x14);
   b.writeInt32BE(f.transferBufferLength | 0, 0x18);
@@ -148,35 +156,44 @@ export type RetSubmitFields = Omit<RetSubmit, 'kind' | 'data' | 'isoPackets'> & 
 };
 
 export function encodeRetSubmit(f: RetSubmitFields): Pdu {
-  const b = Buffer.alloc(URB_HEADER_SIZE);
+  const b = header();
   writeBasic(b, USBIP_RET_SUBMIT, f);
   b.writeInt32BE(f.status | 0, 0x14);
   b.writeInt32BE(f.actualLength | 0, 0x18);
   b.writeInt32BE(f.startFrame | 0, 0x1c);
   b.writeInt32BE(f.numberOfPackets | 0, 0x20);
   b.writeInt32BE(f.errorCount | 0, 0x24);
+  b.fill(0, 0x28);
   return withPayload(b, f.data ?? [], f.isoPackets);
 }
 
 export function encodeCmdUnlink(f: Omit<CmdUnlink, 'kind'>): Pdu {
-  const b = Buffer.alloc(URB_HEADER_SIZE);
+  const b = header();
   writeBasic(b, USBIP_CMD_UNLINK, f);
   b.writeUInt32BE(f.unlinkSeqnum >>> 0, 0x14);
+  b.fill(0, 0x18);
   return [b];
 }
 
 export function encodeRetUnlink(f: Omit<RetUnlink, 'kind'>): Pdu {
-  const b = Buffer.alloc(URB_HEADER_SIZE);
+  const b = header();
   writeBasic(b, USBIP_RET_UNLINK, f);
   b.writeInt32BE(f.status | 0, 0x14);
+  b.fill(0, 0x18);
   return [b];
 }
 
 /** Fixed header fields of CMD_SUBMIT; the parser adds data and ISO descriptors. */
+// The readers below build each packet as one literal with all its fields (no spreads): a fixed
+// shape per packet kind keeps the per-PDU hot path monomorphic and allocation-light.
+
 export function readCmdSubmitHeader(b: Buffer, at: number): Omit<CmdSubmit, 'data' | 'isoPackets'> {
   return {
     kind: 'cmd-submit',
-    ...readBasic(b, at),
+    seqnum: b.readUInt32BE(at + 4),
+    devid: b.readUInt32BE(at + 8),
+    direction: b.readUInt32BE(at + 12),
+    ep: b.readUInt32BE(at + 16),
     transferFlags: b.readUInt32BE(at + 0x14),
     transferBufferLength: b.readInt32BE(at + 0x18),
     startFrame: b.readInt32BE(at + 0x1c),
@@ -189,7 +206,10 @@ export function readCmdSubmitHeader(b: Buffer, at: number): Omit<CmdSubmit, 'dat
 export function readRetSubmitHeader(b: Buffer, at: number): Omit<RetSubmit, 'data' | 'isoPackets'> {
   return {
     kind: 'ret-submit',
-    ...readBasic(b, at),
+    seqnum: b.readUInt32BE(at + 4),
+    devid: b.readUInt32BE(at + 8),
+    direction: b.readUInt32BE(at + 12),
+    ep: b.readUInt32BE(at + 16),
     status: b.readInt32BE(at + 0x14),
     actualLength: b.readInt32BE(at + 0x18),
     startFrame: b.readInt32BE(at + 0x1c),
@@ -199,9 +219,23 @@ export function readRetSubmitHeader(b: Buffer, at: number): Omit<RetSubmit, 'dat
 }
 
 export function readCmdUnlink(b: Buffer, at: number): CmdUnlink {
-  return { kind: 'cmd-unlink', ...readBasic(b, at), unlinkSeqnum: b.readUInt32BE(at + 0x14) };
+  return {
+    kind: 'cmd-unlink',
+    seqnum: b.readUInt32BE(at + 4),
+    devid: b.readUInt32BE(at + 8),
+    direction: b.readUInt32BE(at + 12),
+    ep: b.readUInt32BE(at + 16),
+    unlinkSeqnum: b.readUInt32BE(at + 0x14),
+  };
 }
 
 export function readRetUnlink(b: Buffer, at: number): RetUnlink {
-  return { kind: 'ret-unlink', ...readBasic(b, at), status: b.readInt32BE(at + 0x14) };
+  return {
+    kind: 'ret-unlink',
+    seqnum: b.readUInt32BE(at + 4),
+    devid: b.readUInt32BE(at + 8),
+    direction: b.readUInt32BE(at + 12),
+    ep: b.readUInt32BE(at + 16),
+    status: b.readInt32BE(at + 0x14),
+  };
 }

@@ -206,12 +206,17 @@ export class UrbSession {
 
   #retSubmit(entry: InFlight) {
     const t = entry.transfer;
-    const base = { seqnum: entry.seqnum, devid: 0, direction: 0, ep: 0, status: statusToErrno(t.status) };
-    if (t.isoPackets) return this.#retSubmitIso(entry, base);
+    const status = statusToErrno(t.status);
+    if (t.isoPackets) return this.#retSubmitIso(entry, { seqnum: entry.seqnum, devid: 0, direction: 0, ep: 0, status });
     // vhci drops the connection if actual_length exceeds what it asked for.
     const actual = Math.max(0, Math.min(t.actualLength, t.length, t.isIn ? t.data.length : t.length));
+    // One literal, no spread: this runs once per completed transfer.
     return encodeRetSubmit({
-      ...base,
+      seqnum: entry.seqnum,
+      devid: 0,
+      direction: 0,
+      ep: 0,
+      status,
       actualLength: actual,
       startFrame: 0,
       numberOfPackets: nonIsoPacketCount(entry.numberOfPackets),
