@@ -1,3 +1,4 @@
+import { realpathSync } from 'node:fs';
 import { createDemoDisk, openDiskImage } from '../devices/mass-storage/index.js';
 import { DeviceRegistry } from '../server/registry.js';
 import { UsbipServer } from '../server/usbip/index.js';
@@ -55,7 +56,16 @@ async function openDevices(opts: ServeOptions): Promise<DeviceRegistry> {
     registry.add(createDemoDisk(opts.demoSizeMiB, 0));
     return registry;
   }
+  const writable = new Set<string>();
   for (const [i, disk] of opts.disks.entries()) {
+    const real = realpathOr(disk.path);
+    if (!disk.readOnly && writable.has(real)) {
+      await registry.closeAll();
+      throw new UsageError(
+        `--disk ${disk.path}: this image is already exported writable; two guests writing one image would corrupt it (add ,readonly)`,
+      );
+    }
+    if (!disk.readOnly) writable.add(real);
     try {
       registry.add(await openDiskImage(disk.path, disk, i));
     } catch (err) {
@@ -64,6 +74,14 @@ async function openDevices(opts: ServeOptions): Promise<DeviceRegistry> {
     }
   }
   return registry;
+}
+
+function realpathOr(path: string): string {
+  try {
+    return realpathSync(path);
+  } catch {
+    return path;
+  }
 }
 
 function listenError(what: string, e: Endpoint, err: unknown): UsageError {

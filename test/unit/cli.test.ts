@@ -40,6 +40,7 @@ const dir = mkdtempSync(join(tmpdir(), 'usbwire-cli-'));
 
 test('bad input gives one clear line and a non-zero exit, no stack trace', async () => {
   writeFileSync(join(dir, 'odd.img'), Buffer.alloc(1000));
+  writeFileSync(join(dir, 'a.img'), Buffer.alloc(1 << 20));
   const cases: [string[], RegExp][] = [
     [['serve', '--bogus'], /unknown option --bogus/],
     [['serve', '--disk', join(dir, 'missing.img')], /missing\.img.*no such file/],
@@ -49,6 +50,7 @@ test('bad input gives one clear line and a non-zero exit, no stack trace', async
     [['serve', '--usbip', 'nonsense'], /HOST:PORT/],
     [['serve', '--usbredir', '127.0.0.1:4000=9-9'], /no exported device 9-9/],
     [['frobnicate'], /unknown command/],
+    [['serve', '--disk', join(dir, 'a.img'), '--disk', join(dir, 'a.img')], /already exported writable/],
   ];
   for (const [args, message] of cases) {
     const r = await run(args);
