@@ -414,3 +414,15 @@ export async function assertBigImage(path: string, plan: BigDiskPlan, tag: strin
     }
   }
 }
+
+/** Guest side of the big disk, as recorded by guestBigDiskChecks: its size and USB speed. */
+export function assertBigDiskResults(
+  kv: Record<string, string>,
+  key: string,
+  size: number,
+  usbSpeedMbps: string,
+): void {
+  assert.equal(Number(kv[`${key}_bytes`]), size, 'size of the big disk in the guest (sysfs)');
+  assert.equal(Number(kv[`${key}_getsize64`]), size, 'blockdev --getsize64 of the big disk');
+  assert.equal(kv[`${key}_usb_speed`], usbSpeedMbps, 'USB speed of the big disk in the guest (Mb/s)');
+}
