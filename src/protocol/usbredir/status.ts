@@ -2,44 +2,26 @@ import type { UsbSpeed } from '../../usb/speed.js';
 import { TransferStatus } from '../../usb/status.js';
 import { Speed, Status } from './constants.js';
 
+/** TransferStatus ↔ usbredir status byte, for the statuses usbredir has a code for. */
+const PAIRS: [TransferStatus, number][] = [
+  [TransferStatus.Ok, Status.Success],
+  [TransferStatus.Cancelled, Status.Cancelled],
+  [TransferStatus.Invalid, Status.Inval],
+  [TransferStatus.Stall, Status.Stall],
+  [TransferStatus.Timeout, Status.Timeout],
+  [TransferStatus.Babble, Status.Babble],
+];
+const TO_REDIR = new Map(PAIRS);
+const FROM_REDIR = new Map(PAIRS.map(([s, c]) => [c, s]));
+
+/** NoDevice, ShortPacket (no usbredir flag asks for it) and IoError: usbredirhost says ioerror. */
 export function statusToRedir(s: TransferStatus): number {
-  switch (s) {
-    case TransferStatus.Ok:
-      return Status.Success;
-    case TransferStatus.Cancelled:
-      return Status.Cancelled;
-    case TransferStatus.Invalid:
-      return Status.Inval;
-    case TransferStatus.Stall:
-      return Status.Stall;
-    case TransferStatus.Timeout:
-      return Status.Timeout;
-    case TransferStatus.Babble:
-      return Status.Babble;
-    default:
-      // NoDevice, ShortPacket (no usbredir flag asks for it), IoError: usbredirhost says ioerror.
-      return Status.IoError;
-  }
+  return TO_REDIR.get(s) ?? Status.IoError;
 }
 
 /** Unknown codes are errors (protocol rule), reported as IoError. */
 export function statusFromRedir(code: number): TransferStatus {
-  switch (code) {
-    case Status.Success:
-      return TransferStatus.Ok;
-    case Status.Cancelled:
-      return TransferStatus.Cancelled;
-    case Status.Inval:
-      return TransferStatus.Invalid;
-    case Status.Stall:
-      return TransferStatus.Stall;
-    case Status.Timeout:
-      return TransferStatus.Timeout;
-    case Status.Babble:
-      return TransferStatus.Babble;
-    default:
-      return TransferStatus.IoError;
-  }
+  return FROM_REDIR.get(code) ?? TransferStatus.IoError;
 }
 
 /** There is no SuperSpeedPlus code: 10/20 Gbps devices are announced as super. */
