@@ -25,6 +25,7 @@ import { open as openAsync } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
+import { after } from 'node:test';
 import { fileURLToPath } from 'node:url';
 
 // ---------------------------------------------------------------------------------------
@@ -666,4 +667,32 @@ export function firstDiffOutside(path: string, seed: string, size: number, exclu
 /** Absolute path helper for args given relative to the repo root. */
 export function fromRoot(...p: string[]): string {
   return resolve(repoRoot, ...p);
+}
+
+/**
+ * Shared set-up of an interop test file: the skip reason, a work folder (removed after a clean
+ * run unless USBWIRE_RIG_KEEP is set), and servers stopped when the file's tests end. Set
+ * `failed` to keep the folder for a look.
+ */
+export interface InteropFile {
+  skip: string | false;
+  work: string;
+  servers: UsbwireServer[];
+  failed: boolean;
+}
+
+export function interopFile(name: string): InteropFile {
+  const gate = interopGate();
+  const file: InteropFile = {
+    skip: gate.skip || (!usbwireBuilt() && !process.env.CI ? 'usbwire CLI not built (dist/src/cli/main.js)' : false),
+    work: mkdtempSync(join(tmpdir(), `usbwire-${name}-`)),
+    servers: [],
+    failed: false,
+  };
+  after(async () => {
+    for (const s of file.servers) await s.stop();
+    if (!file.failed && !process.env.USBWIRE_RIG_KEEP) rmSync(file.work, { recursive: true, force: true });
+    else process.stderr.write(`${name} interop: files kept in ${file.work}\n`);
+  });
+  return file;
 }

@@ -12,10 +12,8 @@
 //   big:  the 3 TiB disk has its full size (READ CAPACITY(16)); reads and direct writes
 //         past 2 TiB, across 2 TiB and at the last block land at exactly those host offsets
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, test } from 'node:test';
+import { test } from 'node:test';
 import {
   assertBigDiskResults,
   assertBigImage,
@@ -42,28 +40,17 @@ import {
 import {
   freePort,
   type GuestResult,
-  interopGate,
+  interopFile,
   patternBytes,
   readKV,
   sha256,
   sha256File,
   startGuest,
   startUsbwire,
-  type UsbwireServer,
-  usbwireBuilt,
 } from './rig.js';
 
-const gate = interopGate();
-const skip = gate.skip || (!usbwireBuilt() && !process.env.CI ? 'usbwire CLI not built (dist/src/cli/main.js)' : false);
-
-const work = mkdtempSync(join(tmpdir(), 'usbwire-usbip-more-'));
-const servers: UsbwireServer[] = [];
-let failed = false;
-after(async () => {
-  for (const s of servers) await s.stop();
-  if (!failed && !process.env.USBWIRE_RIG_KEEP) rmSync(work, { recursive: true, force: true });
-  else process.stderr.write(`usbip-more interop: files kept in ${work}\n`);
-});
+const file = interopFile('usbip-more');
+const { skip, work, servers } = file;
 
 const TAG = 'um';
 const SIZE_A = 16 * MiB;
@@ -215,7 +202,7 @@ test('usbip: two disks (one read-only), busy + re-attach, 3 TiB sparse disk (one
         try {
           await fn();
         } catch (e) {
-          failed = true;
+          file.failed = true;
           throw e;
         }
       });
@@ -261,16 +248,16 @@ test('usbip: two disks (one read-only), busy + re-attach, 3 TiB sparse disk (one
     assert.equal(srv.proc.exitCode, null, 'usbwire still running');
     t.diagnostic(`guest run ${(r.durationMs / 1000).toFixed(1)} s`);
   } catch (e) {
-    failed = true;
+    file.failed = true;
     throw e;
   } finally {
     const bad =
-      failed ||
+      file.failed ||
       !res ||
       res.rc !== 0 ||
       Object.entries(readKV(res.shareDir)).some(([k, v]) => k.startsWith('case_') && v !== '0');
     if (bad) {
-      failed = true;
+      file.failed = true;
       if (res) process.stderr.write(`${res.describe()}\n`);
       process.stderr.write(`--- usbwire output ---\n${srv.output()}\n`);
     } else res?.cleanup();

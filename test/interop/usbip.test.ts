@@ -1,24 +1,13 @@
 // USB/IP interop: the Linux kernel client (vhci-hcd + usbip tool) in a QEMU guest against
 // `usbwire serve --usbip` on this host's loopback (guest 10.0.2.100:3240 → relay → host).
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, test } from 'node:test';
+import { test } from 'node:test';
 import { MiB, runDiskScenario } from './disk-checks.js';
-import { freePort, interopGate, readKV, startUsbwire, type UsbwireServer, usbwireBuilt } from './rig.js';
+import { freePort, interopFile, readKV, startUsbwire, type UsbwireServer } from './rig.js';
 
-const gate = interopGate();
-const skip = gate.skip || (!usbwireBuilt() && !process.env.CI ? 'usbwire CLI not built (dist/src/cli/main.js)' : false);
-
-const work = mkdtempSync(join(tmpdir(), 'usbwire-usbip-'));
-const servers: UsbwireServer[] = [];
-let failed = false;
-after(async () => {
-  for (const s of servers) await s.stop();
-  if (!failed && !process.env.USBWIRE_RIG_KEEP) rmSync(work, { recursive: true, force: true });
-  else process.stderr.write(`usbip interop: files kept in ${work}\n`);
-});
+const file = interopFile('usbip');
+const { skip, work, servers } = file;
 
 test('usbip: list, attach, whole-disk checksum, direct pattern writes, ext4 round trip, detach', {
   skip,
@@ -68,7 +57,7 @@ rig_result detached yes
     t.diagnostic(`guest run ${(res.durationMs / 1000).toFixed(1)} s`);
     res.cleanup();
   } catch (e) {
-    failed = true;
+    file.failed = true;
     if (srv) process.stderr.write(`--- usbwire output ---\n${srv.output()}\n`);
     throw e;
   }

@@ -6,10 +6,8 @@
 //   big: the 3 TiB disk has its full size (READ CAPACITY(16)); reads and direct writes past
 //        2 TiB, across 2 TiB and at the last block land at exactly those host offsets
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, test } from 'node:test';
+import { test } from 'node:test';
 import {
   assertBigDiskResults,
   assertBigImage,
@@ -26,29 +24,10 @@ import {
   readOnlyProbeFiles,
   TiB,
 } from './disk-checks.js';
-import {
-  freePort,
-  type GuestResult,
-  interopGate,
-  readKV,
-  sha256File,
-  startGuest,
-  startUsbwire,
-  type UsbwireServer,
-  usbwireBuilt,
-} from './rig.js';
+import { freePort, type GuestResult, interopFile, readKV, sha256File, startGuest, startUsbwire } from './rig.js';
 
-const gate = interopGate();
-const skip = gate.skip || (!usbwireBuilt() && !process.env.CI ? 'usbwire CLI not built (dist/src/cli/main.js)' : false);
-
-const work = mkdtempSync(join(tmpdir(), 'usbwire-usbredir-more-'));
-const servers: UsbwireServer[] = [];
-let failed = false;
-after(async () => {
-  for (const s of servers) await s.stop();
-  if (!failed && !process.env.USBWIRE_RIG_KEEP) rmSync(work, { recursive: true, force: true });
-  else process.stderr.write(`usbredir-more interop: files kept in ${work}\n`);
-});
+const file = interopFile('usbredir-more');
+const { skip, work, servers } = file;
 
 const TAG = 'rm';
 const SIZE_B = 8 * MiB;
@@ -145,7 +124,7 @@ test('usbredir (xhci, two usb-redir devices): read-only disk and 3 TiB sparse di
         try {
           await fn();
         } catch (e) {
-          failed = true;
+          file.failed = true;
           throw e;
         }
       });
@@ -170,16 +149,16 @@ test('usbredir (xhci, two usb-redir devices): read-only disk and 3 TiB sparse di
     assert.equal(srv.proc.exitCode, null, 'usbwire still running');
     t.diagnostic(`guest run ${(r.durationMs / 1000).toFixed(1)} s`);
   } catch (e) {
-    failed = true;
+    file.failed = true;
     throw e;
   } finally {
     const bad =
-      failed ||
+      file.failed ||
       !res ||
       res.rc !== 0 ||
       Object.entries(readKV(res.shareDir)).some(([k, v]) => k.startsWith('case_') && v !== '0');
     if (bad) {
-      failed = true;
+      file.failed = true;
       if (res) process.stderr.write(`${res.describe()}\n`);
       process.stderr.write(`--- usbwire output ---\n${srv.output()}\n`);
     } else res?.cleanup();

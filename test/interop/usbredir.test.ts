@@ -2,10 +2,8 @@
 // 0.13) against `usbwire serve --usbredir` (QEMU connects out) and `--usbredir-connect`
 // (QEMU listens). The guest kernel sees a USB mass storage disk on qemu-xhci or usb-ehci.
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, test } from 'node:test';
+import { test } from 'node:test';
 import {
   assertPatternsInImage,
   assertUnchangedOutside,
@@ -18,7 +16,7 @@ import {
 } from './disk-checks.js';
 import {
   freePort,
-  interopGate,
+  interopFile,
   readAt,
   readKV,
   sha256File,
@@ -26,20 +24,10 @@ import {
   startGuest,
   startUsbwire,
   type UsbwireServer,
-  usbwireBuilt,
 } from './rig.js';
 
-const gate = interopGate();
-const skip = gate.skip || (!usbwireBuilt() && !process.env.CI ? 'usbwire CLI not built (dist/src/cli/main.js)' : false);
-
-const work = mkdtempSync(join(tmpdir(), 'usbwire-usbredir-'));
-const servers: UsbwireServer[] = [];
-let failed = false;
-after(async () => {
-  for (const s of servers) await s.stop();
-  if (!failed && !process.env.USBWIRE_RIG_KEEP) rmSync(work, { recursive: true, force: true });
-  else process.stderr.write(`usbredir interop: files kept in ${work}\n`);
-});
+const file = interopFile('usbredir');
+const { skip, work, servers } = file;
 
 type Hc = 'xhci' | 'ehci';
 
@@ -67,7 +55,7 @@ async function guarded<T>(srvs: () => (UsbwireServer | undefined)[], fn: () => P
   try {
     return await fn();
   } catch (e) {
-    failed = true;
+    file.failed = true;
     for (const s of srvs()) if (s) process.stderr.write(`--- usbwire output ---\n${s.output()}\n`);
     throw e;
   }
