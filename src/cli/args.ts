@@ -1,33 +1,31 @@
 import { parseArgs } from 'node:util';
-import type { UsbSpeed } from '../usb/speed.js';
+import { deviceClasses, parseDeviceSpec } from '../devices/catalog.js';
+import { type DeviceSpec, DeviceSpecError } from '../devices/classes.js';
+import { AddressError, type HostPort, parseHostPort } from '../transport/tcp.js';
 
 /** A user-facing error: printed as one line, exit code 2 (bad usage) or 1. */
 export class UsageError extends Error {
   override name = 'UsageError';
 }
 
-export interface Endpoint {
-  host: string;
-  port: number;
-}
-
-export interface DiskSpec {
-  path: string;
-  readOnly: boolean;
-  speed: UsbSpeed;
-}
+export type Endpoint = HostPort;
 
 export interface UsbredirSpec extends Endpoint {
   /** Which exported device this usbredir connection carries (default: the first). */
   busid: string | undefined;
 }
 
+/** Where the control endpoint listens: a unix socket (default), loopback TCP, or nowhere. */
+export type ControlSpec = { kind: 'unix'; path: string } | ({ kind: 'tcp' } & Endpoint) | { kind: 'none' };
+
 export interface ServeOptions {
   usbip: Endpoint[];
   usbredir: UsbredirSpec[];
   usbredirConnect: UsbredirSpec[];
-  disks: DiskSpec[];
+  /** Devices in the order given: bus ids 1-1, 1-2, ... */
+  devices: DeviceSpec[];
   demoSizeMiB: number;
+  control: ControlSpec | undefined;
   logLevel: 'debug' | 'info' | 'warn' | 'error';
 }
 
@@ -35,23 +33,15 @@ export const DEFAULT_USBIP: Endpoint = { host: '127.0.0.1', port: 3240 };
 
 /** Parse "HOST:PORT", "[v6]:PORT" or ":PORT"/"PORT" (host defaults to 127.0.0.1). */
 export function parseEndpoint(text: string, flag: string): Endpoint {
-  let host = '127.0.0.1';
-  let portText = text;
-  const v6 = /^\[([^\]]+)\]:(.*)$/.exec(text);
-  if (v6) {
-    host = v6[1]!;
-    portText = v6[2]!;
-  } else if (text.includes(':')) {
-    const at = text.lastIndexOf(':');
-    if (text.indexOf(':') !== at)
-      throw new UsageError(`${flag} ${text}: put IPv6 addresses in brackets, e.g. [::1]:3240`);
-    host = text.slice(0, at) || host;
-    portText = text.slice(at + 1);
+  const withHost = /^:?\d+$/.test(text) ? `127.0.0.1:${text.replace(/^:/, '')}` : text;
+  try {
+    const e = parseHostPort(withHost);
+    if (e.port === 0) throw new AddressError(`"${text}": port must be 1-65535`);
+    return e;
+  } catch (err) {
+    if (err instanceof AddressError) throw new UsageError(`${flag} ${err.message} (expected HOST:PORT)`);
+    throw err;
   }
-  if (!/^\d+$/.test(portText)) throw new UsageError(`${flag} ${text}: expected HOST:PORT with a numeric port`);
-  const port = Number(portText);
-  if (port < 1 || port > 65535) throw new UsageError(`${flag} ${text}: port must be 1-65535`);
-  return { host, port };
 }
 
 function parseUsbredir(text: string, flag: string): UsbredirSpec {
@@ -64,23 +54,25 @@ function parseUsbredir(text: string, flag: string): UsbredirSpec {
   return { ...parseEndpoint(addr, flag), busid };
 }
 
-function parseDisk(text: string): DiskSpec {
-  const parts = text.split(',');
-  const path = parts[0] ?? '';
-  if (path === '') throw new UsageError('--disk needs a path: --disk PATH[,readonly]');
-  let readOnly = false;
-  let speed: UsbSpeed = 'high';
-  for (const opt of parts.slice(1)) {
-    if (opt === 'readonly' || opt === 'ro') readOnly = true;
-    else if (opt.startsWith('speed=')) {
-      const value = opt.slice('speed='.length);
-      if (value !== 'full' && value !== 'high' && value !== 'super') {
-        throw new UsageError(`--disk ${text}: speed must be full, high or super`);
-      }
-      speed = value;
-    } else throw new UsageError(`--disk ${text}: unknown option "${opt}" (known: readonly, speed=full|high|super)`);
+function parseControl(text: string): ControlSpec {
+  if (text === 'none') return { kind: 'none' };
+  if (text.startsWith('unix:')) {
+    const path = text.slice('unix:'.length);
+    if (path === '') throw new UsageError('--control unix:PATH needs a path');
+    return { kind: 'unix', path };
   }
-  return { path, readOnly, speed };
+  if (text.startsWith('/') || text.startsWith('.')) return { kind: 'unix', path: text };
+  return { kind: 'tcp', ...parseEndpoint(text, '--control') };
+}
+
+function deviceHelp(): string {
+  return deviceClasses()
+    .map((c) => {
+      const flag = `  --${c.name}${c.usage ? ` ${c.usage}` : ''}`;
+      const pad = flag.length < 31 ? flag.padEnd(31) : `${flag}\n${' '.repeat(31)}`;
+      return `${pad}${c.summary}\n`;
+    })
+    .join('');
 }
 
 export const SERVE_HELP = `usage: usbwire serve [options]
@@ -88,23 +80,30 @@ export const SERVE_HELP = `usage: usbwire serve [options]
 Export USB devices over USB/IP and usbredir. With no device option, exports an in-memory demo
 disk; with no protocol option, listens for USB/IP on ${DEFAULT_USBIP.host}:${DEFAULT_USBIP.port}.
 
+protocols:
   --usbip HOST:PORT            listen for USB/IP clients (usbip attach, vhci-hcd)
   --usbredir HOST:PORT[=BUSID] listen for usbredir guests (QEMU usb-redir connecting out);
                                each connection carries one device (default: the first)
   --usbredir-connect HOST:PORT[=BUSID]
                                connect to a listening usbredir guest (QEMU server=on)
-  --disk PATH[,readonly][,speed=full|high|super]
-                               export a raw disk image as USB mass storage (repeatable;
-                               bus ids 1-1, 1-2, ... in order; default high speed)
-  --demo-size MIB              size of the in-memory demo disk (default 64)
+
+devices (repeatable, mixed freely; bus ids 1-1, 1-2, ... in the order given):
+${deviceHelp()}  --demo-size MIB              size of the in-memory demo disk (default 64)
+
+operation:
+  --control unix:PATH|HOST:PORT|none
+                               the control endpoint (usbwire type/key/pointer/devices talk to it)
   --log-level LEVEL            debug, info, warn or error (default info)
   -h, --help                   show this help
 `;
 
 export function parseServeArgs(argv: string[]): ServeOptions | 'help' {
-  let parsed: ReturnType<typeof parseArgs<{ options: typeof SERVE_OPTIONS; allowPositionals: true; strict: true }>>;
+  const options = serveOptions();
+  let parsed: ReturnType<
+    typeof parseArgs<{ options: typeof options; allowPositionals: true; strict: true; tokens: true }>
+  >;
   try {
-    parsed = parseArgs({ args: argv, options: SERVE_OPTIONS, allowPositionals: true, strict: true });
+    parsed = parseArgs({ args: argv, options, allowPositionals: true, strict: true, tokens: true });
   } catch (err) {
     const message = (err as Error).message;
     const unknown = /^Unknown option '([^']+)'/.exec(message);
@@ -112,37 +111,64 @@ export function parseServeArgs(argv: string[]): ServeOptions | 'help' {
       unknown ? `unknown option ${unknown[1]} (see usbwire serve --help)` : message.split('\n')[0]!.replace(/\.$/, ''),
     );
   }
-  const v = parsed.values;
+  const v = parsed.values as Record<string, string | string[] | boolean | boolean[] | undefined>;
   if (v.help) return 'help';
   if (parsed.positionals.length > 0) throw new UsageError(`unexpected argument "${parsed.positionals[0]}"`);
-  const logLevel = v['log-level'] ?? 'info';
+  const logLevel = (v['log-level'] as string | undefined) ?? 'info';
   if (!['debug', 'info', 'warn', 'error'].includes(logLevel)) {
     throw new UsageError(`--log-level ${logLevel}: expected debug, info, warn or error`);
   }
-  const demo = v['demo-size'] ?? '64';
+  const demo = (v['demo-size'] as string | undefined) ?? '64';
   if (!/^\d+$/.test(demo) || Number(demo) < 1 || Number(demo) > 1 << 20) {
     throw new UsageError(`--demo-size ${demo}: expected a size in MiB (1-1048576)`);
   }
-  const usbip = (v.usbip ?? []).map((e) => parseEndpoint(e, '--usbip'));
-  const usbredir = (v.usbredir ?? []).map((e) => parseUsbredir(e, '--usbredir'));
-  const usbredirConnect = (v['usbredir-connect'] ?? []).map((e) => parseUsbredir(e, '--usbredir-connect'));
+  const strings = (name: string) => (v[name] as string[] | undefined) ?? [];
+  const usbip = strings('usbip').map((e) => parseEndpoint(e, '--usbip'));
+  const usbredir = strings('usbredir').map((e) => parseUsbredir(e, '--usbredir'));
+  const usbredirConnect = strings('usbredir-connect').map((e) => parseUsbredir(e, '--usbredir-connect'));
   if (usbip.length + usbredir.length + usbredirConnect.length === 0) usbip.push(DEFAULT_USBIP);
+  const control = v.control === undefined ? undefined : parseControl(v.control as string);
   return {
     usbip,
     usbredir,
     usbredirConnect,
-    disks: (v.disk ?? []).map(parseDisk),
+    devices: deviceSpecs(parsed.tokens ?? []),
     demoSizeMiB: Number(demo),
+    control,
     logLevel: logLevel as ServeOptions['logLevel'],
   };
 }
 
-const SERVE_OPTIONS = {
-  usbip: { type: 'string', multiple: true },
-  usbredir: { type: 'string', multiple: true },
-  'usbredir-connect': { type: 'string', multiple: true },
-  disk: { type: 'string', multiple: true },
-  'demo-size': { type: 'string' },
-  'log-level': { type: 'string' },
-  help: { type: 'boolean', short: 'h' },
-} as const;
+/** Device flags in the order given, each decoded by its class. */
+function deviceSpecs(tokens: readonly { kind: string; name?: string; value?: string | undefined }[]): DeviceSpec[] {
+  const names = new Set(deviceClasses().map((c) => c.name));
+  const specs: DeviceSpec[] = [];
+  for (const t of tokens) {
+    if (t.kind !== 'option' || !t.name || !names.has(t.name)) continue;
+    try {
+      specs.push(parseDeviceSpec(t.name, t.value));
+    } catch (err) {
+      if (err instanceof DeviceSpecError) {
+        throw new UsageError(`--${t.name}${t.value === undefined ? '' : ` ${t.value}`}: ${err.message}`);
+      }
+      throw err;
+    }
+  }
+  return specs;
+}
+
+function serveOptions() {
+  const devices = Object.fromEntries(
+    deviceClasses().map((c) => [c.name, { type: c.usage === undefined ? 'boolean' : 'string', multiple: true }]),
+  ) as Record<string, { type: 'string' | 'boolean'; multiple: true }>;
+  return {
+    ...devices,
+    usbip: { type: 'string', multiple: true },
+    usbredir: { type: 'string', multiple: true },
+    'usbredir-connect': { type: 'string', multiple: true },
+    'demo-size': { type: 'string' },
+    control: { type: 'string' },
+    'log-level': { type: 'string' },
+    help: { type: 'boolean', short: 'h' },
+  } as const;
+}

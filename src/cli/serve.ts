@@ -1,5 +1,4 @@
-import { realpathSync } from 'node:fs';
-import { createDemoDisk, openDiskImage } from '../devices/mass-storage/index.js';
+import { createDemoDisk } from '../devices/mass-storage/index.js';
 import { DeviceRegistry } from '../server/registry.js';
 import { UsbipServer } from '../server/usbip/index.js';
 import { UsbredirConnector, UsbredirListener } from '../server/usbredir/index.js';
@@ -28,17 +27,15 @@ export async function serve(argv: string[]): Promise<number> {
   let signalled: (signal: string) => void = () => {};
   const signal = new Promise<string>((resolve) => (signalled = resolve));
   const onSignal = (name: string) => () => signalled(name);
-  const handlers = { SIGINT: onSignal('SIGINT'), SIGTERM: onSignal('SIGTERM') };
-  process.once('SIGINT', handlers.SIGINT);
-  process.once('SIGTERM', handlers.SIGTERM);
+  const handlers = { SIGINT: onSignal('SIGINT'), SIGTERM: onSignal('SIGTERM'), SIGHUP: onSignal('SIGHUP') };
+  for (const [name, handler] of Object.entries(handlers)) process.once(name, handler);
   const frontEnds: FrontEnd[] = [];
   let registry: DeviceRegistry | undefined;
   try {
     registry = await openDevices(parsed);
     await startFrontEnds(parsed, registry, frontEnds);
   } catch (err) {
-    process.off('SIGINT', handlers.SIGINT);
-    process.off('SIGTERM', handlers.SIGTERM);
+    for (const [name, handler] of Object.entries(handlers)) process.off(name, handler);
     await Promise.allSettled(frontEnds.map((f) => f.close()));
     await registry?.closeAll();
     throw err;
@@ -52,36 +49,30 @@ export async function serve(argv: string[]): Promise<number> {
 
 async function openDevices(opts: ServeOptions): Promise<DeviceRegistry> {
   const registry = new DeviceRegistry();
-  if (opts.disks.length === 0) {
+  if (opts.devices.length === 0) {
     registry.add(createDemoDisk(opts.demoSizeMiB, 0));
     return registry;
   }
-  const writable = new Set<string>();
-  for (const [i, disk] of opts.disks.entries()) {
-    const real = realpathOr(disk.path);
-    if (!disk.readOnly && writable.has(real)) {
-      await registry.closeAll();
-      throw new UsageError(
-        `--disk ${disk.path}: this image is already exported writable; two guests writing one image would corrupt it (add ,readonly)`,
-      );
+  const taken = new Map<string, string>();
+  for (const spec of opts.devices) {
+    const what = `--${spec.cls.name}${spec.text === undefined ? '' : ` ${spec.text}`}`;
+    const resource = spec.cls.exclusiveResource?.(spec.options);
+    if (resource !== undefined) {
+      const first = taken.get(resource);
+      if (first !== undefined) throw new UsageError(`${what}: ${resource} is already used by ${first}`);
+      taken.set(resource, what);
     }
-    if (!disk.readOnly) writable.add(real);
+  }
+  for (const [index, spec] of opts.devices.entries()) {
     try {
-      registry.add(await openDiskImage(disk.path, disk, i));
+      registry.add(await spec.cls.create(spec.options, { index }));
     } catch (err) {
       await registry.closeAll();
-      throw new UsageError(`--disk ${disk.path}: ${(err as Error).message}`);
+      const what = `--${spec.cls.name}${spec.text === undefined ? '' : ` ${spec.text}`}`;
+      throw new UsageError(`${what}: ${(err as Error).message}`);
     }
   }
   return registry;
-}
-
-function realpathOr(path: string): string {
-  try {
-    return realpathSync(path);
-  } catch {
-    return path;
-  }
 }
 
 function listenError(what: string, e: Endpoint, err: unknown): UsageError {

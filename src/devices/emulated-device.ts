@@ -9,11 +9,19 @@ import {
   StringTable,
 } from '../usb/descriptors.js';
 import type { DeviceDescriptors, UsbDevice, UsbDeviceEvents } from '../usb/device.js';
-import type { ControlResult, EndpointSpec, FunctionHost, InterfaceSpec, UsbFunction } from '../usb/function.js';
+import type { ControlResult, FunctionHost, InterfaceSpec, UsbFunction } from '../usb/function.js';
 import { Feature, RequestType, type SetupPacket, StandardRequest } from '../usb/setup.js';
 import { ep0MaxPacketFor, type UsbSpeed } from '../usb/speed.js';
 import { TransferStatus } from '../usb/status.js';
 import type { Transfer } from '../usb/transfer.js';
+import { EndpointQueues } from './endpoint-queues.js';
+
+/** One configuration: its bConfigurationValue, string, and the functions in it. */
+export interface ConfigurationSpec {
+  value: number;
+  name?: string;
+  functions: UsbFunction[];
+}
 
 export interface EmulatedDeviceOptions {
   name: string;
@@ -29,7 +37,10 @@ export interface EmulatedDeviceOptions {
   serial?: string;
   maxPowerMa?: number;
   selfPowered?: boolean;
-  functions: UsbFunction[];
+  /** The functions of a single-configuration device (bConfigurationValue 1)... */
+  functions?: UsbFunction[];
+  /** ...or several configurations, in descriptor index order. */
+  configurations?: ConfigurationSpec[];
   /** Runs after the functions closed (e.g. flush and close a backing file). */
   onClose?: () => Promise<void>;
 }
@@ -40,31 +51,37 @@ interface BoundFunction {
   interfaceCount: number;
 }
 
-const CONFIG_VALUE = 1;
+interface Configuration {
+  value: number;
+  bound: BoundFunction[];
+}
 
 /**
  * A device made of UsbFunctions. Standard requests are answered here, once for every class:
- * descriptors (device, configuration, strings, qualifier, other-speed, BOS), configuration and
- * alternate settings, status and endpoint halts. Class/vendor requests and data transfers go to
- * the function that owns the interface or endpoint.
+ * descriptors (device, configuration, strings, qualifier, other-speed, BOS), configurations and
+ * alternate settings, status and endpoint halts. The device owns the endpoints: transfers wait
+ * in per-endpoint queues until their function takes them, and cancel, halt, reset and
+ * reconfiguration are handled here. Class/vendor requests go to the function that owns the
+ * interface or endpoint.
  */
 export class EmulatedDevice extends EventEmitter<UsbDeviceEvents> implements UsbDevice {
   readonly name: string;
   readonly speed: UsbSpeed;
   readonly descriptors: DeviceDescriptors;
   readonly #strings = new StringTable();
-  readonly #bound: BoundFunction[] = [];
+  readonly #configs: Configuration[] = [];
   readonly #deviceDescriptor: DeviceDescriptor;
-  readonly #otherSpeedConfig: Buffer | undefined;
+  readonly #otherSpeedConfigs: Buffer[] = [];
   readonly #qualifier: Buffer | undefined;
   readonly #bos: Buffer | undefined;
   readonly #selfPowered: boolean;
   readonly #onClose: (() => Promise<void>) | undefined;
-  #configuration = 0;
+  readonly #queues = new EndpointQueues();
+  #active: Configuration | undefined;
   readonly #alternates = new Map<number, number>();
   readonly #halted = new Set<number>();
   readonly #wedged = new Set<number>();
-  /** Endpoint address → owning function, for the active configuration. */
+  /** Endpoint address → owning function, for the active configuration and alternate settings. */
   readonly #endpointOwner = new Map<number, BoundFunction>();
   #closed = false;
 
@@ -75,13 +92,18 @@ export class EmulatedDevice extends EventEmitter<UsbDeviceEvents> implements Usb
     this.#selfPowered = opts.selfPowered ?? false;
     this.#onClose = opts.onClose;
     const superSpeed = opts.speed === 'super' || opts.speed === 'super-plus';
+    const specs = opts.configurations ?? [{ value: 1, functions: opts.functions ?? [] }];
     const host = this.#functionHost();
-    let next = 0;
-    for (const fn of opts.functions) {
-      const count = fn.interfaces(opts.speed).length;
-      this.#bound.push({ fn, firstInterface: next, interfaceCount: count });
-      fn.bind(host, next);
-      next += count;
+    for (const spec of specs) {
+      const config: Configuration = { value: spec.value, bound: [] };
+      let next = 0;
+      for (const fn of spec.functions) {
+        const count = fn.interfaces(opts.speed).length;
+        config.bound.push({ fn, firstInterface: next, interfaceCount: count });
+        fn.bind(host, next);
+        next += count;
+      }
+      this.#configs.push(config);
     }
     this.#deviceDescriptor = {
       bcdUSB: superSpeed ? 0x0320 : opts.speed === 'high' ? 0x0200 : 0x0110,
@@ -95,81 +117,94 @@ export class EmulatedDevice extends EventEmitter<UsbDeviceEvents> implements Usb
       iManufacturer: this.#strings.add(opts.manufacturer),
       iProduct: this.#strings.add(opts.product),
       iSerialNumber: this.#strings.add(opts.serial),
-      numConfigurations: 1,
+      numConfigurations: specs.length,
     };
-    const configOpts = {
-      value: CONFIG_VALUE,
-      attributes: this.#selfPowered ? 0x40 : 0,
-      maxPowerMa: opts.maxPowerMa ?? 100,
-      superSpeed,
-    };
-    const config = buildConfiguration(configOpts, this.#interfacesAt(opts.speed), this.#strings);
-    this.descriptors = { device: buildDeviceDescriptor(this.#deviceDescriptor), configurations: [config] };
-    if (opts.speed === 'high' || opts.speed === 'full') {
-      const other: UsbSpeed = opts.speed === 'high' ? 'full' : 'high';
-      this.#qualifier = buildDeviceQualifier(this.#deviceDescriptor, 64);
-      this.#otherSpeedConfig = buildConfiguration(
-        configOpts,
-        this.#interfacesAt(other),
-        this.#strings,
-        DescriptorType.OtherSpeedConfiguration,
-      );
+    const other: UsbSpeed | undefined = opts.speed === 'high' ? 'full' : opts.speed === 'full' ? 'high' : undefined;
+    const configurations: Buffer[] = [];
+    for (const [i, spec] of specs.entries()) {
+      const configOpts = {
+        value: spec.value,
+        attributes: this.#selfPowered ? 0x40 : 0,
+        maxPowerMa: opts.maxPowerMa ?? 100,
+        superSpeed,
+        name: this.#strings.add(spec.name),
+      };
+      const config = this.#configs[i]!;
+      configurations.push(buildConfiguration(configOpts, this.#interfacesAt(config, opts.speed), this.#strings));
+      if (other) {
+        this.#otherSpeedConfigs.push(
+          buildConfiguration(
+            configOpts,
+            this.#interfacesAt(config, other),
+            this.#strings,
+            DescriptorType.OtherSpeedConfiguration,
+          ),
+        );
+      }
     }
+    this.descriptors = { device: buildDeviceDescriptor(this.#deviceDescriptor), configurations };
+    if (other) this.#qualifier = buildDeviceQualifier(this.#deviceDescriptor, 64);
     if (this.#deviceDescriptor.bcdUSB >= 0x0201) this.#bos = buildBos(superSpeed);
   }
 
   get configuration(): number {
-    return this.#configuration;
+    return this.#active?.value ?? 0;
   }
 
   alternateSetting(interfaceNumber: number): number {
     return this.#alternates.get(interfaceNumber) ?? 0;
   }
 
-  async submit(t: Transfer): Promise<void> {
-    if (this.#closed) return t.fail(TransferStatus.NoDevice);
+  submit(t: Transfer): Promise<void> {
+    if (this.#closed) return failNow(t, TransferStatus.NoDevice);
     if (t.endpointNumber === 0) return this.#control(t);
     const owner = this.#endpointOwner.get(t.endpoint);
-    if (!owner) return t.fail(TransferStatus.Invalid);
-    if (this.#halted.has(t.endpoint)) return t.fail(TransferStatus.Stall);
-    return owner.fn.submit(t);
+    if (!owner) return failNow(t, TransferStatus.Invalid);
+    if (this.#halted.has(t.endpoint)) return failNow(t, TransferStatus.Stall);
+    const done = this.#queues.enqueue(t);
+    owner.fn.transferWaiting(t.endpoint);
+    return done;
   }
 
   cancel(t: Transfer): void {
-    if (t.endpointNumber === 0) return;
-    this.#endpointOwner.get(t.endpoint)?.fn.cancel(t);
+    this.#queues.cancel(t);
   }
 
   async reset(): Promise<void> {
-    this.#deconfigure();
-    for (const b of this.#bound) b.fn.reset();
+    this.#deconfigure(TransferStatus.Cancelled);
+    for (const b of this.#allBound()) b.fn.reset();
   }
 
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    for (const b of this.#bound) b.fn.reset();
-    await Promise.all(this.#bound.map((b) => b.fn.close()));
+    this.#deconfigure(TransferStatus.NoDevice);
+    for (const b of this.#allBound()) b.fn.reset();
+    await Promise.all(this.#allBound().map((b) => b.fn.close()));
     await this.#onClose?.();
   }
 
-  /** Simulate an unplug: functions abort their transfers, listeners hear 'disconnect'. */
-  unplug(): void {
-    for (const b of this.#bound) b.fn.reset();
-    this.emit('disconnect');
+  #allBound(): BoundFunction[] {
+    return this.#configs.flatMap((c) => c.bound);
   }
 
-  #interfacesAt(speed: UsbSpeed): InterfaceSpec[] {
-    return this.#bound.flatMap((b) =>
-      b.fn.interfaces(speed).map((i) => ({ number: i.number + b.firstInterface, alternates: i.alternates })),
+  #interfacesAt(config: Configuration, speed: UsbSpeed): InterfaceSpec[] {
+    return config.bound.flatMap((b) =>
+      b.fn.interfaces(speed).map((i) => ({ ...i, number: i.number + b.firstInterface })),
     );
   }
 
   #functionHost(): FunctionHost {
+    const queues = this.#queues;
     return {
-      haltEndpoint: (ep) => void this.#halted.add(ep),
+      speed: this.speed,
+      peek: (ep) => queues.peek(ep),
+      take: (ep) => queues.take(ep),
+      waiting: (ep) => queues.waiting(ep),
+      complete: (t) => queues.complete(t),
+      haltEndpoint: (ep) => this.#halt(ep),
       wedgeEndpoint: (ep) => {
-        this.#halted.add(ep);
+        this.#halt(ep);
         this.#wedged.add(ep);
       },
       unhaltEndpoint: (ep) => {
@@ -180,9 +215,15 @@ export class EmulatedDevice extends EventEmitter<UsbDeviceEvents> implements Usb
     };
   }
 
-  #deconfigure(): void {
-    if (this.#configuration !== 0) for (const b of this.#bound) b.fn.setConfigured(false);
-    this.#configuration = 0;
+  #halt(ep: number): void {
+    this.#halted.add(ep);
+    this.#queues.flush(TransferStatus.Stall, new Set([ep]));
+  }
+
+  #deconfigure(status: TransferStatus): void {
+    this.#queues.flush(status);
+    if (this.#active) for (const b of this.#active.bound) b.fn.setConfigured(false);
+    this.#active = undefined;
     this.#alternates.clear();
     this.#halted.clear();
     this.#wedged.clear();
@@ -191,7 +232,7 @@ export class EmulatedDevice extends EventEmitter<UsbDeviceEvents> implements Usb
 
   #mapEndpoints(): void {
     this.#endpointOwner.clear();
-    for (const b of this.#bound) {
+    for (const b of this.#active?.bound ?? []) {
       for (const iface of b.fn.interfaces(this.speed)) {
         const abs = iface.number + b.firstInterface;
         const alt = iface.alternates.find((a) => a.alternate === this.alternateSetting(abs)) ?? iface.alternates[0];
@@ -201,21 +242,13 @@ export class EmulatedDevice extends EventEmitter<UsbDeviceEvents> implements Usb
   }
 
   #functionForInterface(iface: number): BoundFunction | undefined {
-    return this.#bound.find((b) => iface >= b.firstInterface && iface < b.firstInterface + b.interfaceCount);
+    return this.#active?.bound.find((b) => iface >= b.firstInterface && iface < b.firstInterface + b.interfaceCount);
   }
 
-  #altSpecs(
-    iface: number,
-  ): { fn: BoundFunction; alternates: number[]; endpoints: (alt: number) => EndpointSpec[] } | undefined {
-    const fn = this.#functionForInterface(iface);
-    if (!fn) return undefined;
-    const spec = fn.fn.interfaces(this.speed).find((i) => i.number + fn.firstInterface === iface);
-    if (!spec) return undefined;
-    return {
-      fn,
-      alternates: spec.alternates.map((a) => a.alternate),
-      endpoints: (alt) => spec.alternates.find((a) => a.alternate === alt)?.endpoints ?? [],
-    };
+  #interfaceSpec(iface: number): { owner: BoundFunction; spec: InterfaceSpec } | undefined {
+    const owner = this.#functionForInterface(iface);
+    const spec = owner?.fn.interfaces(this.speed).find((i) => i.number + owner.firstInterface === iface);
+    return owner && spec ? { owner, spec } : undefined;
   }
 
   async #control(t: Transfer): Promise<void> {
@@ -224,10 +257,7 @@ export class EmulatedDevice extends EventEmitter<UsbDeviceEvents> implements Usb
     const dataOut = t.isIn ? undefined : t.data.subarray(0, setup.wLength);
     let result: ControlResult | undefined;
     try {
-      result =
-        (setup.bmRequestType & RequestType.TypeMask) === RequestType.Standard
-          ? this.#standard(setup)
-          : await this.#classOrVendor(setup, dataOut);
+      result = isStandardForDevice(setup) ? this.#standard(setup) : await this.#classOrVendor(setup, dataOut);
     } catch {
       result = { status: TransferStatus.Stall };
     }
@@ -250,11 +280,38 @@ export class EmulatedDevice extends EventEmitter<UsbDeviceEvents> implements Usb
     if (recipient === RequestType.Endpoint) {
       return this.#endpointOwner.get(setup.wIndex & 0xff)?.fn.control(setup, data);
     }
-    for (const b of this.#bound) {
+    for (const b of this.#active?.bound ?? []) {
       const r = b.fn.control(setup, data);
       if (r) return r;
     }
     return undefined;
+  }
+
+  #setConfiguration(value: number): boolean {
+    const config = value === 0 ? undefined : this.#configs.find((c) => c.value === value);
+    if (value !== 0 && !config) return false;
+    this.#deconfigure(TransferStatus.Cancelled);
+    this.#active = config;
+    this.#mapEndpoints();
+    for (const b of config?.bound ?? []) b.fn.setConfigured(true);
+    return true;
+  }
+
+  #setInterface(iface: number, alternate: number): boolean {
+    const found = this.#interfaceSpec(iface);
+    if (!this.#active || !found) return false;
+    if (!found.spec.alternates.some((a) => a.alternate === alternate)) return false;
+    const old = found.spec.alternates.find((a) => a.alternate === this.alternateSetting(iface));
+    const endpoints = new Set((old?.endpoints ?? []).map((e) => e.address));
+    this.#queues.flush(TransferStatus.Cancelled, endpoints);
+    for (const ep of endpoints) {
+      this.#halted.delete(ep);
+      this.#wedged.delete(ep);
+    }
+    this.#alternates.set(iface, alternate);
+    this.#mapEndpoints();
+    found.owner.fn.setAlternate(iface - found.owner.firstInterface, alternate);
+    return true;
   }
 
   #standard(s: SetupPacket): ControlResult | undefined {
@@ -267,35 +324,15 @@ export class EmulatedDevice extends EventEmitter<UsbDeviceEvents> implements Usb
       case StandardRequest.SetAddress:
         return ok();
       case StandardRequest.GetConfiguration:
-        return ok(Buffer.from([this.#configuration]));
-      case StandardRequest.SetConfiguration: {
-        const value = s.wValue & 0xff;
-        if (value !== 0 && value !== CONFIG_VALUE) return undefined;
-        this.#deconfigure();
-        if (value === CONFIG_VALUE) {
-          this.#configuration = value;
-          this.#mapEndpoints();
-          for (const b of this.#bound) b.fn.setConfigured(true);
-        }
-        return ok();
-      }
+        return ok(Buffer.from([this.configuration]));
+      case StandardRequest.SetConfiguration:
+        return this.#setConfiguration(s.wValue & 0xff) ? ok() : undefined;
       case StandardRequest.GetInterface: {
-        if (this.#configuration === 0 || !this.#altSpecs(s.wIndex & 0xff)) return undefined;
+        if (!this.#active || !this.#interfaceSpec(s.wIndex & 0xff)) return undefined;
         return ok(Buffer.from([this.alternateSetting(s.wIndex & 0xff)]));
       }
-      case StandardRequest.SetInterface: {
-        const iface = s.wIndex & 0xff;
-        const spec = this.#altSpecs(iface);
-        if (this.#configuration === 0 || !spec || !spec.alternates.includes(s.wValue)) return undefined;
-        for (const e of spec.endpoints(this.alternateSetting(iface))) {
-          this.#halted.delete(e.address);
-          this.#wedged.delete(e.address);
-        }
-        this.#alternates.set(iface, s.wValue);
-        this.#mapEndpoints();
-        spec.fn.fn.setAlternate(iface - spec.fn.firstInterface, s.wValue);
-        return ok();
-      }
+      case StandardRequest.SetInterface:
+        return this.#setInterface(s.wIndex & 0xff, s.wValue) ? ok() : undefined;
       case StandardRequest.GetStatus: {
         const status = Buffer.alloc(2);
         if (recipient === RequestType.Device) status[0] = this.#selfPowered ? 1 : 0;
@@ -316,7 +353,7 @@ export class EmulatedDevice extends EventEmitter<UsbDeviceEvents> implements Usb
           if ((ep & 0x0f) === 0) return ok();
           const owner = this.#endpointOwner.get(ep);
           if (!owner) return undefined;
-          if (set) this.#halted.add(ep);
+          if (set) this.#halt(ep);
           else if (!this.#wedged.has(ep)) {
             this.#halted.delete(ep);
             owner.fn.clearHalt?.(ep);
@@ -344,11 +381,26 @@ export class EmulatedDevice extends EventEmitter<UsbDeviceEvents> implements Usb
       case DescriptorType.DeviceQualifier:
         return ok(this.#qualifier);
       case DescriptorType.OtherSpeedConfiguration:
-        return index === 0 ? ok(this.#otherSpeedConfig) : undefined;
+        return ok(this.#otherSpeedConfigs[index]);
       case DescriptorType.Bos:
         return ok(this.#bos);
       default:
         return undefined;
     }
   }
+}
+
+/**
+ * Standard requests are the device's, except GET_DESCRIPTOR to an interface: class descriptors
+ * such as HID's report descriptor belong to the function.
+ */
+function isStandardForDevice(s: SetupPacket): boolean {
+  if ((s.bmRequestType & RequestType.TypeMask) !== RequestType.Standard) return false;
+  const recipient = s.bmRequestType & RequestType.RecipientMask;
+  return !(recipient === RequestType.Interface && s.bRequest === StandardRequest.GetDescriptor);
+}
+
+function failNow(t: Transfer, status: TransferStatus): Promise<void> {
+  t.fail(status);
+  return Promise.resolve();
 }

@@ -1,4 +1,4 @@
-import type { AltSettingSpec, EndpointSpec, InterfaceSpec } from './function.js';
+import type { AltSettingSpec, AssociationSpec, EndpointSpec, InterfaceSpec } from './function.js';
 
 export const DescriptorType = {
   Device: 0x01,
@@ -275,6 +275,19 @@ function buildAltSetting(number: number, a: AltSettingSpec, strings: StringTable
   return parts;
 }
 
+function buildAssociation(first: number, a: AssociationSpec, strings: StringTable): Buffer {
+  return Buffer.from([
+    8,
+    DescriptorType.InterfaceAssociation,
+    first,
+    a.count,
+    a.functionClass,
+    a.functionSubClass,
+    a.functionProtocol,
+    strings.add(a.name),
+  ]);
+}
+
 /** Build a full configuration descriptor; interface numbers in `interfaces` are absolute. */
 export function buildConfiguration(
   opts: ConfigurationOptions,
@@ -284,6 +297,7 @@ export function buildConfiguration(
 ): Buffer {
   const parts: Buffer[] = [];
   for (const iface of interfaces) {
+    if (iface.association) parts.push(buildAssociation(iface.number, iface.association, strings));
     for (const alt of iface.alternates) parts.push(...buildAltSetting(iface.number, alt, strings, opts.superSpeed));
   }
   const head = Buffer.alloc(9);

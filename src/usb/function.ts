@@ -29,10 +29,22 @@ export interface AltSettingSpec {
   endpoints: EndpointSpec[];
 }
 
+/** An Interface Association Descriptor: groups this interface and the next `count - 1` into one function. */
+export interface AssociationSpec {
+  count: number;
+  functionClass: number;
+  functionSubClass: number;
+  functionProtocol: number;
+  /** Function string (becomes iFunction). */
+  name?: string;
+}
+
 /** One interface with all its alternate settings. `number` is relative to the function (0-based). */
 export interface InterfaceSpec {
   number: number;
   alternates: AltSettingSpec[];
+  /** An IAD written before this interface (CDC, UVC, composite devices). */
+  association?: AssociationSpec;
 }
 
 /** Result of a class/vendor control request. `data` is the IN data stage (truncated by the caller to wLength). */
@@ -41,9 +53,25 @@ export interface ControlResult {
   data?: Buffer;
 }
 
-/** What a function can ask of the device that hosts it. */
+/**
+ * What a function can ask of the device that hosts it. The host owns the endpoints: it queues
+ * the host's transfers per endpoint, and handles cancel, halts, reset and reconfiguration once
+ * for every class. A function takes transfers from the queues, fills them and completes them.
+ */
 export interface FunctionHost {
-  /** Halt an endpoint: transfers on it fail with Stall until the host clears the halt. */
+  readonly speed: UsbSpeed;
+  /** The oldest transfer waiting on an endpoint, left in the queue. */
+  peek(address: number): Transfer | undefined;
+  /** Take the oldest transfer waiting on an endpoint; it stays cancellable until completed. */
+  take(address: number): Transfer | undefined;
+  /** Transfers waiting (not taken) on an endpoint. */
+  waiting(address: number): number;
+  /**
+   * Hand a taken transfer back to the host with the status, data and length the function set.
+   * Returns false (and does nothing) if the transfer was cancelled meanwhile.
+   */
+  complete(transfer: Transfer): boolean;
+  /** Halt an endpoint: its pending transfers and new ones fail with Stall until the host clears the halt. */
   haltEndpoint(address: number): void;
   /** A halt the host's CLEAR_FEATURE cannot clear (BOT invalid CBW); cleared by a class reset. */
   wedgeEndpoint(address: number): void;
@@ -56,7 +84,7 @@ export interface FunctionHost {
  * One USB function (class driver on the device side): the shape of the kernel's gadget
  * `usb_function` and tinyusb's class driver table. The emulated device answers standard requests
  * and routes to its functions: class/vendor control requests for their interfaces or endpoints,
- * and every transfer on their endpoints. Transfers may stay pending and are completed later.
+ * and a notice whenever a transfer waits on one of their endpoints.
  */
 export interface UsbFunction {
   /** Interfaces of this function at a given speed. */
@@ -68,17 +96,18 @@ export interface UsbFunction {
    * endpoints. `data` is the OUT data stage, if any. Returning undefined means "not mine": stall.
    */
   control(setup: SetupPacket, data: Buffer | undefined): Promise<ControlResult> | ControlResult | undefined;
-  /** A transfer on one of this function's endpoints. Resolves when done (never rejects). */
-  submit(transfer: Transfer): Promise<void>;
-  /** Cancel a pending transfer: it must resolve with status Cancelled if still pending. */
-  cancel(transfer: Transfer): void;
-  /** The host selected a configuration (true) or unconfigured / reset the device (false). */
+  /** A transfer is waiting on one of this function's endpoints (take it now or later). */
+  transferWaiting(address: number): void;
+  /**
+   * The host selected a configuration with this function in it (true) or left it: unconfigured,
+   * another configuration, bus reset (false). Pending transfers are already flushed.
+   */
   setConfigured(configured: boolean): void;
   /** The host selected an alternate setting of one of this function's interfaces (relative number). */
   setAlternate(interfaceNumber: number, alternate: number): void;
   /** The host cleared a halt on one of this function's endpoints. */
   clearHalt?(address: number): void;
-  /** Bus reset: abort everything (pending transfers resolve Cancelled), back to power-on state. */
+  /** Bus reset: back to power-on state (the host has already failed every pending transfer). */
   reset(): void;
   close(): Promise<void>;
 }

@@ -16,6 +16,7 @@ import {
   existsSync,
   mkdtempSync,
   openSync,
+  readdirSync,
   readFileSync,
   rmSync,
   writeFileSync,
@@ -79,11 +80,28 @@ export function rigInfo(): RigInfo | null {
 function sourcesHash(): string | null {
   try {
     const h = createHash('sha256');
-    for (const f of ['setup.sh', 'guest/init.sh', 'rig-now.c', 'relay.c']) h.update(readFileSync(join(rigSrcDir, f)));
+    for (const f of ['setup.sh', 'guest/init.sh', 'rig-now.c', 'relay.c', ...extraSources()]) {
+      h.update(readFileSync(f.startsWith('/') ? f : join(rigSrcDir, f)));
+    }
     return h.digest('hex');
   } catch {
     return null;
   }
+}
+
+/** guest/tools/*.c and setup.d/*.sh, sorted as setup.sh's rig_extra_sources lists them. */
+function extraSources(): string[] {
+  const list = (dir: string, ext: string) =>
+    existsSync(join(rigSrcDir, dir))
+      ? readdirSync(join(rigSrcDir, dir))
+          .filter((f) => f.endsWith(ext))
+          .map((f) => join(rigSrcDir, dir, f))
+      : [];
+  return [...list('guest/tools', '.c'), ...list('setup.d', '.sh')].sort(byteOrder);
+}
+
+function byteOrder(a: string, b: string): number {
+  return Buffer.compare(Buffer.from(a), Buffer.from(b));
 }
 
 /** setup.sh has been run (kernel, initramfs, relay and QEMU are there). */

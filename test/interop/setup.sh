@@ -23,6 +23,8 @@ export DEBIAN_FRONTEND=noninteractive
 
 log() { echo "rig-setup: $*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
+# Sources besides the fixed ones whose change must rebuild the rig (rig.ts hashes the same list).
+rig_extra_sources() { ls "$HERE"/guest/tools/*.c "$HERE"/setup.d/*.sh 2>/dev/null | LC_ALL=C sort; }
 
 [ "$(id -u)" = 0 ] || die "must run as root (apt-get, dpkg -x, depmod)"
 mkdir -p "$RIG_DIR"
@@ -144,12 +146,13 @@ fi
 # --- 5. Host helpers: the guestfwd relay and rig-now (guest clock helper) ---------------
 BIN="$RIG_DIR/bin"
 mkdir -p "$BIN"
-build_c() { # SRC OUT
+build_c() { # SRC OUT [GCC FLAGS...]
   local src="$1" out="$2" sum
-  sum="$(sha256sum "$src" | cut -d' ' -f1)"
+  shift 2
+  sum="$(sha256sum "$src" | cut -d' ' -f1) $*"
   if [ ! -x "$out" ] || [ "$(cat "$out.sha256" 2>/dev/null)" != "$sum" ]; then
-    log "compiling $(basename "$src")"
-    gcc -O2 -Wall -Wextra -o "$out.tmp" "$src"
+    log "compiling $(basename "$src") $*"
+    gcc -O2 -Wall -Wextra "$@" -o "$out.tmp" "$src"
     mv "$out.tmp" "$out"
     echo "$sum" > "$out.sha256"
   fi
@@ -158,10 +161,29 @@ RELAY="$BIN/usbwire-relay"
 build_c "$HERE/relay.c" "$RELAY"
 build_c "$HERE/rig-now.c" "$BIN/rig-now"
 
+# Guest tools: every guest/tools/*.c is built static and goes into the initramfs's /bin.
+# Extra steps (fetching and building a tool from elsewhere) live in setup.d/*.sh, which add
+# the binaries they build to GUEST_TOOLS.
+GUEST_TOOLS=()
+build_static() { # SRC OUT
+  build_c "$1" "$2" -static
+  GUEST_TOOLS+=("$2")
+}
+mkdir -p "$BIN/guest"
+for src in "$HERE"/guest/tools/*.c; do
+  [ -e "$src" ] || continue
+  build_static "$src" "$BIN/guest/$(basename "$src" .c)"
+done
+for step in "$HERE"/setup.d/*.sh; do
+  [ -e "$step" ] || continue
+  # shellcheck source=/dev/null
+  . "$step"
+done
+
 # --- 6. Initramfs ----------------------------------------------------------------------
 # Modules whose closure goes in; BOOT_MODULES are loaded by /init (the others on demand).
 MODULES=(vhci-hcd usbip-core usbip-host xhci-pci xhci-hcd ehci-pci ehci-hcd usb-storage uas
-  sd_mod usbtest usbmon ext4 vfat nls_cp437 nls_utf8 nls_iso8859-1 crc32c_generic 9p
+  sd_mod usbtest usbmon cdc-acm usbhid hid-generic evdev ext4 vfat nls_cp437 nls_utf8 nls_iso8859-1 crc32c_generic 9p
   9pnet_virtio virtio_net virtio_pci)
 BOOT_MODULES=(virtio_pci 9pnet_virtio 9p virtio_net)
 GUEST_BINS=(/usr/sbin/usbip /usr/sbin/usbipd /usr/bin/lsusb /usr/sbin/mke2fs /usr/sbin/e2fsck)
@@ -170,6 +192,7 @@ INITRD="$KDIR/initramfs.cpio"
 STAMP="$(
   {
     cat "$HERE/setup.sh" "$HERE/guest/init.sh" "$HERE/rig-now.c"
+    for t in "${GUEST_TOOLS[@]}"; do sha256sum "$t"; done
     echo "${MODULES[*]} / ${BOOT_MODULES[*]}"
     dpkg-query -W busybox-static usbip usbutils e2fsprogs libc6 2>/dev/null
   } | sha256sum | cut -d' ' -f1
@@ -190,7 +213,7 @@ if [ ! -s "$INITRD" ] || [ "$(cat "$INITRD.stamp" 2>/dev/null)" != "$STAMP" ]; t
     [ "$a" = busybox ] || ln -sf busybox "$T/bin/$a"
   done
   # dynamically linked tools + the libraries ldd lists
-  for b in "${GUEST_BINS[@]}" "$BIN/rig-now"; do
+  for b in "${GUEST_BINS[@]}" "$BIN/rig-now" "${GUEST_TOOLS[@]}"; do
     [ -x "$b" ] || die "missing $b"
     rm -f "$T/bin/$(basename "$b")"
     cp -L "$b" "$T/bin/"
@@ -235,8 +258,8 @@ fi
 
 # --- 7. Result ------------------------------------------------------------------------
 QEMU="$(command -v qemu-system-x86_64)" || die "no qemu-system-x86_64"
-SRC_HASH="$(cat "$HERE/setup.sh" "$HERE/guest/init.sh" "$HERE/rig-now.c" "$HERE/relay.c" |
-  sha256sum | cut -d' ' -f1)"
+SRC_HASH="$(cat "$HERE/setup.sh" "$HERE/guest/init.sh" "$HERE/rig-now.c" "$HERE/relay.c" \
+  $(rig_extra_sources) | sha256sum | cut -d' ' -f1)"
 cat > "$RIG_DIR/rig.json.tmp" <<EOF
 {
   "kernelVersion": "$KVER",

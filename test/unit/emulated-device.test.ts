@@ -5,7 +5,6 @@ import { decodeStringDescriptor, parseConfiguration, parseDeviceDescriptor } fro
 import type { ControlResult, FunctionHost, InterfaceSpec, UsbFunction } from '../../src/usb/function.js';
 import type { SetupPacket } from '../../src/usb/setup.js';
 import { TransferStatus } from '../../src/usb/status.js';
-import type { Transfer } from '../../src/usb/transfer.js';
 import { bulkIn, control, getDescriptor, setConfiguration } from '../support/drive.js';
 
 /** A function with one interface, two alternate settings, a bulk IN endpoint that echoes a counter. */
@@ -14,7 +13,6 @@ class ProbeFunction implements UsbFunction {
   configured = false;
   alt = 0;
   cleared: number[] = [];
-  pending = new Map<Transfer, () => void>();
   interfaces(): InterfaceSpec[] {
     return [
       {
@@ -37,18 +35,16 @@ class ProbeFunction implements UsbFunction {
     this.host = host;
   }
   control(s: SetupPacket): ControlResult | undefined {
+    if (s.bmRequestType === 0x81 && s.bRequest === 6 && s.wValue === 0x2200) {
+      return { status: TransferStatus.Ok, data: Buffer.from([0x05, 0x01]) };
+    }
     if (s.bRequest === 0x42) return { status: TransferStatus.Ok, data: Buffer.from('vendor-reply-longer-than-asked') };
     return undefined;
   }
-  submit(t: Transfer): Promise<void> {
-    return new Promise((done) => this.pending.set(t, done));
-  }
-  cancel(t: Transfer): void {
-    const done = this.pending.get(t);
-    if (!done) return;
-    this.pending.delete(t);
-    t.fail(TransferStatus.Cancelled);
-    done();
+  /** Endpoints told that a transfer waits, in order. */
+  notified: number[] = [];
+  transferWaiting(address: number): void {
+    this.notified.push(address);
   }
   setConfigured(c: boolean): void {
     this.configured = c;
@@ -59,8 +55,9 @@ class ProbeFunction implements UsbFunction {
   clearHalt(ep: number): void {
     this.cleared.push(ep);
   }
+  resets = 0;
   reset(): void {
-    for (const t of [...this.pending.keys()]) this.cancel(t);
+    this.resets++;
   }
   async close(): Promise<void> {}
 }
@@ -121,7 +118,8 @@ test('configuration and alternate settings gate the endpoints', async () => {
   const badAlt = await control(dev, { bmRequestType: 0x01, bRequest: 11, wValue: 5, wIndex: 0, wLength: 0 });
   assert.equal(badAlt.status, TransferStatus.Stall);
   const pending = bulkIn(dev, 0x81, 64);
-  assert.equal(fn.pending.size, 1);
+  assert.deepEqual(fn.notified, [0x81]);
+  assert.equal(fn.host.waiting(0x81), 1);
   dev.cancel(pending);
   await pending.done;
   assert.equal(pending.status, TransferStatus.Cancelled);
@@ -148,6 +146,12 @@ test('endpoint halt: SET_FEATURE stalls, GET_STATUS reports, CLEAR_FEATURE clear
 
 test('vendor requests reach the function and IN data is cut to wLength', async () => {
   const { dev } = makeDevice();
+  assert.equal(
+    (await control(dev, { bmRequestType: 0xc0, bRequest: 0x42, wValue: 0, wIndex: 0, wLength: 6 })).status,
+    TransferStatus.Stall,
+    'unconfigured: no function',
+  );
+  await setConfiguration(dev, 1);
   const t = await control(dev, { bmRequestType: 0xc0, bRequest: 0x42, wValue: 0, wIndex: 0, wLength: 6 });
   assert.equal(t.data.toString(), 'vendor');
   const unknown = await control(dev, { bmRequestType: 0xc0, bRequest: 0x43, wValue: 0, wIndex: 0, wLength: 6 });
@@ -164,4 +168,103 @@ test('reset unconfigures and cancels pending transfers', async () => {
   assert.equal(pending.status, TransferStatus.Cancelled);
   assert.equal(dev.configuration, 0);
   assert.equal(dev.alternateSetting(0), 0);
+});
+
+test('endpoint queues: FIFO take, complete, and a cancel of a taken transfer wins over a late complete', async () => {
+  const { dev, fn } = makeDevice();
+  await setConfiguration(dev, 1);
+  await control(dev, { bmRequestType: 0x01, bRequest: 11, wValue: 1, wIndex: 0, wLength: 0 });
+  const a = bulkIn(dev, 0x81, 8);
+  const b = bulkIn(dev, 0x81, 8);
+  assert.equal(fn.host.peek(0x81), a);
+  const first = fn.host.take(0x81)!;
+  assert.equal(first, a);
+  assert.equal(fn.host.waiting(0x81), 1);
+  first.completeIn(Buffer.from('hello'));
+  assert.equal(fn.host.complete(first), true);
+  await a.done;
+  assert.equal(a.data.toString(), 'hello');
+  const second = fn.host.take(0x81)!;
+  assert.equal(second, b);
+  dev.cancel(b);
+  await b.done;
+  assert.equal(b.status, TransferStatus.Cancelled);
+  assert.equal(fn.host.complete(second), false);
+  assert.equal(fn.host.take(0x81), undefined);
+});
+
+test('a halt fails the queued transfers with Stall; SET_INTERFACE flushes the old alternate setting', async () => {
+  const { dev, fn } = makeDevice();
+  await setConfiguration(dev, 1);
+  await control(dev, { bmRequestType: 0x01, bRequest: 11, wValue: 1, wIndex: 0, wLength: 0 });
+  const queued = [bulkIn(dev, 0x81, 8), bulkIn(dev, 0x81, 8)];
+  fn.host.haltEndpoint(0x81);
+  for (const t of queued) {
+    await t.done;
+    assert.equal(t.status, TransferStatus.Stall);
+  }
+  await control(dev, { bmRequestType: 0x02, bRequest: 1, wValue: 0, wIndex: 0x81, wLength: 0 });
+  const again = bulkIn(dev, 0x81, 8);
+  await control(dev, { bmRequestType: 0x01, bRequest: 11, wValue: 0, wIndex: 0, wLength: 0 });
+  await again.done;
+  assert.equal(again.status, TransferStatus.Cancelled);
+  const gone = bulkIn(dev, 0x81, 8);
+  await gone.done;
+  assert.equal(gone.status, TransferStatus.Invalid);
+});
+
+test('cancelling 100k pending transfers is linear', async () => {
+  const { dev } = makeDevice();
+  await setConfiguration(dev, 1);
+  await control(dev, { bmRequestType: 0x01, bRequest: 11, wValue: 1, wIndex: 0, wLength: 0 });
+  const n = 100_000;
+  const ts = Array.from({ length: n }, () => bulkIn(dev, 0x81, 8));
+  const start = performance.now();
+  for (let i = n - 1; i >= 0; i -= 2) dev.cancel(ts[i]!);
+  await dev.reset();
+  await Promise.all(ts.map((t) => t.done));
+  const ms = performance.now() - start;
+  assert.ok(ts.every((t) => t.status === TransferStatus.Cancelled));
+  assert.ok(ms < 2000, `cancel + reset of ${n} took ${ms.toFixed(0)} ms`);
+});
+
+test('several configurations: each has its functions, GET_CONFIGURATION follows SET_CONFIGURATION', async () => {
+  const a = new ProbeFunction();
+  const b = new ProbeFunction();
+  const dev = new EmulatedDevice({
+    name: 'two configs',
+    speed: 'high',
+    vendorId: 0x1209,
+    productId: 0x0002,
+    configurations: [
+      { value: 3, name: 'first', functions: [a] },
+      { value: 2, name: 'second', functions: [b] },
+    ],
+  });
+  assert.equal(parseDeviceDescriptor(dev.descriptors.device).numConfigurations, 2);
+  assert.equal(parseConfiguration(dev.descriptors.configurations[1]!).value, 2);
+  assert.equal((await setConfiguration(dev, 1)).status, TransferStatus.Stall);
+  assert.equal((await setConfiguration(dev, 2)).status, TransferStatus.Ok);
+  assert.ok(b.configured && !a.configured);
+  await control(dev, { bmRequestType: 0x01, bRequest: 11, wValue: 1, wIndex: 0, wLength: 0 });
+  const t = bulkIn(dev, 0x81, 8);
+  assert.deepEqual(b.notified, [0x81]);
+  assert.equal((await setConfiguration(dev, 3)).status, TransferStatus.Ok);
+  await t.done;
+  assert.equal(t.status, TransferStatus.Cancelled);
+  assert.ok(a.configured && !b.configured);
+  const conf = await control(dev, { bmRequestType: 0x80, bRequest: 8, wValue: 0, wIndex: 0, wLength: 1 });
+  assert.deepEqual([...conf.data], [3]);
+  assert.equal((await getDescriptor(dev, 7, 1, 255)).data[5], 2);
+});
+
+test('GET_DESCRIPTOR to an interface goes to its function (class descriptors such as HID reports)', async () => {
+  const { dev } = makeDevice();
+  await setConfiguration(dev, 1);
+  const r = await control(dev, { bmRequestType: 0x81, bRequest: 6, wValue: 0x2200, wIndex: 0, wLength: 64 });
+  assert.deepEqual([...r.data], [0x05, 0x01]);
+  const otherIface = await control(dev, { bmRequestType: 0x81, bRequest: 6, wValue: 0x2200, wIndex: 1, wLength: 64 });
+  assert.equal(otherIface.status, TransferStatus.Stall);
+  const toDevice = await control(dev, { bmRequestType: 0x80, bRequest: 6, wValue: 0x0400, wIndex: 0, wLength: 9 });
+  assert.equal(toDevice.status, TransferStatus.Stall);
 });

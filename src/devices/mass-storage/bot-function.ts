@@ -25,11 +25,6 @@ const REQ_BULK_ONLY_RESET = 0xff;
 
 type Phase = 'command' | 'executing' | 'data-in' | 'data-out' | 'status';
 
-interface Waiting {
-  t: Transfer;
-  done: () => void;
-}
-
 interface Command {
   cbw: Cbw;
   /** IN data still to send and how much of it went out. */
@@ -65,7 +60,8 @@ export class BotFunction implements UsbFunction {
   #csw: Buffer | undefined;
   /** Bumped by resets so work finishing for an aborted command is dropped. */
   #generation = 0;
-  readonly #waitingIn: Waiting[] = [];
+  /** An OUT transfer is being handled (the last data-out transfer is held until the write is done). */
+  #outBusy = false;
 
   constructor(target: ScsiTarget) {
     this.#target = target;
@@ -111,60 +107,38 @@ export class BotFunction implements UsbFunction {
     return undefined;
   }
 
-  submit(t: Transfer): Promise<void> {
-    if (t.endpoint === BOT_OUT) return this.#out(t);
-    if (t.endpoint !== BOT_IN) {
-      t.fail(TransferStatus.Invalid);
-      return Promise.resolve();
-    }
-    return new Promise<void>((done) => {
-      this.#waitingIn.push({ t, done });
-      this.#pump();
-    });
-  }
-
-  cancel(t: Transfer): void {
-    const i = this.#waitingIn.findIndex((w) => w.t === t);
-    if (i < 0) return;
-    const [w] = this.#waitingIn.splice(i, 1);
-    w!.t.fail(TransferStatus.Cancelled);
-    w!.done();
+  transferWaiting(address: number): void {
+    if (address === BOT_OUT) this.#pumpOut();
+    else this.#pump();
   }
 
   setConfigured(_configured: boolean): void {
-    this.#abort(TransferStatus.Cancelled);
+    this.#abort();
   }
 
   setAlternate(): void {
-    this.#abort(TransferStatus.Cancelled);
+    this.#abort();
   }
 
   reset(): void {
-    this.#abort(TransferStatus.Cancelled);
+    this.#abort();
     this.#target.reset();
   }
 
   async close(): Promise<void> {
-    this.#abort(TransferStatus.NoDevice);
+    this.#abort();
   }
 
-  #abort(status: TransferStatus): void {
+  #abort(): void {
     this.#generation++;
     this.#phase = 'command';
     this.#cmd = undefined;
     this.#csw = undefined;
-    this.#failWaiting(status);
-  }
-
-  #failWaiting(status: TransferStatus): void {
-    for (const w of this.#waitingIn.splice(0)) {
-      w.t.fail(status);
-      w.done();
-    }
+    this.#outBusy = false;
   }
 
   #bulkOnlyReset(): void {
-    this.#abort(TransferStatus.Cancelled);
+    this.#abort();
     // Reset Recovery follows with CLEAR_FEATURE(HALT) on both pipes: make a wedge clearable again.
     for (const ep of [BOT_IN, BOT_OUT]) {
       if (this.#host.isHalted(ep)) {
@@ -174,30 +148,29 @@ export class BotFunction implements UsbFunction {
     }
   }
 
-  async #out(t: Transfer): Promise<void> {
-    if (this.#phase === 'command') {
-      this.#command(t);
-      return;
+  /** OUT transfers wait in the queue until the phase takes them: a CBW, or data for a data-out command. */
+  #pumpOut(): void {
+    while (!this.#outBusy && (this.#phase === 'command' || this.#phase === 'data-out')) {
+      const t = this.#host.take(BOT_OUT);
+      if (!t) return;
+      if (this.#phase === 'command') this.#command(t);
+      else if (this.#cmd) {
+        this.#outBusy = true;
+        void this.#dataOut(this.#cmd, t, this.#generation);
+      }
     }
-    if (this.#phase === 'data-out' && this.#cmd) {
-      await this.#dataOut(this.#cmd, t);
-      return;
-    }
-    log.warn(`bulk OUT of ${t.length} bytes in phase ${this.#phase}: stalling`);
-    this.#host.haltEndpoint(BOT_OUT);
-    t.fail(TransferStatus.Stall);
   }
 
   #command(t: Transfer): void {
     const data = t.data.subarray(0, t.length);
+    const cbw = parseCbw(data);
     t.status = TransferStatus.Ok;
     t.actualLength = data.length;
-    const cbw = parseCbw(data);
+    this.#host.complete(t);
     if (typeof cbw === 'string' || cbw.lun !== 0) {
       log.warn(`invalid CBW (${typeof cbw === 'string' ? cbw : `LUN ${cbw.lun}`}): halting until reset recovery`);
       this.#host.wedgeEndpoint(BOT_IN);
       this.#host.wedgeEndpoint(BOT_OUT);
-      this.#failWaiting(TransferStatus.Stall);
       return;
     }
     const plan = this.#target.plan(cbw.cdb);
@@ -224,11 +197,8 @@ export class BotFunction implements UsbFunction {
       log.warn(
         `phase error: host ${hostDir} ${h} bytes, device ${devDir} ${plan.length} (opcode 0x${cbw.cdb[0]!.toString(16)})`,
       );
+      if (hostDir !== 'none') this.#host.haltEndpoint(hostDir === 'in' ? BOT_IN : BOT_OUT);
       this.#finish(cmd, h, CswStatus.PhaseError);
-      if (hostDir !== 'none') {
-        this.#host.haltEndpoint(hostDir === 'in' ? BOT_IN : BOT_OUT);
-        if (hostDir === 'in') this.#failWaiting(TransferStatus.Stall);
-      }
       return;
     }
     if (hostDir === 'out') {
@@ -239,7 +209,7 @@ export class BotFunction implements UsbFunction {
     void this.#execute(cmd, undefined);
   }
 
-  async #dataOut(cmd: Command, t: Transfer): Promise<void> {
+  async #dataOut(cmd: Command, t: Transfer, generation: number): Promise<void> {
     const h = cmd.cbw.dataTransferLength;
     const take = Math.min(t.length, h - cmd.received);
     const chunk = t.data.subarray(0, take);
@@ -249,15 +219,22 @@ export class BotFunction implements UsbFunction {
     const last = cmd.received >= h || take < t.length;
     if (useful > 0) cmd.chunks.push(last ? chunk.subarray(0, useful) : Buffer.from(chunk.subarray(0, useful)));
     if (!last) {
-      t.status = TransferStatus.Ok;
-      t.actualLength = take;
+      this.#completeOut(t, take);
       return;
     }
     const data = cmd.chunks.length === 1 ? cmd.chunks[0]! : Buffer.concat(cmd.chunks);
     cmd.chunks = [];
     await this.#execute(cmd, cmd.wanted > 0 ? data : undefined);
+    if (generation !== this.#generation) return;
+    this.#completeOut(t, take);
+  }
+
+  #completeOut(t: Transfer, length: number): void {
     t.status = TransferStatus.Ok;
-    t.actualLength = take;
+    t.actualLength = length;
+    this.#host.complete(t);
+    this.#outBusy = false;
+    this.#pumpOut();
   }
 
   async #execute(cmd: Command, dataOut: Buffer | undefined): Promise<void> {
@@ -292,50 +269,46 @@ export class BotFunction implements UsbFunction {
     this.#pump();
   }
 
+  /** IN transfers wait in the queue until there is data or a CSW to send. */
   #pump(): void {
-    while (this.#waitingIn.length > 0) {
+    for (;;) {
       if (this.#phase === 'data-in' && this.#cmd) {
-        const cmd = this.#cmd;
-        const w = this.#waitingIn.shift()!;
-        if (cmd.zlpOwed) {
-          w.t.completeIn(EMPTY);
-          w.done();
-          this.#finish(cmd, cmd.cbw.dataTransferLength - cmd.sent, cmd.cswStatus);
-          return;
-        }
-        const n = Math.min(w.t.length, cmd.inData.length - cmd.sent);
-        const part = cmd.inData.subarray(cmd.sent, cmd.sent + n);
-        cmd.sent += n;
-        const exhausted = cmd.sent >= cmd.inData.length;
-        const short = n < w.t.length;
-        w.t.completeIn(part);
-        w.done();
-        if (exhausted) {
-          if (!short && cmd.sent < cmd.cbw.dataTransferLength) {
-            cmd.zlpOwed = true;
-            continue;
-          }
-          this.#finish(cmd, cmd.cbw.dataTransferLength - cmd.sent, cmd.cswStatus);
-          return;
-        }
-        continue;
-      }
-      if (this.#phase === 'status' && this.#csw) {
-        const w = this.#waitingIn.shift()!;
-        if (w.t.length < CSW_SIZE) {
-          w.t.fail(TransferStatus.Babble);
-          w.done();
+        const t = this.#host.take(BOT_IN);
+        if (!t) return;
+        this.#sendData(this.#cmd, t);
+      } else if (this.#phase === 'status' && this.#csw) {
+        const t = this.#host.take(BOT_IN);
+        if (!t) return;
+        if (t.length < CSW_SIZE) {
+          t.fail(TransferStatus.Babble);
+          this.#host.complete(t);
           continue;
         }
-        const csw = this.#csw;
+        t.completeIn(this.#csw);
         this.#csw = undefined;
         this.#phase = 'command';
-        w.t.completeIn(csw);
-        w.done();
-        continue;
-      }
+        this.#host.complete(t);
+        this.#pumpOut();
+      } else return;
+    }
+  }
+
+  #sendData(cmd: Command, t: Transfer): void {
+    const h = cmd.cbw.dataTransferLength;
+    if (cmd.zlpOwed) {
+      t.completeIn(EMPTY);
+      this.#host.complete(t);
+      this.#finish(cmd, h - cmd.sent, cmd.cswStatus);
       return;
     }
+    const n = Math.min(t.length, cmd.inData.length - cmd.sent);
+    const part = cmd.inData.subarray(cmd.sent, cmd.sent + n);
+    cmd.sent += n;
+    t.completeIn(part);
+    this.#host.complete(t);
+    if (cmd.sent < cmd.inData.length) return;
+    if (n === t.length && cmd.sent < h) cmd.zlpOwed = true;
+    else this.#finish(cmd, h - cmd.sent, cmd.cswStatus);
   }
 }
 

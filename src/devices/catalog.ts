@@ -1,0 +1,4 @@
+// Every emulated device class, registered by importing its folder's registration.
+import './mass-storage/register.js';
+
+export { deviceClass, deviceClasses, parseDeviceSpec } from './classes.js';
