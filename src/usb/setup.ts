@@ -65,8 +65,3 @@ export function encodeSetup(s: SetupPacket, out: Buffer = Buffer.alloc(SETUP_SIZ
 export function isIn(s: SetupPacket): boolean {
   return (s.bmRequestType & RequestType.DirIn) !== 0;
 }
-
-export function describeSetup(s: SetupPacket): string {
-  const h = (n: number, w: number) => n.toString(16).padStart(w, '0');
-  return `${h(s.bmRequestType, 2)} ${h(s.bRequest, 2)} ${h(s.wValue, 4)} ${h(s.wIndex, 4)} ${h(s.wLength, 4)}`;
-}
