@@ -1,8 +1,9 @@
 // CDC-ACM serial interop: one usbwire exports two `--serial tcp:` ports; in one guest boot the
 // first is attached by QEMU's usb-redir on qemu-xhci, the second by `usbip attach` (vhci-hcd).
 // For each, Linux cdc-acm's /dev/ttyACMn talks to a TCP client in this test: 1 MiB each way
-// byte-exact, the line coding the guest sets shows on the host, and a host end that stops
-// reading blocks the guest's write until it reads again, with nothing dropped.
+// byte-exact, the line coding the guest sets shows on the host, a host end that stops
+// reading blocks the guest's write until it reads again, with nothing dropped, and the
+// guest's modem lines (TIOCMGET) follow the host-end client through SERIAL_STATE.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
@@ -64,6 +65,10 @@ run_port() { # NAME DEV BAUD
   rig_stage bp-done-$1
   stty -F $2 19200 cs7 parenb cstopb || fail "stty $2"
   rig_stage stty-$1
+  serialio modem $2 1 || fail "$1: no DCD/DSR while the host end is connected"
+  rig_stage carrier-$1
+  serialio modem $2 0 || fail "$1: DCD/DSR still on after the host end left"
+  rig_result carrier_$1 on-off
 }
 ${ports.map((p) => `run_port ${p.name} $${p.name === 'redir' ? 'A' : 'B'} ${p.baud}`).join('\n')}
 rig_result done yes
@@ -137,6 +142,9 @@ test('serial: CDC-ACM over usb-redir (xHCI) and USB/IP in one guest: 1 MiB each 
       const bp = await c.take(BACKPRESSURE_BYTES, 120_000, `${p.name}: back-pressure bytes`);
       assert.equal(sha256(bp), sha256(p.bp), `${p.name}: bytes after back-pressure differ`);
       await guest.waitStage(`stty-${p.name}`, 60_000);
+      // SERIAL_STATE: the guest saw DCD/DSR on; the client leaves and the guest must see them drop.
+      await guest.waitStage(`carrier-${p.name}`, 60_000);
+      c.close();
     }
     const res = await guest.done;
     assert.equal(res.rc, 0, res.describe());
@@ -145,6 +153,7 @@ test('serial: CDC-ACM over usb-redir (xHCI) and USB/IP in one guest: 1 MiB each 
     const out = srv.output();
     for (const p of ports) {
       assert.equal(kv[`h2g_sha_${p.name}`], sha256(p.h2g), `${p.name}: host → guest bytes differ`);
+      assert.equal(kv[`carrier_${p.name}`], 'on-off', `${p.name}: DCD/DSR as the guest's TIOCMGET sees them`);
       assert.match(out, new RegExp(`serial ${p.busid}: line coding ${p.baud} 8N1`), `${p.name}: raw-mode line coding`);
       assert.match(out, new RegExp(`serial ${p.busid}: line coding 19200 7E2`), `${p.name}: stty line coding`);
       assert.match(out, new RegExp(`serial ${p.busid}: DTR on, RTS on`), `${p.name}: DTR/RTS raised on open`);

@@ -4,6 +4,8 @@
  *   serialio send DEV FILE [PROGRESS]     write FILE to DEV; PROGRESS holds the bytes written so
  *                                         far, rewritten when a write stays blocked for 200 ms
  *   serialio recv DEV N OUT [READY]       read exactly N bytes into OUT; create READY once open
+ *   serialio modem DEV 1|0                wait (tty open) until DCD and DSR are both on / both off,
+ *                                         as the device's SERIAL_STATE notifications report them
  * Gives up after 60 s without progress. */
 #include <errno.h>
 #include <fcntl.h>
@@ -11,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <termios.h>
 #include <unistd.h>
 
@@ -133,6 +136,23 @@ static int do_recv(const char *dev, long want, const char *out, const char *read
   return 0;
 }
 
+static int do_modem(const char *dev, int want) {
+  int fd = open_tty(dev, O_RDONLY);
+  make_raw(fd, 0);
+  int bits = 0;
+  for (int i = 0; i < 400; i++) {
+    if (ioctl(fd, TIOCMGET, &bits) < 0) die("TIOCMGET");
+    int dcd = !!(bits & TIOCM_CD), dsr = !!(bits & TIOCM_DSR);
+    if (dcd == want && dsr == want) {
+      printf("dcd=%d dsr=%d\n", dcd, dsr);
+      return 0;
+    }
+    usleep(50000);
+  }
+  fprintf(stderr, "serialio: modem bits 0x%x after 20 s, want DCD and DSR %s\n", bits, want ? "on" : "off");
+  return 4;
+}
+
 int main(int argc, char **argv) {
   if (argc >= 4 && !strcmp(argv[1], "raw")) {
     int fd = open_tty(argv[2], O_RDWR);
@@ -141,6 +161,7 @@ int main(int argc, char **argv) {
   }
   if (argc >= 4 && !strcmp(argv[1], "send")) return do_send(argv[2], argv[3], argc > 4 ? argv[4] : NULL);
   if (argc >= 5 && !strcmp(argv[1], "recv")) return do_recv(argv[2], atol(argv[3]), argv[4], argc > 5 ? argv[5] : NULL);
-  fprintf(stderr, "usage: serialio raw DEV BAUD | send DEV FILE [PROGRESS] | recv DEV N OUT [READY]\n");
+  if (argc >= 4 && !strcmp(argv[1], "modem")) return do_modem(argv[2], atoi(argv[3]));
+  fprintf(stderr, "usage: serialio raw DEV BAUD | send DEV FILE [PROGRESS] | recv DEV N OUT [READY] | modem DEV 1|0\n");
   return 2;
 }
