@@ -3,8 +3,16 @@ import { PassThrough } from 'node:stream';
 import { test } from 'node:test';
 import { deviceClass } from '../../src/devices/catalog.js';
 import { DeviceSpecError } from '../../src/devices/classes.js';
+import { ACM_DATA_IN, ACM_DATA_OUT, ACM_NOTIFY } from '../../src/devices/serial/acm-function.js';
 import { StreamHostEnd } from '../../src/devices/serial/host-end.js';
+import { createSerialDevice } from '../../src/devices/serial/index.js';
 import { parseSerialSpec } from '../../src/devices/serial/register.js';
+import { TransferStatus } from '../../src/usb/status.js';
+import { Transfer } from '../../src/usb/transfer.js';
+import { setLogSink } from '../../src/util/log.js';
+import { bulkIn, bulkOut, setConfiguration } from '../support/drive.js';
+
+setLogSink('silent');
 
 test('--serial: tcp:HOST:PORT, tcp::PORT (loopback), tcp:[IPv6]:PORT, stdio', () => {
   assert.deepEqual(parseSerialSpec('stdio'), { kind: 'stdio' });
@@ -64,4 +72,22 @@ test('stdio host end: bytes both ways, connected until the input ends', async ()
   assert.equal(end.connected, false);
   assert.equal(end.write(Buffer.from('dropped')), true, 'no reader: discarded, never blocks');
   await end.close();
+});
+
+test('stdio-style host end on a device: connected at open, bytes both ways through the endpoints', async () => {
+  const input = new PassThrough();
+  const output = new PassThrough();
+  const dev = await createSerialDevice(new StreamHostEnd(input, output, 'stdio'), { index: 0 });
+  assert.equal((await setConfiguration(dev, 1)).status, TransferStatus.Ok);
+  assert.equal((dev.actions.status!({}) as { connected: boolean }).connected, true);
+  const notify = new Transfer({ type: 'interrupt', endpoint: ACM_NOTIFY, length: 16 });
+  await dev.submit(notify);
+  assert.equal(notify.data[8], 0x03, 'DCD|DSR');
+  input.write('typed on stdin');
+  const t = bulkIn(dev, ACM_DATA_IN, 512);
+  await t.done;
+  assert.equal(t.data.toString(), 'typed on stdin');
+  await bulkOut(dev, ACM_DATA_OUT, Buffer.from('printed by the guest'));
+  assert.equal(output.read().toString(), 'printed by the guest');
+  await dev.close();
 });

@@ -48,7 +48,6 @@ export async function createSerialDevice(
   const hostEnd = typeof end === 'function' ? end(log) : end;
   const fn = new AcmFunction(hostEnd, log);
   const serial = `USBWIRE${String(opts.index + 1).padStart(5, '0')}`;
-  await hostEnd.open();
   const dev = new EmulatedDevice({
     name: `serial ${hostEnd.description}`,
     speed: 'high',
@@ -63,6 +62,13 @@ export async function createSerialDevice(
     maxPowerMa: 100,
     functions: [fn],
   });
+  // Opened once the function is bound: a host end may report its client at once (stdio does).
+  try {
+    await hostEnd.open();
+  } catch (err) {
+    await dev.close();
+    throw err;
+  }
   log.info(`${hostEnd.description} is the host end of this port`);
   const actions: DeviceActions = { status: () => fn.status() };
   return Object.assign(dev, { actions, hostEnd });
