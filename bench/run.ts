@@ -41,4 +41,5 @@ async function rig(): Promise<void> {
 }
 
 await loopback();
+await (await import('./serial.js')).serialBench({ quick });
 await rig();

@@ -50,6 +50,9 @@ test('bad input gives one clear line and a non-zero exit, no stack trace', async
     [['serve', '--usbip', 'nonsense'], /HOST:PORT/],
     [['serve', '--usbredir', '127.0.0.1:4000=9-9'], /no exported device 9-9/],
     [['frobnicate'], /unknown command/],
+    [['serve', '--serial', 'udp::4000'], /--serial udp::4000: expected tcp:HOST:PORT or stdio/],
+    [['serve', '--serial', 'stdio', '--serial', 'stdio'], /stdin\/stdout is already used by --serial stdio/],
+    [['serve', '--serial', 'tcp::4000', '--serial', 'tcp:127.0.0.1:4000'], /127\.0\.0\.1:4000 is already used/],
     [
       ['serve', '--disk', join(dir, 'a.img'), '--disk', join(dir, 'a.img')],
       /writable image .*a\.img is already used by --disk/,
