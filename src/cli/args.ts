@@ -65,14 +65,30 @@ function parseControl(text: string): ControlSpec {
   return { kind: 'tcp', ...parseEndpoint(text, '--control') };
 }
 
+const HELP_COLUMN = 31;
+const HELP_WIDTH = 100;
+
 function deviceHelp(): string {
   return deviceClasses()
     .map((c) => {
       const flag = `  --${c.name}${c.usage ? ` ${c.usage}` : ''}`;
-      const pad = flag.length < 31 ? flag.padEnd(31) : `${flag}\n${' '.repeat(31)}`;
-      return `${pad}${c.summary}\n`;
+      const lines = wrap(c.summary, HELP_WIDTH - HELP_COLUMN);
+      const first = flag.length < HELP_COLUMN - 1 ? flag.padEnd(HELP_COLUMN) : `${flag}\n${' '.repeat(HELP_COLUMN)}`;
+      return `${first}${lines.join(`\n${' '.repeat(HELP_COLUMN)}`)}\n`;
     })
     .join('');
+}
+
+function wrap(text: string, width: number): string[] {
+  const lines: string[] = [];
+  let line = '';
+  for (const word of text.split(' ')) {
+    if (line && line.length + 1 + word.length > width) {
+      lines.push(line);
+      line = word;
+    } else line = line ? `${line} ${word}` : word;
+  }
+  return [...lines, line];
 }
 
 export const SERVE_HELP = `usage: usbwire serve [options]

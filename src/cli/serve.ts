@@ -1,3 +1,4 @@
+import { STDIO_RESOURCE } from '../devices/classes.js';
 import { createDemoDisk } from '../devices/mass-storage/index.js';
 import { DeviceRegistry } from '../server/registry.js';
 import { UsbipServer } from '../server/usbip/index.js';
@@ -89,6 +90,9 @@ function listenError(what: string, e: Endpoint, err: unknown): UsageError {
 }
 
 async function startFrontEnds(opts: ServeOptions, registry: DeviceRegistry, frontEnds: FrontEnd[]): Promise<void> {
+  // A serial port on stdio owns stdout: what the server has to say goes to stderr then.
+  const stdioTaken = opts.devices.some((d) => d.cls.exclusiveResource?.(d.options) === STDIO_RESOURCE);
+  const announce = (line: string) => (stdioTaken ? console.error(line) : console.log(line));
   for (const e of opts.usbip) {
     const server = new UsbipServer(registry, e);
     try {
@@ -99,7 +103,7 @@ async function startFrontEnds(opts: ServeOptions, registry: DeviceRegistry, fron
     frontEnds.push(server);
     for (const d of registry.list()) {
       const port = e.port === 3240 ? '' : ` --tcp-port ${e.port}`;
-      console.log(
+      announce(
         `usbip: listening on ${hostForDisplay(e)}:${e.port}, exporting ${d.busid} (${d.device.name}); ` +
           `attach with: usbip${port} attach -r ${hostForDisplay(e)} -b ${d.busid}`,
       );
@@ -114,7 +118,7 @@ async function startFrontEnds(opts: ServeOptions, registry: DeviceRegistry, fron
       throw listenError('usbredir', spec, err);
     }
     frontEnds.push(listener);
-    console.log(
+    announce(
       `usbredir: listening on ${hostForDisplay(spec)}:${spec.port}, exporting ${entry.busid} (${entry.device.name}); ` +
         `connect with: qemu ... -chardev socket,id=ur,host=${hostForDisplay(spec)},port=${spec.port},reconnect=1,nodelay=on ` +
         '-device usb-redir,chardev=ur',
@@ -125,7 +129,7 @@ async function startFrontEnds(opts: ServeOptions, registry: DeviceRegistry, fron
     const connector = new UsbredirConnector(registry, entry, spec);
     connector.start();
     frontEnds.push(connector);
-    console.log(
+    announce(
       `usbredir: connecting to ${hostForDisplay(spec)}:${spec.port} (retrying until it answers), exporting ${entry.busid} (${entry.device.name})`,
     );
   }

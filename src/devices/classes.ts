@@ -38,6 +38,9 @@ export interface DeviceClass<Options = unknown> {
   create(options: Options, ctx: DeviceContext): Promise<ControllableDevice>;
 }
 
+/** The exclusive resource of a device whose host end is the server's stdin/stdout. */
+export const STDIO_RESOURCE = "the server's stdin/stdout";
+
 const classes = new Map<string, DeviceClass>();
 
 export function registerDeviceClass<O>(cls: DeviceClass<O>): void {

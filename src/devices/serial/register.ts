@@ -1,4 +1,4 @@
-import { DeviceSpecError, registerDeviceClass } from '../classes.js';
+import { DeviceSpecError, registerDeviceClass, STDIO_RESOURCE } from '../classes.js';
 import { createSerialDevice, hostEndFor, type SerialBackend } from './index.js';
 
 /** "tcp:HOST:PORT", "tcp::PORT" (127.0.0.1), "tcp:[IPv6]:PORT" or "stdio". */
@@ -20,7 +20,7 @@ registerDeviceClass<SerialBackend>({
   summary: 'a CDC-ACM serial port whose other end is a TCP listener (one client at a time) or stdin/stdout',
   parse: parseSerialSpec,
   exclusiveResource(o) {
-    if (o.kind === 'stdio') return "the server's stdin/stdout";
+    if (o.kind === 'stdio') return STDIO_RESOURCE;
     return o.port === 0 ? undefined : `listening address ${o.host}:${o.port}`;
   },
   create(o, ctx) {
