@@ -11,7 +11,12 @@ export function controlAddress(text: string | undefined): ControlAddress {
 }
 
 /** One request to the control endpoint; resolves with the parsed JSON, throws UsageError with a one-line reason. */
-export function callControl(address: ControlAddress, method: 'GET' | 'POST', path: string, body?: unknown): Promise<unknown> {
+export function callControl(
+  address: ControlAddress,
+  method: 'GET' | 'POST',
+  path: string,
+  body?: unknown,
+): Promise<unknown> {
   const where = describeControlAddress(address);
   const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
   return new Promise((resolve, reject) => {

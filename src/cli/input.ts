@@ -1,5 +1,5 @@
-import { callControl, controlAddress } from './control-client.js';
 import { UsageError } from './args.js';
+import { callControl, controlAddress } from './control-client.js';
 
 const CONTROL_USAGE = `  --control unix:PATH|HOST:PORT
                  the server's control endpoint (default: the default socket of 'usbwire serve')`;
@@ -68,7 +68,8 @@ function parseInputArgs(argv: string[], allowed: string[], command: string): Par
 }
 
 function print(result: unknown): void {
-  if (result !== null && result !== undefined) console.log(typeof result === 'string' ? result : JSON.stringify(result));
+  if (result !== null && result !== undefined)
+    console.log(typeof result === 'string' ? result : JSON.stringify(result));
 }
 
 async function act(control: string | undefined, busid: string, action: string, args: Record<string, unknown>) {
@@ -76,7 +77,8 @@ async function act(control: string | undefined, busid: string, action: string, a
 }
 
 function integer(text: string | undefined, what: string): number {
-  if (text === undefined || !/^[-+]?\d+$/.test(text)) throw new UsageError(`${what} must be an integer, got ${text ?? 'nothing'}`);
+  if (text === undefined || !/^[-+]?\d+$/.test(text))
+    throw new UsageError(`${what} must be an integer, got ${text ?? 'nothing'}`);
   return Number(text);
 }
 

@@ -147,7 +147,11 @@ export class HidFunction implements UsbFunction {
         if (!dirIn || setup.wValue !== 0 || setup.wLength === 0) return undefined;
         return ok(Buffer.from([this.#protocol]));
       case HidRequest.SetProtocol:
-        if (dirIn || setup.wLength !== 0 || (setup.wValue !== HidProtocol.Boot && setup.wValue !== HidProtocol.Report)) {
+        if (
+          dirIn ||
+          setup.wLength !== 0 ||
+          (setup.wValue !== HidProtocol.Boot && setup.wValue !== HidProtocol.Report)
+        ) {
           return undefined;
         }
         // Our report descriptors describe the boot reports: both protocols send the same bytes.

@@ -38,3 +38,8 @@ export function hidDescriptor(reportDescriptorLength: number): Buffer {
 export function idleMs(duration: number): number {
   return duration * 4;
 }
+
+/** Bytes from hex pairs separated by spaces, one string per descriptor item group. */
+export function hexBytes(...groups: string[]): Buffer {
+  return Buffer.from(groups.join(' ').replaceAll(' ', ''), 'hex');
+}

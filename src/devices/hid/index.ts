@@ -1,11 +1,11 @@
-import { EmulatedDevice } from '../emulated-device.js';
 import type { ControllableDevice, DeviceActions } from '../classes.js';
+import { EmulatedDevice } from '../emulated-device.js';
 import { HidKeyboard } from './keyboard.js';
 import { HidMouse } from './mouse.js';
 
+export { HID_QUEUE_CAPACITY, HidInputRefused } from './hid-function.js';
 export { HidKeyboard } from './keyboard.js';
 export { HidMouse } from './mouse.js';
-export { HID_QUEUE_CAPACITY, HidInputRefused } from './hid-function.js';
 
 /** pid.codes open-source test VID; PIDs of the emulated HID devices. */
 const USBWIRE_VENDOR_ID = 0x1209;

@@ -3,6 +3,8 @@
  * the 8-byte reports the host reads (HID 1.11 appendix B.1; usages from HID Usage Tables §10).
  */
 
+import { hexBytes } from './hid-wire.js';
+
 export const KEYBOARD_REPORT_SIZE = 8;
 export const LED_REPORT_SIZE = 1;
 const MAX_KEYS = 6;
@@ -13,15 +15,15 @@ const ERROR_ROLL_OVER = 0x01;
  * The boot keyboard's report descriptor (the same items as QEMU's usb-kbd, 63 bytes): 8 modifier
  * bits, a reserved byte, 5 LED output bits + 3 padding, 6 key codes.
  */
-export const KEYBOARD_REPORT_DESCRIPTOR = Buffer.from([
-  0x05, 0x01, 0x09, 0x06, 0xa1, 0x01, // Generic Desktop, Keyboard, Collection (Application)
-  0x75, 0x01, 0x95, 0x08, 0x05, 0x07, 0x19, 0xe0, 0x29, 0xe7, 0x15, 0x00, 0x25, 0x01, 0x81, 0x02, // modifiers
-  0x95, 0x01, 0x75, 0x08, 0x81, 0x01, // reserved byte
-  0x95, 0x05, 0x75, 0x01, 0x05, 0x08, 0x19, 0x01, 0x29, 0x05, 0x91, 0x02, // LEDs (output)
-  0x95, 0x01, 0x75, 0x03, 0x91, 0x01, // LED padding
-  0x95, 0x06, 0x75, 0x08, 0x15, 0x00, 0x25, 0xff, 0x05, 0x07, 0x19, 0x00, 0x29, 0xff, 0x81, 0x00, // keys
-  0xc0,
-]);
+export const KEYBOARD_REPORT_DESCRIPTOR = hexBytes(
+  '05 01 09 06 a1 01', // Generic Desktop, Keyboard, Collection (Application)
+  '75 01 95 08 05 07 19 e0 29 e7 15 00 25 01 81 02', // 8 modifier bits (usages E0-E7)
+  '95 01 75 08 81 01', // reserved byte
+  '95 05 75 01 05 08 19 01 29 05 91 02', // 5 LED bits (output)
+  '95 01 75 03 91 01', // LED padding
+  '95 06 75 08 15 00 25 ff 05 07 19 00 29 ff 81 00', // 6 key codes (array)
+  'c0', // End Collection
+);
 
 /** Modifier bits of byte 0. */
 export const Modifier = {
@@ -194,7 +196,8 @@ export function parseKeyCombo(text: string): KeyCombo {
   const trimmed = text.trim();
   if (trimmed === '') throw new KeyComboError('empty key combination');
   // "+" alone and combos ending in "+" ("ctrl++") name the plus key itself.
-  const parts = trimmed === '+' ? ['+'] : trimmed.endsWith('++') ? [...trimmed.slice(0, -2).split('+'), '+'] : trimmed.split('+');
+  const parts =
+    trimmed === '+' ? ['+'] : trimmed.endsWith('++') ? [...trimmed.slice(0, -2).split('+'), '+'] : trimmed.split('+');
   let modifiers = 0;
   let usage = 0;
   for (const raw of parts) {
@@ -205,7 +208,10 @@ export function parseKeyCombo(text: string): KeyCombo {
       continue;
     }
     const key = keyNamed(part);
-    if (key === undefined) throw new KeyComboError(`unknown key "${raw}" in "${text}" (e.g. ctrl+alt+f2, shift+a, enter, esc, f1, left, 0x04)`);
+    if (key === undefined)
+      throw new KeyComboError(
+        `unknown key "${raw}" in "${text}" (e.g. ctrl+alt+f2, shift+a, enter, esc, f1, left, 0x04)`,
+      );
     if (usage !== 0) throw new KeyComboError(`"${text}" names more than one non-modifier key`);
     usage = key.usage;
     if (key.shift) modifiers |= Modifier.LeftShift;
@@ -249,7 +255,9 @@ export function textReports(text: string, held: KeyboardState): Buffer[] {
     const k = keyForChar(ch);
     if (!k) {
       const code = ch.codePointAt(0)!.toString(16).padStart(4, '0');
-      throw new UntypableTextError(`cannot type ${JSON.stringify(ch)} (U+${code}) at position ${index}: US layout, printable ASCII, tab and newline only`);
+      throw new UntypableTextError(
+        `cannot type ${JSON.stringify(ch)} (U+${code}) at position ${index}: US layout, printable ASCII, tab and newline only`,
+      );
     }
     strokes.push(k);
     index++;
@@ -270,7 +278,10 @@ export function comboPressReports(combo: KeyCombo, held: KeyboardState): Buffer[
 
 /** The state after holding a combination down. */
 export function comboDown(combo: KeyCombo, held: KeyboardState): KeyboardState {
-  return { modifiers: held.modifiers | combo.modifiers, keys: combo.usage ? withKey(held.keys, combo.usage) : held.keys };
+  return {
+    modifiers: held.modifiers | combo.modifiers,
+    keys: combo.usage ? withKey(held.keys, combo.usage) : held.keys,
+  };
 }
 
 /** The state after letting a combination go. */

@@ -1,6 +1,6 @@
 import type { DeviceActions } from '../classes.js';
-import { BOOT_PROTOCOL_KEYBOARD } from './hid-wire.js';
 import { HidFunction } from './hid-function.js';
+import { BOOT_PROTOCOL_KEYBOARD } from './hid-wire.js';
 import {
   comboDown,
   comboPressReports,

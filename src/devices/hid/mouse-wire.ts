@@ -1,16 +1,18 @@
 /** Boot mouse reports: buttons, dx, dy and a wheel byte (HID 1.11 appendix B.2, plus a wheel as QEMU's usb-mouse). */
 
+import { hexBytes } from './hid-wire.js';
+
 export const MOUSE_REPORT_SIZE = 4;
 
 /** Three buttons, X/Y/wheel relative in -127..127 (the same items as QEMU's usb-mouse, 52 bytes). */
-export const MOUSE_REPORT_DESCRIPTOR = Buffer.from([
-  0x05, 0x01, 0x09, 0x02, 0xa1, 0x01, // Generic Desktop, Mouse, Collection (Application)
-  0x09, 0x01, 0xa1, 0x00, // Pointer, Collection (Physical)
-  0x05, 0x09, 0x19, 0x01, 0x29, 0x03, 0x15, 0x00, 0x25, 0x01, 0x95, 0x03, 0x75, 0x01, 0x81, 0x02, // buttons
-  0x95, 0x01, 0x75, 0x05, 0x81, 0x01, // padding
-  0x05, 0x01, 0x09, 0x30, 0x09, 0x31, 0x09, 0x38, 0x15, 0x81, 0x25, 0x7f, 0x75, 0x08, 0x95, 0x03, 0x81, 0x06, // X, Y, wheel
-  0xc0, 0xc0,
-]);
+export const MOUSE_REPORT_DESCRIPTOR = hexBytes(
+  '05 01 09 02 a1 01', // Generic Desktop, Mouse, Collection (Application)
+  '09 01 a1 00', // Pointer, Collection (Physical)
+  '05 09 19 01 29 03 15 00 25 01 95 03 75 01 81 02', // 3 buttons
+  '95 01 75 05 81 01', // padding
+  '05 01 09 30 09 31 09 38 15 81 25 7f 75 08 95 03 81 06', // X, Y, wheel: relative, -127..127
+  'c0 c0', // End Collections
+);
 
 export const MouseButton = { left: 0x01, right: 0x02, middle: 0x04 } as const;
 export type MouseButtonName = keyof typeof MouseButton;

@@ -1,6 +1,6 @@
 import type { DeviceActions } from '../classes.js';
-import { BOOT_PROTOCOL_MOUSE } from './hid-wire.js';
 import { HidFunction } from './hid-function.js';
+import { BOOT_PROTOCOL_MOUSE } from './hid-wire.js';
 import { intArg } from './keyboard.js';
 import {
   encodeMouseReport,

@@ -1,5 +1,4 @@
-import { registerDeviceClass } from '../classes.js';
-import { DeviceSpecError } from '../classes.js';
+import { DeviceSpecError, registerDeviceClass } from '../classes.js';
 import { createKeyboard, createMouse } from './index.js';
 
 function noValue(flag: string) {

@@ -46,14 +46,21 @@ export async function route(registry: DeviceRegistry, method: string, url: strin
   } catch {
     return error(400, `bad request path ${JSON.stringify(url)}`);
   }
-  const allow = (...methods: string[]) => (methods.includes(method) ? undefined : error(405, `${method} not allowed on /${parts.join('/')} (use ${methods.join(', ')})`));
+  const allow = (...methods: string[]) =>
+    methods.includes(method)
+      ? undefined
+      : error(405, `${method} not allowed on /${parts.join('/')} (use ${methods.join(', ')})`);
   if (parts.length === 0) return allow('GET') ?? { status: 200, body: { service: 'usbwire', pid: process.pid } };
   if (parts[0] !== 'devices') return error(404, `no such resource /${parts.join('/')} (try /devices)`);
   if (parts.length === 1) return allow('GET') ?? { status: 200, body: registry.list().map(summarize) };
   const busid = parts[1]!;
   const entry = registry.get(busid);
   if (!entry) {
-    const known = registry.list().map((d) => d.busid).join(', ') || 'none';
+    const known =
+      registry
+        .list()
+        .map((d) => d.busid)
+        .join(', ') || 'none';
     return error(404, `no exported device ${busid} (exported: ${known})`);
   }
   if (parts.length === 2) return allow('GET') ?? { status: 200, body: summarize(entry) };
@@ -68,11 +75,14 @@ export async function route(registry: DeviceRegistry, method: string, url: strin
   const action = Object.hasOwn(actions, name) ? actions[name] : undefined;
   if (!action) {
     const known = Object.keys(actions);
-    return error(404, `${busid} (${entry.device.name}) has no action "${name}"${known.length ? ` (it has: ${known.join(', ')})` : ' (it has none)'}`);
+    return error(
+      404,
+      `${busid} (${entry.device.name}) has no action "${name}"${known.length ? ` (it has: ${known.join(', ')})` : ' (it has none)'}`,
+    );
   }
   if (body === undefined) body = {};
   if (typeof body !== 'object' || body === null || Array.isArray(body)) {
-    return error(400, 'the request body must be a JSON object with the action\'s arguments');
+    return error(400, "the request body must be a JSON object with the action's arguments");
   }
   try {
     const result = await action(body as Record<string, unknown>);
