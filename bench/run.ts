@@ -41,4 +41,5 @@ async function rig(): Promise<void> {
 }
 
 await loopback();
+await (await import('./hid.js')).hidBench(quick);
 await rig();
