@@ -18,48 +18,57 @@ const file = interopFile('hid');
 const { skip, work, servers } = file;
 const run = promisify(execFile);
 
-const GUEST = `
-rig_mods xhci_pci usbhid hid_generic evdev vhci_hcd
-usbip --tcp-port 3240 attach -r 10.0.2.100 -b 1-1 || fail "usbip attach 1-1"
-usbip --tcp-port 3240 attach -r 10.0.2.100 -b 1-2 || fail "usbip attach 1-2"
+type Path = 'redir' | 'usbip';
 
-# find_ev Keyboard|Mouse vhci|xhci: the event device of that usbwire device on that controller
+/** The guest: attach over USB/IP if asked, find the event devices, record them, set Caps Lock on request. */
+function guestScript(hcModule: string, paths: Path[]): string {
+  const usbip = paths.includes('usbip');
+  const names = paths.flatMap((p) => [`kbd-${p}`, `mouse-${p}`]);
+  return `
+rig_mods ${hcModule} usbhid hid_generic evdev${usbip ? ' vhci_hcd' : ''}
+${usbip ? 'usbip --tcp-port 3240 attach -r 10.0.2.100 -b 1-1 || fail "usbip attach 1-1"' : ''}
+${usbip ? 'usbip --tcp-port 3240 attach -r 10.0.2.100 -b 1-2 || fail "usbip attach 1-2"' : ''}
+
+# find_ev kbd|mouse usbip|redir: the event device of that usbwire device on that path
 find_ev() {
+  case "$1" in kbd) want="Virtual Keyboard" ;; *) want="Virtual Mouse" ;; esac
   for e in /sys/class/input/event*; do
     [ -e "$e/device/name" ] || continue
-    case "$(cat "$e/device/name")" in *"Virtual $1"*) ;; *) continue ;; esac
-    case "$(cat "$e/device/phys")" in *vhci*) b=vhci ;; *) b=xhci ;; esac
+    case "$(cat "$e/device/name")" in *"$want"*) ;; *) continue ;; esac
+    case "$(cat "$e/device/phys")" in *vhci*) b=usbip ;; *) b=redir ;; esac
     [ "$b" = "$2" ] && { echo "/dev/input/$(basename "$e")"; return 0; }
   done
   return 1
 }
+all_there() {
+  for f in ${names.join(' ')}; do find_ev \${f%-*} \${f#*-} > /dev/null || return 1; done
+}
 n=0
-until find_ev Keyboard xhci >/dev/null && find_ev Mouse xhci >/dev/null && find_ev Keyboard vhci >/dev/null && find_ev Mouse vhci >/dev/null; do
+until all_there; do
   n=$((n + 1)); [ $n -gt 900 ] && { ls -l /sys/class/input; fail "input devices did not all appear"; }
   sleep 0.1
 done
 PIDS=""
-for spec in "Keyboard xhci kbd-redir" "Mouse xhci mouse-redir" "Keyboard vhci kbd-usbip" "Mouse vhci mouse-usbip"; do
-  set -- $spec
-  dev=$(find_ev $1 $2)
-  log "$3 is $dev ($(evdev-read name $dev))"
-  echo "$dev" > /mnt/host/dev-$3
-  evdev-read read $dev 240000 > /mnt/host/ev-$3.txt 2>&1 &
+for f in ${names.join(' ')}; do
+  dev=$(find_ev \${f%-*} \${f#*-})
+  log "$f is $dev ($(evdev-read name $dev))"
+  echo "$dev" > /mnt/host/dev-$f
+  evdev-read read $dev 240000 > /mnt/host/ev-$f.txt 2>&1 &
   PIDS="$PIDS $!"
 done
-for f in kbd-redir mouse-redir kbd-usbip mouse-usbip; do
+for f in ${names.join(' ')}; do
   rig_wait_file /mnt/host/ev-$f.txt 10 && until grep -q READY /mnt/host/ev-$f.txt; do sleep 0.1; done
 done
 dmesg | grep -i "hid-generic" | while read -r l; do log "$l"; done
 rig_stage ready
 rig_wait_host leds 180
-evdev-read led $(cat /mnt/host/dev-kbd-redir) 1 1 || fail "EV_LED write (redir)"
-evdev-read led $(cat /mnt/host/dev-kbd-usbip) 1 1 || fail "EV_LED write (usbip)"
+for p in ${paths.join(' ')}; do evdev-read led $(cat /mnt/host/dev-kbd-$p) 1 1 || fail "EV_LED write ($p)"; done
 rig_stage leds-set
 rig_wait_host done 120
 kill $PIDS
 wait
 `;
+}
 
 function server(args: string[]): UsbwireServer {
   const s = startUsbwire(args, { readyPattern: /^control: listening/ });
@@ -116,81 +125,76 @@ const expectedMouse: ev.MouseFrame[] = [
   f([], 0, 0, -1),
 ];
 
-test('HID keyboard + mouse over usb-redir (xHCI) and USB/IP (vhci-hcd) in one guest', {
-  skip,
-  timeout: 420_000,
-}, async () => {
+interface Scenario {
+  hc: 'xhci' | 'ehci';
+  paths: Path[];
+}
+
+/** Boot one guest with the paths asked for, drive every pair from the host, check every frame and the LEDs. */
+async function scenario({ hc, paths }: Scenario): Promise<void> {
   const [pa, pb, pc] = [await freePort(), await freePort(), await freePort()];
-  const sockA = join(work, 'a.sock');
-  const sockB = join(work, 'b.sock');
-  const a = server([
-    '--keyboard',
-    '--mouse',
-    '--usbredir',
-    `127.0.0.1:${pa}=1-1`,
-    '--usbredir',
-    `127.0.0.1:${pb}=1-2`,
-    '--control',
-    `unix:${sockA}`,
-  ]);
-  const b = server(['--keyboard', '--mouse', '--usbip', `127.0.0.1:${pc}`, '--control', `unix:${sockB}`]);
-  try {
-    await Promise.all([a.ready, b.ready]);
+  const socks: Record<string, string> = {};
+  const started: UsbwireServer[] = [];
+  const qemuArgs = ['-device', hc === 'xhci' ? 'qemu-xhci,id=usbc' : 'usb-ehci,id=usbc'];
+  if (paths.includes('redir')) {
+    socks.redir = join(work, `${hc}-redir.sock`);
+    const redir = ['--usbredir', `127.0.0.1:${pa}=1-1`, '--usbredir', `127.0.0.1:${pb}=1-2`];
+    started.push(server(['--keyboard', '--mouse', ...redir, '--control', `unix:${socks.redir}`]));
     const chardev = (id: string, port: number) => `socket,id=${id},host=127.0.0.1,port=${port},reconnect=1,nodelay=on`;
+    for (const [id, port] of [
+      ['ur0', pa],
+      ['ur1', pb],
+    ] as const) {
+      qemuArgs.push('-chardev', chardev(id, port), '-device', `usb-redir,chardev=${id},bus=usbc.0`);
+    }
+  }
+  if (paths.includes('usbip')) {
+    socks.usbip = join(work, `${hc}-usbip.sock`);
+    started.push(server(['--keyboard', '--mouse', '--usbip', `127.0.0.1:${pc}`, '--control', `unix:${socks.usbip}`]));
+  }
+  try {
+    await Promise.all(started.map((s) => s.ready));
     const g = startGuest({
-      script: GUEST,
-      guestfwd: [{ guestPort: 3240, hostPort: pc }],
+      script: guestScript(hc === 'xhci' ? 'xhci_pci' : 'ehci_pci', paths),
+      ...(paths.includes('usbip') ? { guestfwd: [{ guestPort: 3240, hostPort: pc }] } : {}),
       timeoutMs: 400_000,
-      qemuArgs: [
-        '-device',
-        'qemu-xhci,id=usbc',
-        '-chardev',
-        chardev('ur0', pa),
-        '-device',
-        'usb-redir,chardev=ur0,bus=usbc.0',
-        '-chardev',
-        chardev('ur1', pb),
-        '-device',
-        'usb-redir,chardev=ur1,bus=usbc.0',
-      ],
+      qemuArgs,
     });
     try {
       await g.waitStage('ready', 300_000);
-      for (const sock of [sockA, sockB]) {
-        const listing = await cli(sock, 'devices');
+      for (const p of paths) {
+        const listing = await cli(socks[p]!, 'devices');
         assert.match(listing, /1-1 {2}virtual keyboard {2}in use by .* {2}actions: type, key, leds/, listing);
         assert.match(listing, /1-2 {2}virtual mouse {2}in use by .* {2}actions: move, wheel, click, button/, listing);
+        assert.match(await cli(socks[p]!, 'leds', '1-1'), /^none$/m);
       }
-      await Promise.all([drive(sockA), drive(sockB)]);
+      await Promise.all(paths.map((p) => drive(socks[p]!)));
       const events = (name: string) => ev.parseEvents(readFileSync(g.path(`ev-${name}.txt`), 'utf8'));
       // Wait until the guest has seen as many frames as were sent (or give up and compare).
       const deadline = Date.now() + 120_000;
-      while (Date.now() < deadline) {
-        const done = ['redir', 'usbip'].every(
+      const allSeen = () =>
+        paths.every(
           (p) =>
             ev.keyStates(events(`kbd-${p}`)).length >= expectedKeys.length &&
             ev.mouseFrames(events(`mouse-${p}`)).length >= expectedMouse.length,
         );
-        if (done) break;
-        await sleep(250);
-      }
-      for (const p of ['redir', 'usbip']) {
+      while (Date.now() < deadline && !allSeen()) await sleep(250);
+      for (const p of paths) {
         const kev = events(`kbd-${p}`);
         assert.equal(ev.typedText(kev), 'Hello, World!ABC\n', `${p}: typed text`);
         assert.deepEqual(ev.keyStates(kev), expectedKeys, `${p}: key states after each report`);
         assert.deepEqual(ev.mouseFrames(events(`mouse-${p}`)), expectedMouse, `${p}: mouse frames`);
       }
-      assert.match(await cli(sockA, 'leds', '1-1'), /^none$/m);
       g.signal('leds');
       await g.waitStage('leds-set', 120_000);
-      for (const sock of [sockA, sockB]) {
+      for (const p of paths) {
         let leds = '';
-        for (let i = 0; i < 100 && !/capsLock/.test(leds); i++) {
-          leds = await cli(sock, 'leds', '1-1', '--json');
-          if (!/"capsLock":true/.test(leds)) await sleep(200);
-          else break;
+        for (let i = 0; i < 100; i++) {
+          leds = await cli(socks[p]!, 'leds', '1-1', '--json');
+          if (/"capsLock":true/.test(leds)) break;
+          await sleep(200);
         }
-        assert.match(leds, /"capsLock":true/, `caps lock seen on ${sock}`);
+        assert.match(leds, /"capsLock":true/, `${p}: Caps Lock set in the guest seen through the control endpoint`);
       }
       g.signal('done');
       const res = await g.done;
@@ -204,7 +208,15 @@ test('HID keyboard + mouse over usb-redir (xHCI) and USB/IP (vhci-hcd) in one gu
     }
   } catch (e) {
     file.failed = true;
-    process.stderr.write(`--- server A ---\n${a.output()}\n--- server B ---\n${b.output()}\n`);
+    for (const s of started) process.stderr.write(`--- usbwire ---\n${s.output()}\n`);
     throw e;
   }
-});
+}
+
+test('HID keyboard + mouse over usb-redir (xHCI) and USB/IP (vhci-hcd) in one guest', { skip, timeout: 420_000 }, () =>
+  scenario({ hc: 'xhci', paths: ['redir', 'usbip'] }),
+);
+
+test('HID keyboard + mouse over usb-redir on EHCI (high speed)', { skip, timeout: 420_000 }, () =>
+  scenario({ hc: 'ehci', paths: ['redir'] }),
+);
