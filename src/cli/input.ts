@@ -6,7 +6,8 @@ const CONTROL_USAGE = `  --control unix:PATH|HOST:PORT
 
 export const TYPE_HELP = `usage: usbwire type BUSID TEXT [--control ADDR]
 
-Type TEXT on an exported keyboard (US layout; uppercase and symbols with Shift; \\n is Enter).
+Type TEXT on an exported keyboard: US layout, printable ASCII with Shift where it needs it;
+a newline or tab in TEXT (e.g. $'ls\\n' in bash) is Enter or Tab. Several words are joined by spaces.
 ${CONTROL_USAGE}
 `;
 

@@ -11,7 +11,7 @@ function noValue(flag: string) {
 registerDeviceClass<undefined>({
   name: 'keyboard',
   usage: undefined,
-  summary: 'a USB boot keyboard (HID); usbwire type/key drive it, Caps Lock etc. read back with leds',
+  summary: 'a USB boot keyboard (HID); usbwire type/key drive it, usbwire leds reads its LEDs',
   parse: noValue('keyboard'),
   create: async (_o, ctx) => createKeyboard({ index: ctx.index }),
 });
