@@ -171,7 +171,7 @@ async function scenario({ hc, paths }: Scenario): Promise<void> {
       await Promise.all(paths.map((p) => drive(socks[p]!)));
       const events = (name: string) => ev.parseEvents(readFileSync(g.path(`ev-${name}.txt`), 'utf8'));
       // Wait until the guest has seen as many frames as were sent (or give up and compare).
-      const deadline = Date.now() + 120_000;
+      const deadline = Date.now() + 60_000;
       const allSeen = () =>
         paths.every(
           (p) =>
