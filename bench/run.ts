@@ -41,5 +41,6 @@ async function rig(): Promise<void> {
 }
 
 await loopback();
+await (await import('./hid.js')).hidBench(quick);
 await (await import('./serial.js')).serialBench({ quick });
 await rig();

@@ -54,7 +54,7 @@ function parseUsbredir(text: string, flag: string): UsbredirSpec {
   return { ...parseEndpoint(addr, flag), busid };
 }
 
-function parseControl(text: string): ControlSpec {
+export function parseControl(text: string): ControlSpec {
   if (text === 'none') return { kind: 'none' };
   if (text.startsWith('unix:')) {
     const path = text.slice('unix:'.length);
@@ -108,7 +108,10 @@ ${deviceHelp()}  --demo-size MIB              size of the in-memory demo disk (d
 
 operation:
   --control unix:PATH|HOST:PORT|none
-                               the control endpoint (usbwire type/key/pointer/devices talk to it)
+                               the control endpoint (usbwire type/key/pointer/devices talk to it);
+                               loopback TCP only. Default: /run/usbwire/control.sock as root,
+                               else $XDG_RUNTIME_DIR/usbwire/control.sock or
+                               /tmp/usbwire-UID/control.sock (skipped if another usbwire has it)
   --log-level LEVEL            debug, info, warn or error (default info)
   -h, --help                   show this help
 `;

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { UsageError } from './args.js';
+import { devicesCommand, keyCommand, ledsCommand, pointerCommand, typeCommand } from './input.js';
 import { list } from './list.js';
 import { serve } from './serve.js';
 
@@ -10,6 +11,12 @@ USB devices over the network: exports emulated and real USB devices over USB/IP 
 commands:
   serve      export devices (usbwire serve --help)
   list       list the devices a USB/IP server exports (usbwire list --help)
+  devices    list what a running usbwire serve exports, who uses it, its actions
+  type       type text on an exported keyboard: usbwire type 1-1 "Hello, World!"
+  key        press or hold a key combination: usbwire key 1-1 ctrl+alt+f2 [--down|--up]
+  pointer    move, click, wheel an exported mouse: usbwire pointer 1-2 move 10 -5
+  leds       the LEDs (Caps Lock...) the host set on an exported keyboard
+             (these talk to serve's control endpoint; each takes --control and --help)
 
   -V, --version   print the version
   -h, --help      show this help
@@ -31,6 +38,16 @@ export async function main(argv: string[]): Promise<number> {
         return await serve(rest);
       case 'list':
         return await list(rest);
+      case 'devices':
+        return await devicesCommand(rest);
+      case 'type':
+        return await typeCommand(rest);
+      case 'key':
+        return await keyCommand(rest);
+      case 'pointer':
+        return await pointerCommand(rest);
+      case 'leds':
+        return await ledsCommand(rest);
       case '-V':
       case '--version':
         process.stdout.write(`usbwire ${version()}\n`);

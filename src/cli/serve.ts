@@ -1,5 +1,13 @@
 import { STDIO_RESOURCE } from '../devices/classes.js';
 import { createDemoDisk } from '../devices/mass-storage/index.js';
+import {
+  type ControlAddress,
+  ControlAddressError,
+  ControlInUseError,
+  ControlServer,
+  checkControlAddress,
+  defaultControlPath,
+} from '../server/control/index.js';
 import { DeviceRegistry } from '../server/registry.js';
 import { UsbipServer } from '../server/usbip/index.js';
 import { UsbredirConnector, UsbredirListener } from '../server/usbredir/index.js';
@@ -24,6 +32,13 @@ export async function serve(argv: string[]): Promise<number> {
     return 0;
   }
   setLogLevel(parsed.logLevel);
+  if (parsed.control?.kind === 'tcp') {
+    try {
+      checkControlAddress(parsed.control);
+    } catch (err) {
+      throw new UsageError((err as Error).message);
+    }
+  }
   // Signals are handled from the start, so a SIGTERM during start-up still shuts down cleanly.
   let signalled: (signal: string) => void = () => {};
   const signal = new Promise<string>((resolve) => (signalled = resolve));
@@ -35,6 +50,8 @@ export async function serve(argv: string[]): Promise<number> {
   try {
     registry = await openDevices(parsed);
     await startFrontEnds(parsed, registry, frontEnds);
+    const control = await startControl(parsed, registry);
+    if (control) frontEnds.push(control);
   } catch (err) {
     for (const [name, handler] of Object.entries(handlers)) process.off(name, handler);
     await Promise.allSettled(frontEnds.map((f) => f.close()));
@@ -145,4 +162,38 @@ function pickDevice(registry: DeviceRegistry, busid: string | undefined, flag: s
     throw new UsageError(`${flag}: no exported device ${busid} (exported: ${known})`);
   }
   return entry;
+}
+
+/**
+ * The control endpoint, started once the devices are exported. Without --control it takes the
+ * default socket; if another live usbwire already serves that, this one goes on without.
+ */
+async function startControl(opts: ServeOptions, registry: DeviceRegistry): Promise<ControlServer | undefined> {
+  const spec = opts.control;
+  if (spec?.kind === 'none') return undefined;
+  const address: ControlAddress = spec ?? { kind: 'unix', path: defaultControlPath() };
+  let server: ControlServer;
+  try {
+    server = new ControlServer(registry, address);
+  } catch (err) {
+    if (err instanceof ControlAddressError) throw new UsageError(err.message);
+    throw err;
+  }
+  try {
+    await server.listen();
+  } catch (err) {
+    const reason =
+      err instanceof ControlInUseError
+        ? err.message
+        : address.kind === 'tcp'
+          ? listenError('the control endpoint', address, err).message
+          : `cannot listen on unix:${address.path}: ${(err as Error).message}`;
+    if (spec === undefined) {
+      log.warn(`control endpoint not started (${reason}); give --control unix:PATH to run one for this server`);
+      return undefined;
+    }
+    throw new UsageError(`--control: ${reason}`);
+  }
+  console.log(`control: listening on ${server.where} (usbwire devices, type, key, pointer, leds talk to it)`);
+  return server;
 }

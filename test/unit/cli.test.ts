@@ -82,7 +82,10 @@ test('serve prints one line per export and exits 0 on SIGTERM', async () => {
   const port = await freePort();
   const r = await run(['serve', '--usbip', `127.0.0.1:${port}`, '--disk', img, '--disk', `${img},readonly`], /1-2/);
   assert.equal(r.code, 0, r.stderr);
-  const lines = r.stdout.trim().split('\n');
+  const lines = r.stdout
+    .trim()
+    .split('\n')
+    .filter((l) => !l.startsWith('control:'));
   assert.equal(lines.length, 2);
   assert.match(
     lines[0]!,
@@ -109,4 +112,64 @@ test('list -r shows what serve exports; an unreachable server is one clear line'
   assert.notEqual(refused.code, 0);
   assert.match(refused.stderr, /ECONNREFUSED/);
   assert.doesNotMatch(refused.stderr, /\n\s+at /);
+});
+
+test('input commands: no server → one line saying so and how to start one; bad usage → exit 2', async () => {
+  const sock = join(dir, 'none.sock');
+  const r = await run(['type', '1-1', 'hi', '--control', `unix:${sock}`]);
+  assert.equal(r.code, 2);
+  assert.match(
+    r.stderr,
+    /^usbwire: no usbwire server is listening on unix:.*none\.sock; start one with 'usbwire serve/,
+  );
+  assert.equal(r.stderr.trim().split('\n').length, 1);
+  for (const [args, message] of [
+    [['pointer', '1-2', 'move', '1'], /DX|DY/],
+    [['pointer', '1-2', 'jump'], /unknown pointer action/],
+    [['key', '1-1', 'a', '--down', '--up'], /exclude/],
+    [['key', '1-1', 'a', '--sideways'], /unknown option --sideways/],
+    [['serve', '--keyboard', '--control', '10.0.0.1:5000'], /unauthenticated.*loopback/],
+    [['serve', '--keyboard=yes'], /--keyboard/],
+  ] as [string[], RegExp][]) {
+    const x = await run(args);
+    assert.notEqual(x.code, 0, args.join(' '));
+    assert.match(x.stderr, message, args.join(' '));
+  }
+});
+
+test('serve --keyboard --mouse with a control socket: devices, type, pointer, leds through the CLI', async () => {
+  const sock = join(dir, 'kbd.sock');
+  const port = await freePort();
+  const p = spawn(
+    process.execPath,
+    [BIN, 'serve', '--keyboard', '--mouse', '--usbip', `127.0.0.1:${port}`, '--control', `unix:${sock}`],
+    {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
+  try {
+    await new Promise<void>((resolve, reject) => {
+      let out = '';
+      p.stdout.on('data', (d) => {
+        out += d;
+        if (/control: listening on unix:/.test(out)) resolve();
+      });
+      p.on('exit', () => reject(new Error(`serve exited: ${out}`)));
+    });
+    const c = ['--control', `unix:${sock}`];
+    const devices = await run(['devices', ...c]);
+    assert.equal(devices.code, 0, devices.stderr);
+    assert.match(devices.stdout, /^1-1 {2}virtual keyboard {2}free {2}actions: type, key, leds$/m);
+    assert.match(devices.stdout, /^1-2 {2}virtual mouse {2}free {2}actions: move, wheel, click, button$/m);
+    const notAttached = await run(['type', '1-1', 'hi', ...c]);
+    assert.match(notAttached.stderr, /not attached/);
+    const wrong = await run(['pointer', '1-1', 'move', '-3', '4', ...c]);
+    assert.match(wrong.stderr, /has no action "move"/);
+    const unknown = await run(['key', '7-7', 'enter', ...c]);
+    assert.match(unknown.stderr, /no exported device 7-7/);
+    const leds = await run(['leds', '1-1', ...c]);
+    assert.equal(leds.stdout.trim(), 'none');
+  } finally {
+    p.kill('SIGTERM');
+  }
 });

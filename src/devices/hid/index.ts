@@ -1,0 +1,51 @@
+import type { ControllableDevice, DeviceActions } from '../classes.js';
+import { EmulatedDevice } from '../emulated-device.js';
+import { HidKeyboard } from './keyboard.js';
+import { HidMouse } from './mouse.js';
+
+export { HID_QUEUE_CAPACITY, HidInputRefused } from './hid-function.js';
+export { HidKeyboard } from './keyboard.js';
+export { HidMouse } from './mouse.js';
+
+/** pid.codes open-source test VID; PIDs of the emulated HID devices. */
+const USBWIRE_VENDOR_ID = 0x1209;
+export const KEYBOARD_PRODUCT_ID = 0x0002;
+export const MOUSE_PRODUCT_ID = 0x0003;
+
+export type HidDevice<T> = EmulatedDevice & ControllableDevice & { readonly actions: DeviceActions; readonly input: T };
+
+interface HidDeviceOptions {
+  index?: number;
+  queueCapacity?: number;
+}
+
+function build<T extends { fn: HidKeyboard['fn']; actions: DeviceActions }>(
+  input: T,
+  productId: number,
+  product: string,
+  opts: HidDeviceOptions,
+): HidDevice<T> {
+  const serial = `USBWIRE${String((opts.index ?? 0) + 1).padStart(5, '0')}`;
+  const dev = new EmulatedDevice({
+    name: product.toLowerCase(),
+    speed: 'high',
+    vendorId: USBWIRE_VENDOR_ID,
+    productId,
+    manufacturer: 'usbwire',
+    product,
+    serial,
+    maxPowerMa: 100,
+    functions: [input.fn],
+  });
+  return Object.assign(dev, { actions: input.actions, input });
+}
+
+/** A boot keyboard (high speed, one interrupt IN; LEDs by SET_REPORT on ep0). */
+export function createKeyboard(opts: HidDeviceOptions = {}): HidDevice<HidKeyboard> {
+  return build(new HidKeyboard(opts.queueCapacity), KEYBOARD_PRODUCT_ID, 'Virtual Keyboard', opts);
+}
+
+/** A boot mouse with three buttons and a wheel (high speed, one interrupt IN). */
+export function createMouse(opts: HidDeviceOptions = {}): HidDevice<HidMouse> {
+  return build(new HidMouse(opts.queueCapacity), MOUSE_PRODUCT_ID, 'Virtual Mouse', opts);
+}

@@ -1,0 +1,89 @@
+import type { DeviceActions } from '../classes.js';
+import { HidFunction } from './hid-function.js';
+import { BOOT_PROTOCOL_KEYBOARD } from './hid-wire.js';
+import {
+  comboDown,
+  comboPressReports,
+  comboUp,
+  decodeLeds,
+  encodeKeyboardReport,
+  KEYBOARD_REPORT_DESCRIPTOR,
+  KEYBOARD_REPORT_SIZE,
+  type KeyboardState,
+  LED_REPORT_SIZE,
+  type LedState,
+  parseKeyCombo,
+  textReports,
+} from './keyboard-wire.js';
+
+/** What the operator does with the keyboard: type text, press or hold keys, read the LEDs. */
+export class HidKeyboard {
+  readonly fn: HidFunction;
+  /** Modifiers and keys the operator holds down (key ... down) until released (key ... up). */
+  #held: KeyboardState = { modifiers: 0, keys: [] };
+  #leds = 0;
+
+  constructor(queueCapacity?: number) {
+    this.fn = new HidFunction({
+      bootProtocol: BOOT_PROTOCOL_KEYBOARD,
+      reportDescriptor: KEYBOARD_REPORT_DESCRIPTOR,
+      inputReportSize: KEYBOARD_REPORT_SIZE,
+      outputReportSize: LED_REPORT_SIZE,
+      onOutput: (r) => {
+        this.#leds = r[0]!;
+      },
+      ...(queueCapacity === undefined ? {} : { queueCapacity }),
+    });
+  }
+
+  type(text: string): { reports: number } {
+    const reports = textReports(text, this.#held);
+    this.fn.send(reports);
+    return { reports: reports.length };
+  }
+
+  key(comboText: string, action: 'press' | 'down' | 'up'): { reports: number } {
+    const combo = parseKeyCombo(comboText);
+    if (action === 'press') {
+      const reports = comboPressReports(combo, this.#held);
+      this.fn.send(reports);
+      return { reports: reports.length };
+    }
+    const next = action === 'down' ? comboDown(combo, this.#held) : comboUp(combo, this.#held);
+    this.fn.send([encodeKeyboardReport(next)]);
+    this.#held = next;
+    return { reports: 1 };
+  }
+
+  leds(): LedState {
+    return decodeLeds(this.#leds);
+  }
+
+  get actions(): DeviceActions {
+    return {
+      type: (args) => this.type(stringArg(args, 'text')),
+      key: (args) => {
+        const action = args.action ?? 'press';
+        if (action !== 'press' && action !== 'down' && action !== 'up') {
+          throw new TypeError('"action" must be "press", "down" or "up"');
+        }
+        return this.key(stringArg(args, 'combo'), action);
+      },
+      leds: () => this.leds(),
+    };
+  }
+}
+
+export function stringArg(args: Record<string, unknown>, name: string): string {
+  const v = args[name];
+  if (typeof v !== 'string') throw new TypeError(`"${name}" must be a string`);
+  return v;
+}
+
+export function intArg(args: Record<string, unknown>, name: string, limit: number, dflt?: number): number {
+  const v = args[name] ?? dflt;
+  if (typeof v !== 'number' || !Number.isInteger(v) || Math.abs(v) > limit) {
+    throw new TypeError(`"${name}" must be an integer between -${limit} and ${limit}`);
+  }
+  return v;
+}

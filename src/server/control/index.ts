@@ -1,0 +1,10 @@
+export {
+  type ControlAddress,
+  ControlAddressError,
+  checkControlAddress,
+  defaultControlPath,
+  describeControlAddress,
+  isLoopback,
+} from './address.js';
+export { type DeviceSummary, route } from './routes.js';
+export { ControlInUseError, ControlServer, MAX_BODY_BYTES, socketAnswers } from './server.js';

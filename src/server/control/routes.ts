@@ -1,0 +1,101 @@
+import type { ControllableDevice } from '../../devices/classes.js';
+import type { DeviceRegistry, ExportedDevice } from '../registry.js';
+
+/** A reply of the control API: HTTP status and a JSON body. */
+export interface Reply {
+  status: number;
+  body: unknown;
+}
+
+export interface DeviceSummary {
+  busid: string;
+  name: string;
+  /** Who holds the device ("usbip 10.0.2.15:51234", "usbredir ..."), null when free. */
+  owner: string | null;
+  actions: string[];
+}
+
+const error = (status: number, message: string): Reply => ({ status, body: { error: message } });
+
+function actionsOf(entry: ExportedDevice): ControllableDevice['actions'] {
+  return (entry.device as ControllableDevice).actions;
+}
+
+export function summarize(entry: ExportedDevice): DeviceSummary {
+  return {
+    busid: entry.busid,
+    name: entry.device.name,
+    owner: entry.owner ?? null,
+    actions: Object.keys(actionsOf(entry) ?? {}),
+  };
+}
+
+/**
+ * The control API, independent of HTTP plumbing:
+ *   GET  /                                  {service: "usbwire", pid}
+ *   GET  /devices                           [{busid, name, owner, actions}]
+ *   GET  /devices/BUSID                     {busid, name, owner, actions}
+ *   POST /devices/BUSID/actions/NAME  {...}  the action's result
+ *   POST /devices/BUSID/detach              (reserved: 501 until the front ends can drop a client)
+ */
+export async function route(registry: DeviceRegistry, method: string, url: string, body: unknown): Promise<Reply> {
+  let parts: string[];
+  try {
+    const path = new URL(url, 'http://control').pathname;
+    parts = path.split('/').filter(Boolean).map(decodeURIComponent);
+  } catch {
+    return error(400, `bad request path ${JSON.stringify(url)}`);
+  }
+  const allow = (...methods: string[]) =>
+    methods.includes(method)
+      ? undefined
+      : error(405, `${method} not allowed on /${parts.join('/')} (use ${methods.join(', ')})`);
+  if (parts.length === 0) return allow('GET') ?? { status: 200, body: { service: 'usbwire', pid: process.pid } };
+  if (parts[0] !== 'devices') return error(404, `no such resource /${parts.join('/')} (try /devices)`);
+  if (parts.length === 1) return allow('GET') ?? { status: 200, body: registry.list().map(summarize) };
+  const busid = parts[1]!;
+  const entry = registry.get(busid);
+  if (!entry) {
+    const known =
+      registry
+        .list()
+        .map((d) => d.busid)
+        .join(', ') || 'none';
+    return error(404, `no exported device ${busid} (exported: ${known})`);
+  }
+  if (parts.length === 2) return allow('GET') ?? { status: 200, body: summarize(entry) };
+  if (parts.length === 3 && parts[2] === 'detach') {
+    return allow('POST') ?? error(501, 'detach is not implemented yet');
+  }
+  if (parts.length !== 4 || parts[2] !== 'actions') return error(404, `no such resource /${parts.join('/')}`);
+  const name = parts[3]!;
+  const notAllowed = allow('POST');
+  if (notAllowed) return notAllowed;
+  const actions = actionsOf(entry) ?? {};
+  const action = Object.hasOwn(actions, name) ? actions[name] : undefined;
+  if (!action) {
+    const known = Object.keys(actions);
+    return error(
+      404,
+      `${busid} (${entry.device.name}) has no action "${name}"${known.length ? ` (it has: ${known.join(', ')})` : ' (it has none)'}`,
+    );
+  }
+  if (body === undefined) body = {};
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) {
+    return error(400, "the request body must be a JSON object with the action's arguments");
+  }
+  try {
+    const result = await action(body as Record<string, unknown>);
+    return { status: 200, body: result ?? null };
+  } catch (err) {
+    return actionError(err);
+  }
+}
+
+/** Bad arguments (TypeError, RangeError) → 400; refusals marked retryable (queue full, no host) → 503. */
+function actionError(err: unknown): Reply {
+  const message = err instanceof Error ? err.message : String(err);
+  if (err instanceof TypeError || err instanceof RangeError) return error(400, message);
+  if ((err as { retryable?: unknown }).retryable === true) return error(503, message);
+  return error(500, message);
+}
