@@ -11,6 +11,20 @@ export interface DeviceContext {
   index: number;
 }
 
+/**
+ * An action refused: `invalid` arguments (the caller's mistake), or `unavailable` now (no host
+ * attached, queue full: try again later). Any other error from an action is a bug.
+ */
+export class DeviceActionError extends Error {
+  override name = 'DeviceActionError';
+  constructor(
+    message: string,
+    readonly reason: 'invalid' | 'unavailable',
+  ) {
+    super(message);
+  }
+}
+
 /** What a device can do besides taking transfers, for the control endpoint (type, key, pointer...). */
 export type DeviceActions = Record<string, (args: Record<string, unknown>) => unknown | Promise<unknown>>;
 

@@ -464,7 +464,9 @@ export interface UsbwireOptions {
 
 /** Run `node bin/usbwire.js serve ...args` from the repository root. */
 export function startUsbwire(args: string[], opts: UsbwireOptions = {}): UsbwireServer {
-  const argv = [process.execPath, join(repoRoot, 'bin', 'usbwire.js'), 'serve', ...args];
+  // Without --control, every server would compete for the default control socket.
+  const control = args.includes('--control') ? [] : ['--control', 'none'];
+  const argv = [process.execPath, join(repoRoot, 'bin', 'usbwire.js'), 'serve', ...args, ...control];
   // `ip netns exec` execs the command in place: the pid (and signals) are the server's.
   if (opts.netns) argv.unshift('ip', 'netns', 'exec', opts.netns.name);
   const proc = spawn(argv[0]!, argv.slice(1), {

@@ -1,10 +1,13 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { createKeyboard, createMouse, HID_QUEUE_CAPACITY, HidInputRefused } from '../../src/devices/hid/index.js';
+import { DeviceActionError } from '../../src/devices/classes.js';
+import { createKeyboard, createMouse, HID_QUEUE_CAPACITY } from '../../src/devices/hid/index.js';
 import type { SetupPacket } from '../../src/usb/setup.js';
 import { TransferStatus } from '../../src/usb/status.js';
 import { Transfer } from '../../src/usb/transfer.js';
 import { control, getDescriptor, setConfiguration } from '../support/drive.js';
+
+const invalidArgs = (e: unknown) => e instanceof DeviceActionError && e.reason === 'invalid';
 
 function classReq(bRequest: number, dirIn: boolean, wValue: number, wLength: number, wIndex = 0): SetupPacket {
   return { bmRequestType: dirIn ? 0xa1 : 0x21, bRequest, wValue, wIndex, wLength };
@@ -167,10 +170,10 @@ test('mouse has no output report: SET_REPORT stalls; GET_REPORT gives the last i
     got.push(x.t.data.toString('hex'));
   }
   assert.deepEqual(got, ['02000000', '00000000', '00000001', '04000000']);
-  assert.throws(() => m.actions.click({ button: 'fourth' }), TypeError);
-  assert.throws(() => m.actions.move({ dx: 1.5 }), TypeError);
-  assert.throws(() => m.actions.wheel({}), TypeError);
-  assert.throws(() => m.actions.button({ button: 'left' }), TypeError);
+  assert.throws(() => m.actions.click({ button: 'fourth' }), invalidArgs);
+  assert.throws(() => m.actions.move({ dx: 1.5 }), invalidArgs);
+  assert.throws(() => m.actions.wheel({}), invalidArgs);
+  assert.throws(() => m.actions.button({ button: 'left' }), invalidArgs);
 });
 
 test('SET_IDLE with a duration repeats the last report when nothing changes; 0 stops it', async () => {
@@ -198,7 +201,7 @@ test('the input queue is bounded: an action that does not fit is refused whole',
   kb.actions.type({ text: 'abcd' }); // 8 reports
   assert.throws(
     () => kb.actions.type({ text: 'ef' }),
-    (e: Error) => e instanceof HidInputRefused && /queue full/.test(e.message),
+    (e: Error) => e instanceof DeviceActionError && e.reason === 'unavailable' && /queue full/.test(e.message),
   );
   assert.equal(kb.input.fn.queued, 8, 'nothing of the refused action was queued');
   kb.actions.type({ text: 'e' });
@@ -208,15 +211,16 @@ test('the input queue is bounded: an action that does not fit is refused whole',
 
 test('input before a host configured the device is refused; reset empties the queue', async () => {
   const kb = createKeyboard();
-  assert.throws(() => kb.actions.type({ text: 'a' }), HidInputRefused);
+  assert.throws(() => kb.actions.type({ text: 'a' }), DeviceActionError);
   await setConfiguration(kb, 1);
   kb.actions.type({ text: 'abc' });
   await kb.reset();
   await setConfiguration(kb, 1);
   assert.equal(kb.input.fn.queued, 0);
-  assert.throws(() => kb.actions.type({ text: 7 }), TypeError);
-  assert.throws(() => kb.actions.key({ combo: 'a', action: 'hold' }), TypeError);
-  assert.throws(() => kb.actions.key({ combo: 'nope' }), RangeError);
+  assert.throws(() => kb.actions.type({ text: 7 }), invalidArgs);
+  assert.throws(() => kb.actions.key({ combo: 'a', action: 'hold' }), invalidArgs);
+  assert.throws(() => kb.actions.key({ combo: 'nope' }), invalidArgs);
+  assert.throws(() => kb.actions.type({ text: 'snowman ☃' }), invalidArgs);
   await kb.close();
   await tick();
 });

@@ -13,6 +13,7 @@ import {
   ReportType,
 } from './hid-wire.js';
 import { ReportQueue } from './report-queue.js';
+import { DeviceActionError } from '../classes.js';
 
 export const HID_IN_ENDPOINT = 0x81;
 /** Reports waiting for the host at most; an action that would overflow is refused. */
@@ -28,12 +29,6 @@ export interface HidFunctionOptions {
   /** An output report from the host (SET_REPORT(Output) on ep0). */
   onOutput?: (report: Buffer) => void;
   queueCapacity?: number;
-}
-
-/** Input refused because no host reads this device or its queue is full: try again later. */
-export class HidInputRefused extends Error {
-  override name = 'HidInputRefused';
-  readonly retryable = true;
 }
 
 /**
@@ -74,12 +69,14 @@ export class HidFunction implements UsbFunction {
     return this.#queue.length;
   }
 
-  /** Queue reports for the host, all or none; throws HidInputRefused when they cannot be taken. */
+  /** Queue reports for the host, all or none; throws DeviceActionError (unavailable) when they cannot be taken. */
   send(reports: readonly Buffer[]): void {
-    if (!this.#configured) throw new HidInputRefused('not attached: no host has configured this device yet');
+    if (!this.#configured)
+      throw new DeviceActionError('not attached: no host has configured this device yet', 'unavailable');
     if (!this.#queue.pushAll(reports)) {
-      throw new HidInputRefused(
+      throw new DeviceActionError(
         `input queue full: ${this.#queue.length} reports wait for the host, ${reports.length} more do not fit (capacity ${this.#queue.capacity})`,
+        'unavailable',
       );
     }
     this.#pump();

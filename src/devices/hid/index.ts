@@ -3,7 +3,7 @@ import { EmulatedDevice } from '../emulated-device.js';
 import { HidKeyboard } from './keyboard.js';
 import { HidMouse } from './mouse.js';
 
-export { HID_QUEUE_CAPACITY, HidInputRefused } from './hid-function.js';
+export { HID_QUEUE_CAPACITY } from './hid-function.js';
 export { HidKeyboard } from './keyboard.js';
 export { HidMouse } from './mouse.js';
 

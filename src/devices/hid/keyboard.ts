@@ -1,4 +1,4 @@
-import type { DeviceActions } from '../classes.js';
+import { DeviceActionError, type DeviceActions } from '../classes.js';
 import { HidFunction } from './hid-function.js';
 import { BOOT_PROTOCOL_KEYBOARD } from './hid-wire.js';
 import {
@@ -9,11 +9,13 @@ import {
   encodeKeyboardReport,
   KEYBOARD_REPORT_DESCRIPTOR,
   KEYBOARD_REPORT_SIZE,
+  KeyComboError,
   type KeyboardState,
   LED_REPORT_SIZE,
   type LedState,
   parseKeyCombo,
   textReports,
+  UntypableTextError,
 } from './keyboard-wire.js';
 
 /** What the operator does with the keyboard: type text, press or hold keys, read the LEDs. */
@@ -37,13 +39,13 @@ export class HidKeyboard {
   }
 
   type(text: string): { reports: number } {
-    const reports = textReports(text, this.#held);
+    const reports = invalidIfRejected(() => textReports(text, this.#held));
     this.fn.send(reports);
     return { reports: reports.length };
   }
 
   key(comboText: string, action: 'press' | 'down' | 'up'): { reports: number } {
-    const combo = parseKeyCombo(comboText);
+    const combo = invalidIfRejected(() => parseKeyCombo(comboText));
     if (action === 'press') {
       const reports = comboPressReports(combo, this.#held);
       this.fn.send(reports);
@@ -65,7 +67,7 @@ export class HidKeyboard {
       key: (args) => {
         const action = args.action ?? 'press';
         if (action !== 'press' && action !== 'down' && action !== 'up') {
-          throw new TypeError('"action" must be "press", "down" or "up"');
+          throw new DeviceActionError('"action" must be "press", "down" or "up"', 'invalid');
         }
         return this.key(stringArg(args, 'combo'), action);
       },
@@ -74,16 +76,28 @@ export class HidKeyboard {
   }
 }
 
+/** The wire layer rejects untypable text and unknown key names with a RangeError: the caller's mistake. */
+function invalidIfRejected<T>(decode: () => T): T {
+  try {
+    return decode();
+  } catch (err) {
+    if (err instanceof KeyComboError || err instanceof UntypableTextError) {
+      throw new DeviceActionError(err.message, 'invalid');
+    }
+    throw err;
+  }
+}
+
 export function stringArg(args: Record<string, unknown>, name: string): string {
   const v = args[name];
-  if (typeof v !== 'string') throw new TypeError(`"${name}" must be a string`);
+  if (typeof v !== 'string') throw new DeviceActionError(`"${name}" must be a string`, 'invalid');
   return v;
 }
 
 export function intArg(args: Record<string, unknown>, name: string, limit: number, dflt?: number): number {
   const v = args[name] ?? dflt;
   if (typeof v !== 'number' || !Number.isInteger(v) || Math.abs(v) > limit) {
-    throw new TypeError(`"${name}" must be an integer between -${limit} and ${limit}`);
+    throw new DeviceActionError(`"${name}" must be an integer between -${limit} and ${limit}`, 'invalid');
   }
   return v;
 }

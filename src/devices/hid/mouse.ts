@@ -1,4 +1,4 @@
-import type { DeviceActions } from '../classes.js';
+import { DeviceActionError, type DeviceActions } from '../classes.js';
 import { HidFunction } from './hid-function.js';
 import { BOOT_PROTOCOL_MOUSE } from './hid-wire.js';
 import { intArg } from './keyboard.js';
@@ -63,7 +63,7 @@ export class HidMouse {
       wheel: (args) => this.wheel(intArg(args, 'delta', MAX_DELTA)),
       click: (args) => this.click(buttonArg(args)),
       button: (args) => {
-        if (typeof args.down !== 'boolean') throw new TypeError('"down" must be true or false');
+        if (typeof args.down !== 'boolean') throw new DeviceActionError('"down" must be true or false', 'invalid');
         return this.button(buttonArg(args), args.down);
       },
     };
@@ -72,6 +72,7 @@ export class HidMouse {
 
 function buttonArg(args: Record<string, unknown>): MouseButtonName {
   const b = args.button ?? 'left';
-  if (b !== 'left' && b !== 'right' && b !== 'middle') throw new TypeError('"button" must be left, right or middle');
+  if (b !== 'left' && b !== 'right' && b !== 'middle')
+    throw new DeviceActionError('"button" must be left, right or middle', 'invalid');
   return b;
 }

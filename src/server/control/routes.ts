@@ -1,5 +1,8 @@
-import type { ControllableDevice } from '../../devices/classes.js';
+import { type ControllableDevice, DeviceActionError } from '../../devices/classes.js';
+import { createLogger } from '../../util/log.js';
 import type { DeviceRegistry, ExportedDevice } from '../registry.js';
+
+const log = createLogger('control');
 
 /** A reply of the control API: HTTP status and a JSON body. */
 export interface Reply {
@@ -92,10 +95,10 @@ export async function route(registry: DeviceRegistry, method: string, url: strin
   }
 }
 
-/** Bad arguments (TypeError, RangeError) → 400; refusals marked retryable (queue full, no host) → 503. */
+/** Bad arguments → 400; refusals for now (queue full, no host) → 503; anything else is a bug → 500. */
 function actionError(err: unknown): Reply {
   const message = err instanceof Error ? err.message : String(err);
-  if (err instanceof TypeError || err instanceof RangeError) return error(400, message);
-  if ((err as { retryable?: unknown }).retryable === true) return error(503, message);
+  if (err instanceof DeviceActionError) return error(err.reason === 'invalid' ? 400 : 503, message);
+  log.error(`device action failed: ${err instanceof Error ? (err.stack ?? message) : message}`);
   return error(500, message);
 }
