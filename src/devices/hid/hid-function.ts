@@ -2,6 +2,7 @@ import type { ControlResult, FunctionHost, InterfaceSpec, UsbFunction } from '..
 import { RequestType, type SetupPacket, StandardRequest } from '../../usb/setup.js';
 import type { UsbSpeed } from '../../usb/speed.js';
 import { TransferStatus } from '../../usb/status.js';
+import { DeviceActionError } from '../classes.js';
 import {
   BOOT_SUBCLASS,
   HID_CLASS,
@@ -13,7 +14,6 @@ import {
   ReportType,
 } from './hid-wire.js';
 import { ReportQueue } from './report-queue.js';
-import { DeviceActionError } from '../classes.js';
 
 export const HID_IN_ENDPOINT = 0x81;
 /** Reports waiting for the host at most; an action that would overflow is refused. */
