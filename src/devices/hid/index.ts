@@ -1,5 +1,6 @@
 import type { ControllableDevice, DeviceActions } from '../classes.js';
 import { EmulatedDevice } from '../emulated-device.js';
+import { ProductId, USBWIRE_VENDOR_ID } from '../ids.js';
 import { HidKeyboard } from './keyboard.js';
 import { HidMouse } from './mouse.js';
 
@@ -8,9 +9,6 @@ export { HidKeyboard } from './keyboard.js';
 export { HidMouse } from './mouse.js';
 
 /** pid.codes open-source test VID; PIDs of the emulated HID devices. */
-const USBWIRE_VENDOR_ID = 0x1209;
-export const KEYBOARD_PRODUCT_ID = 0x0002;
-export const MOUSE_PRODUCT_ID = 0x0003;
 
 export type HidDevice<T> = EmulatedDevice & ControllableDevice & { readonly actions: DeviceActions; readonly input: T };
 
@@ -42,10 +40,10 @@ function build<T extends { fn: HidKeyboard['fn']; actions: DeviceActions }>(
 
 /** A boot keyboard (high speed, one interrupt IN; LEDs by SET_REPORT on ep0). */
 export function createKeyboard(opts: HidDeviceOptions = {}): HidDevice<HidKeyboard> {
-  return build(new HidKeyboard(opts.queueCapacity), KEYBOARD_PRODUCT_ID, 'Virtual Keyboard', opts);
+  return build(new HidKeyboard(opts.queueCapacity), ProductId.keyboard, 'Virtual Keyboard', opts);
 }
 
 /** A boot mouse with three buttons and a wheel (high speed, one interrupt IN). */
 export function createMouse(opts: HidDeviceOptions = {}): HidDevice<HidMouse> {
-  return build(new HidMouse(opts.queueCapacity), MOUSE_PRODUCT_ID, 'Virtual Mouse', opts);
+  return build(new HidMouse(opts.queueCapacity), ProductId.mouse, 'Virtual Mouse', opts);
 }

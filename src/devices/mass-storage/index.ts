@@ -1,12 +1,9 @@
 import type { UsbSpeed } from '../../usb/speed.js';
 import { EmulatedDevice } from '../emulated-device.js';
+import { ProductId, USBWIRE_VENDOR_ID } from '../ids.js';
 import { type BlockBackend, FileBackend, MemoryBackend } from './backend/index.js';
 import { BotFunction } from './bot-function.js';
 import { ScsiDisk } from './scsi/scsi-disk.js';
-
-/** pid.codes open-source test VID/PID; emulated devices say who they are in their strings. */
-export const USBWIRE_VENDOR_ID = 0x1209;
-export const MASS_STORAGE_PRODUCT_ID = 0x0001;
 
 export interface BotDiskOptions {
   name: string;
@@ -31,7 +28,7 @@ export function createBotDisk(backend: BlockBackend, opts: BotDiskOptions): Emul
     name: opts.name,
     speed: opts.speed ?? 'high',
     vendorId: USBWIRE_VENDOR_ID,
-    productId: MASS_STORAGE_PRODUCT_ID,
+    productId: ProductId.massStorage,
     bcdDevice: 0x0100,
     manufacturer: 'usbwire',
     product: opts.product ?? 'Virtual Disk',

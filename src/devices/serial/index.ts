@@ -1,12 +1,11 @@
 import { createLogger, type Logger } from '../../util/log.js';
 import type { ControllableDevice, DeviceActions } from '../classes.js';
 import { EmulatedDevice } from '../emulated-device.js';
-import { USBWIRE_VENDOR_ID } from '../mass-storage/index.js';
+import { ProductId, USBWIRE_VENDOR_ID } from '../ids.js';
 import { AcmFunction } from './acm-function.js';
 import { type HostEnd, StreamHostEnd, TcpHostEnd } from './host-end.js';
 
 /** usbwire's pid.codes product id for the CDC-ACM serial port (the disk is 0x0001). */
-export const SERIAL_PRODUCT_ID = 0x0002;
 
 export type SerialBackend = { kind: 'tcp'; host: string; port: number } | { kind: 'stdio' };
 
@@ -52,7 +51,7 @@ export async function createSerialDevice(
     name: `serial ${hostEnd.description}`,
     speed: 'high',
     vendorId: USBWIRE_VENDOR_ID,
-    productId: SERIAL_PRODUCT_ID,
+    productId: ProductId.serial,
     deviceClass: 0xef,
     deviceSubClass: 0x02,
     deviceProtocol: 0x01,
