@@ -2,6 +2,7 @@ import { readSync, writeSync } from 'node:fs';
 import { type FileHandle, open } from 'node:fs/promises';
 import { assertInRange, type BlockBackend, validateCapacity } from './block-backend.js';
 import { blockDeviceSize } from './block-device-size.js';
+import { type ImageLock, lockImage } from './image-lock.js';
 
 export interface FileBackendOptions {
   readOnly?: boolean;
@@ -25,6 +26,7 @@ export class FileBackend implements BlockBackend {
     private readonly handle: FileHandle,
     readonly size: number,
     readonly readOnly: boolean,
+    private readonly lock: ImageLock,
   ) {}
 
   static async open(path: string, options: FileBackendOptions = {}): Promise<FileBackend> {
@@ -37,7 +39,9 @@ export class FileBackend implements BlockBackend {
     }
     try {
       const size = await imageSize(path, handle);
-      return new FileBackend(path, handle, size, readOnly);
+      // Another process (usbwire, QEMU) writing the image, or reading it while we write: refuse.
+      const lock = await lockImage(path, readOnly);
+      return new FileBackend(path, handle, size, readOnly, lock);
     } catch (err) {
       await handle.close().catch(() => {});
       throw err;
@@ -121,6 +125,7 @@ export class FileBackend implements BlockBackend {
       if (!this.readOnly) await this.handle.datasync();
     } finally {
       await this.handle.close();
+      this.lock.release();
     }
   }
 
