@@ -1,7 +1,6 @@
-import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { type TransferTrace, traceNow } from '../util/trace.js';
 
-/** Header first, then payload pieces (writev-friendly, never concatenated). */
 /**
  * Replies queued on the socket beyond which the peer's requests stop being read. Not the stream's
  * highWaterMark (16 KiB): every 64 KiB reply would cross it and reading would stall once per
@@ -9,28 +8,42 @@ import { type TransferTrace, traceNow } from '../util/trace.js';
  */
 export const MAX_QUEUED_BYTES = 8 * 1024 * 1024;
 
+/** Header first, then payload pieces (writev-friendly, never concatenated). */
 export type Pdu = readonly Buffer[];
 
 /**
- * Writes PDUs in order. Everything written in one tick goes out in a single writev (cork until
- * the next tick), so a header and its payload, and replies completing together, share a syscall.
- * When more than MAX_QUEUED_BYTES wait in the socket, reading stops until it drains: a client
- * cannot make the server queue unbounded replies.
+ * Writes PDUs in order, for both protocols. Everything written in one tick goes out in a single
+ * writev (cork until the next tick), so a header and its payload, and replies completing together,
+ * share a syscall. When more than MAX_QUEUED_BYTES wait in the socket, `onCongestion(true)` is
+ * called until it drains (default: stop reading the socket), so a client cannot make the server
+ * queue unbounded replies.
  */
 export class PduWriter {
-  readonly #socket: Socket;
+  readonly #socket: Duplex;
+  readonly #onCongestion: (congested: boolean) => void;
   #corked = false;
-  #blocked = false;
+  #congested = false;
   /** USBWIRE_TRACE only: replies written since the last uncork. */
   #traced: TransferTrace[] = [];
 
-  constructor(socket: Socket) {
+  constructor(socket: Duplex, onCongestion?: (congested: boolean) => void) {
     this.#socket = socket;
+    this.#onCongestion =
+      onCongestion ??
+      ((congested) => {
+        if (congested) socket.pause();
+        else if (!socket.destroyed) socket.resume();
+      });
+  }
+
+  /** More than MAX_QUEUED_BYTES are waiting to be sent. */
+  get congested(): boolean {
+    return this.#congested;
   }
 
   write(pdu: Pdu, trace?: TransferTrace): void {
     const socket = this.#socket;
-    if (socket.destroyed || socket.writableEnded) return;
+    if (socket.destroyed || socket.writableEnded || pdu.length === 0) return;
     if (trace) {
       trace.write = traceNow();
       this.#traced.push(trace);
@@ -40,18 +53,19 @@ export class PduWriter {
       socket.cork();
       process.nextTick(this.#uncork);
     }
+    const last = pdu.length - 1;
+    for (let i = 0; i < last; i++) socket.write(pdu[i]!);
     if (trace) {
-      for (let i = 0; i < pdu.length - 1; i++) socket.write(pdu[i]!);
-      socket.write(pdu[pdu.length - 1]!, () => {
+      socket.write(pdu[last]!, () => {
         trace.written = traceNow();
       });
-    } else for (const piece of pdu) socket.write(piece);
-    if (socket.writableLength > MAX_QUEUED_BYTES && !this.#blocked) {
-      this.#blocked = true;
-      socket.pause();
+    } else socket.write(pdu[last]!);
+    if (socket.writableLength > MAX_QUEUED_BYTES && !this.#congested) {
+      this.#congested = true;
+      this.#onCongestion(true);
       socket.once('drain', () => {
-        this.#blocked = false;
-        if (!socket.destroyed) socket.resume();
+        this.#congested = false;
+        this.#onCongestion(false);
       });
     }
   }

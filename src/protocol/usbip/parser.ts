@@ -1,4 +1,4 @@
-import { ByteQueue } from './byte-queue.js';
+import { ByteQueue } from '../byte-queue.js';
 import {
   BUSID_SIZE,
   DEFAULT_MAX_TRANSFER_LENGTH,
@@ -94,6 +94,7 @@ export class UsbipParser {
   #need = OP_COMMON_SIZE;
   #step: Step;
   #draining = false;
+  #held = false;
   #error: UsbipProtocolError | undefined;
 
   constructor(options: UsbipParserOptions, onPacket: (p: UsbipPacket) => void) {
@@ -135,6 +136,18 @@ export class UsbipParser {
     throw this.#error;
   }
 
+  /** Stop emitting packets after the current one; bytes pushed meanwhile are kept (back-pressure). */
+  holdPackets(): void {
+    this.#held = true;
+  }
+
+  /** Emit what was held back, and go on as usual. */
+  releasePackets(): void {
+    if (!this.#held) return;
+    this.#held = false;
+    if (!this.#error) this.#drain();
+  }
+
   /** Switch to URB PDUs (after a successful import); parses anything already buffered. */
   startUrbPhase(): void {
     if (this.#phase === 'failed') return;
@@ -147,7 +160,7 @@ export class UsbipParser {
     if (this.#draining) return;
     this.#draining = true;
     try {
-      while (this.#phase !== 'paused' && this.#phase !== 'failed' && this.#queue.length >= this.#need) {
+      while (!this.#held && this.#phase !== 'paused' && this.#phase !== 'failed' && this.#queue.length >= this.#need) {
         this.#step();
       }
     } catch (err) {

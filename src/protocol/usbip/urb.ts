@@ -76,15 +76,6 @@ function writeBasic(b: Buffer, command: number, u: UrbBasic): void {
   b.writeUInt32BE(u.ep >>> 0, 16);
 }
 
-export function readBasic(b: Buffer, at: number): UrbBasic {
-  return {
-    seqnum: b.readUInt32BE(at + 4),
-    devid: b.readUInt32BE(at + 8),
-    direction: b.readUInt32BE(at + 12),
-    ep: b.readUInt32BE(at + 16),
-  };
-}
-
 export function encodeIsoDescriptors(packets: readonly IsoDescriptor[]): Buffer {
   const b = Buffer.alloc(packets.length * ISO_DESCRIPTOR_SIZE);
   let at = 0;

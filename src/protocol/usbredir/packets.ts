@@ -206,7 +206,3 @@ export type Packet =
   | DataPacket;
 
 export type PacketOf<K extends Packet['type']> = Extract<Packet, { type: K }>;
-
-export function isDataPacket(p: Packet): p is DataPacket {
-  return p.type >= 100;
-}

@@ -1,18 +1,12 @@
+import { ByteQueue } from '../byte-queue.js';
 import { attachData, decodeTypeHeader } from './codec.js';
-import { HEADER_SIZE_64, MAX_PACKET_SIZE, packetTypeName, PacketType as T } from './constants.js';
+import { MAX_PACKET_SIZE, packetTypeName, PacketType as T } from './constants.js';
 import { UsbredirProtocolError } from './errors.js';
 import type { Negotiation } from './negotiation.js';
 import type { Packet } from './packets.js';
 import { checkTypeAndDirection, mayCarryData, typeHeaderSize, verifyTypeHeader } from './rules.js';
 
-interface InProgress {
-  type: number;
-  id: bigint;
-  typeHeaderSize: number;
-  dataLength: number;
-  /** Set once the type header is decoded and verified. */
-  packet?: Packet;
-}
+type Step = () => void;
 
 /**
  * Streaming usbredir parser for one side (`neg.role`) of a connection. Received chunks are kept
@@ -26,69 +20,73 @@ interface InProgress {
 export class UsbredirParser {
   readonly #neg: Negotiation;
   readonly #onPacket: (p: Packet) => void;
-  readonly #chunks: Buffer[] = [];
-  /** Read position in #chunks[0]. */
-  #offset = 0;
-  #available = 0;
-  #current: InProgress | undefined;
+  readonly #queue = new ByteQueue();
+  #need: number;
+  #step: Step;
+  #held = false;
+  #draining = false;
   #failed: UsbredirProtocolError | undefined;
-  readonly #scratch = Buffer.alloc(HEADER_SIZE_64);
+  // The packet being read: header fields, then its decoded type header.
+  #type = 0;
+  #id = 0n;
+  #typeHeaderSize = 0;
+  #dataLength = 0;
+  #packet: Packet | undefined;
 
   constructor(neg: Negotiation, onPacket: (p: Packet) => void) {
     this.#neg = neg;
     this.#onPacket = onPacket;
+    this.#need = neg.layout.headerSize;
+    this.#step = this.#header;
   }
 
   /** Bytes received but not yet consumed by a complete packet. */
   get buffered(): number {
-    return this.#available;
+    return this.#queue.length;
   }
 
   push(chunk: Buffer): void {
     if (this.#failed) throw this.#failed;
-    if (chunk.length > 0) {
-      this.#chunks.push(chunk);
-      this.#available += chunk.length;
-    }
+    this.#queue.push(chunk);
+    this.#drain();
+  }
+
+  /** Stop emitting packets after the current one; bytes pushed meanwhile are kept (back-pressure). */
+  holdPackets(): void {
+    this.#held = true;
+  }
+
+  /** Emit what was held back, and go on as usual. */
+  releasePackets(): void {
+    if (!this.#held) return;
+    this.#held = false;
+    if (!this.#failed) this.#drain();
+  }
+
+  #drain(): void {
+    if (this.#draining) return;
+    this.#draining = true;
     try {
-      while (this.#step()) {}
+      while (!this.#held && this.#queue.length >= this.#need) this.#step();
     } catch (err) {
       if (err instanceof UsbredirProtocolError) this.#failed = err;
       throw err;
+    } finally {
+      this.#draining = false;
     }
   }
 
-  /** Parse as far as possible; false when more bytes are needed. */
-  #step(): boolean {
-    const neg = this.#neg;
-    if (!this.#current) {
-      const headerSize = neg.layout.headerSize;
-      if (this.#available < headerSize) return false;
-      const h = this.#take(headerSize, this.#scratch);
-      const type = h.readUInt32LE(0);
-      const length = h.readUInt32LE(4);
-      const id = headerSize === 16 ? h.readBigUInt64LE(8) : BigInt(h.readUInt32LE(8));
-      this.#current = this.#checkHeader(type, length, id);
-    }
-    const cur = this.#current;
-    if (!cur.packet) {
-      if (this.#available < cur.typeHeaderSize) return false;
-      const th = this.#take(cur.typeHeaderSize);
-      const packet = decodeTypeHeader(cur.type, cur.id, th, neg.layout);
-      verifyTypeHeader(packet, cur.dataLength, neg, false);
-      cur.packet = packet;
-    }
-    if (this.#available < cur.dataLength) return false;
-    const packet = cur.packet;
-    if (cur.dataLength > 0) attachData(packet, this.#take(cur.dataLength));
-    this.#current = undefined;
-    // The header size changes right after the first hello, before the next packet is read.
-    if (packet.type === T.Hello) neg.setPeerCaps(packet.caps);
-    this.#onPacket(packet);
-    return true;
+  #expect(need: number, step: Step): void {
+    this.#need = need;
+    this.#step = step;
   }
 
-  #checkHeader(type: number, length: number, id: bigint): InProgress {
+  #header = (): void => {
+    const headerSize = this.#neg.layout.headerSize;
+    const h = this.#queue.take(headerSize);
+    const type = h.readUInt32LE(0);
+    const length = h.readUInt32LE(4);
+    this.#id = headerSize === 16 ? h.readBigUInt64LE(8) : BigInt(h.readUInt32LE(8));
     checkTypeAndDirection(type, this.#neg, false);
     const name = packetTypeName(type);
     if (length > MAX_PACKET_SIZE) {
@@ -101,38 +99,26 @@ export class UsbredirParser {
     if (length > thSize && !mayCarryData(type)) {
       throw new UsbredirProtocolError('unexpected-data', `${name} carries ${length - thSize} bytes of data`, type);
     }
-    return { type, id, typeHeaderSize: thSize, dataLength: length - thSize };
-  }
+    this.#type = type;
+    this.#typeHeaderSize = thSize;
+    this.#dataLength = length - thSize;
+    this.#expect(thSize, this.#typeHeader);
+  };
 
-  /**
-   * Consume n bytes: a view when they sit in the first chunk, else a copy (into `into` when
-   * given and large enough).
-   */
-  #take(n: number, into?: Buffer): Buffer {
-    this.#available -= n;
-    const first = this.#chunks[0];
-    if (n === 0) return Buffer.alloc(0);
-    if (first && first.length - this.#offset >= n) {
-      const view = first.subarray(this.#offset, this.#offset + n);
-      this.#offset += n;
-      if (this.#offset === first.length) this.#dropFirst();
-      return view;
-    }
-    const out = into && into.length >= n ? into.subarray(0, n) : Buffer.allocUnsafe(n);
-    let filled = 0;
-    while (filled < n) {
-      const chunk = this.#chunks[0]!;
-      const count = Math.min(n - filled, chunk.length - this.#offset);
-      chunk.copy(out, filled, this.#offset, this.#offset + count);
-      filled += count;
-      this.#offset += count;
-      if (this.#offset === chunk.length) this.#dropFirst();
-    }
-    return out;
-  }
+  #typeHeader = (): void => {
+    const packet = decodeTypeHeader(this.#type, this.#id, this.#queue.take(this.#typeHeaderSize), this.#neg.layout);
+    verifyTypeHeader(packet, this.#dataLength, this.#neg, false);
+    this.#packet = packet;
+    this.#expect(this.#dataLength, this.#data);
+  };
 
-  #dropFirst(): void {
-    this.#chunks.shift();
-    this.#offset = 0;
-  }
+  #data = (): void => {
+    const packet = this.#packet!;
+    this.#packet = undefined;
+    if (this.#dataLength > 0) attachData(packet, this.#queue.take(this.#dataLength));
+    // The header size changes right after the first hello, before the next packet is read.
+    if (packet.type === T.Hello) this.#neg.setPeerCaps(packet.caps);
+    this.#expect(this.#neg.layout.headerSize, this.#header);
+    this.#onPacket(packet);
+  };
 }

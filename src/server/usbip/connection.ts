@@ -7,12 +7,11 @@ import { PduWriter } from '../../transport/pdu-writer.js';
 import { remoteName } from '../../transport/tcp.js';
 import type { Logger } from '../../util/log.js';
 import { traceChunk, tracing } from '../../util/trace.js';
+import { type ConnectionLimits, resolveLimits } from '../limits.js';
+import { ReadThrottle } from '../read-throttle.js';
 import type { DeviceRegistry, ExportedDevice } from '../registry.js';
 import { describeExport } from './device-info.js';
 import { UrbSession } from './urb-session.js';
-
-/** A connection that sends no op request within this time is closed. */
-const OP_PHASE_TIMEOUT_MS = 30_000;
 
 /**
  * One accepted TCP connection: a single op exchange (DEVLIST or IMPORT), then, after a successful
@@ -26,23 +25,35 @@ export class UsbipConnection {
   readonly #peer: string;
   readonly #writer: PduWriter;
   readonly #parser: UsbipParser;
+  readonly #throttle: ReadThrottle;
+  #opTimer: NodeJS.Timeout | undefined;
   #imported: { entry: ExportedDevice; owner: string; session: UrbSession; onDisconnect: () => void } | undefined;
   /** Resolves when the connection is closed and its device (if any) is released. */
   readonly closed: Promise<void>;
   #finished = false;
 
-  constructor(socket: Socket, registry: DeviceRegistry, log: Logger, maxTransferLength: number | undefined) {
+  constructor(
+    socket: Socket,
+    registry: DeviceRegistry,
+    log: Logger,
+    maxTransferLength: number | undefined,
+    limits: ConnectionLimits = {},
+  ) {
     this.#socket = socket;
     this.#registry = registry;
     this.#peer = remoteName(socket);
     this.#log = log;
-    this.#writer = new PduWriter(socket);
     this.#parser = new UsbipParser({ role: 'server', maxTransferLength }, (p) => this.#onPacket(p));
+    const buffered = () => this.#parser.bufferedBytes;
+    this.#throttle = new ReadThrottle(socket, this.#parser, buffered, limits, log.child(this.#peer));
+    this.#writer = new PduWriter(socket, (congested) => this.#throttle.writerCongested(congested));
     this.#log.info(`connection from ${this.#peer}`);
-    socket.setTimeout(OP_PHASE_TIMEOUT_MS, () => {
-      this.#log.warn(`${this.#peer}: no request within ${OP_PHASE_TIMEOUT_MS} ms, closing`);
+    // Absolute, not an idle timeout: trickling a byte at a time must not keep the connection.
+    const { handshakeTimeoutMs } = resolveLimits(limits);
+    this.#opTimer = setTimeout(() => {
+      this.#log.warn(`${this.#peer}: no complete request within ${handshakeTimeoutMs} ms, closing`);
       socket.destroy();
-    });
+    }, handshakeTimeoutMs);
     socket.on('data', (chunk: Buffer) => this.#onData(chunk));
     socket.on('error', (err: NodeJS.ErrnoException) => {
       const level = err.code === 'ECONNRESET' || err.code === 'EPIPE' ? 'debug' : 'warn';
@@ -50,6 +61,8 @@ export class UsbipConnection {
     });
     this.closed = new Promise((resolve) => {
       socket.once('close', () => {
+        this.#opDone();
+        this.#throttle.stop();
         this.#release().then(resolve, (err: unknown) => {
           this.#log.error(`${this.#peer}: release failed: ${String(err)}`);
           resolve();
@@ -68,6 +81,7 @@ export class UsbipConnection {
     if (tracing) traceChunk(this.#parser.bufferedBytes === 0);
     try {
       this.#parser.push(chunk);
+      this.#throttle.update();
     } catch (err) {
       if (err instanceof UsbipProtocolError) {
         this.#log.warn(`${this.#peer}: closing: ${err.reason}: ${err.message}`);
@@ -83,7 +97,7 @@ export class UsbipConnection {
       case 'op-req-devlist': {
         const entries = this.#registry.list().map(describeExport);
         this.#log.info(`${this.#peer}: device list (${entries.length} devices)`);
-        this.#socket.setTimeout(0);
+        this.#opDone();
         this.#writer.write(encodeRepDevlist(entries));
         this.#finish();
         return;
@@ -101,8 +115,13 @@ export class UsbipConnection {
     }
   }
 
+  #opDone(): void {
+    clearTimeout(this.#opTimer);
+    this.#opTimer = undefined;
+  }
+
   #import(busid: string): void {
-    this.#socket.setTimeout(0);
+    this.#opDone();
     const entry = this.#registry.get(busid);
     if (!entry) {
       this.#log.warn(`${this.#peer}: import of unknown busid "${busid}"`);
@@ -118,7 +137,7 @@ export class UsbipConnection {
       return;
     }
     const devid = ((entry.busnum << 16) | entry.devnum) >>> 0;
-    const session = new UrbSession(entry.device, devid, this.#writer, this.#log.child(busid));
+    const session = new UrbSession(entry.device, devid, this.#writer, this.#throttle, this.#log.child(busid));
     const onDisconnect = () => {
       this.#log.warn(`${this.#peer}: device ${busid} (${entry.device.name}) disconnected, closing`);
       this.#socket.destroy();

@@ -2,10 +2,12 @@ import type { AddressInfo, Server } from 'node:net';
 import { USBIP_DEFAULT_PORT } from '../../protocol/usbip/constants.js';
 import { formatHostPort, type HostPort, listenTcp } from '../../transport/tcp.js';
 import { createLogger, type Logger } from '../../util/log.js';
+import type { ConnectionLimits } from '../limits.js';
 import type { DeviceRegistry } from '../registry.js';
 import { UsbipConnection } from './connection.js';
 
-export interface UsbipServerOptions {
+/** Limits (in-flight caps, OP_REQ timeout): see limits.ts for what they bound and their defaults. */
+export interface UsbipServerOptions extends ConnectionLimits {
   /** Largest transfer_buffer_length accepted (default DEFAULT_MAX_TRANSFER_LENGTH, 32 MiB). */
   maxTransferLength?: number;
   logger?: Logger;
@@ -35,7 +37,13 @@ export class UsbipServer {
   async listen(): Promise<HostPort> {
     if (this.#server) throw new Error('UsbipServer is already listening');
     this.#server = await listenTcp(this.#address, (socket) => {
-      const conn = new UsbipConnection(socket, this.#registry, this.#log, this.#options.maxTransferLength);
+      const conn = new UsbipConnection(
+        socket,
+        this.#registry,
+        this.#log,
+        this.#options.maxTransferLength,
+        this.#options,
+      );
       this.#connections.add(conn);
       conn.closed.then(() => this.#connections.delete(conn));
     });

@@ -15,6 +15,8 @@ import { TransferStatus } from '../../usb/status.js';
 import { type IsoPacket, Transfer, type TransferType } from '../../usb/transfer.js';
 import type { Logger } from '../../util/log.js';
 import { type TransferTrace, traceNow, traceRequest, tracing } from '../../util/trace.js';
+import { cancelEach } from '../cancel-each.js';
+import type { InFlightBudget } from '../read-throttle.js';
 import { EndpointTypes } from './device-info.js';
 
 interface InFlight {
@@ -44,15 +46,17 @@ export class UrbSession {
   readonly #device: UsbDevice;
   readonly #devid: number;
   readonly #writer: PduWriter;
+  readonly #budget: InFlightBudget;
   readonly #log: Logger;
   readonly #endpoints: EndpointTypes;
   readonly #inFlight = new Map<number, InFlight>();
   #closed = false;
 
-  constructor(device: UsbDevice, devid: number, writer: PduWriter, log: Logger) {
+  constructor(device: UsbDevice, devid: number, writer: PduWriter, budget: InFlightBudget, log: Logger) {
     this.#device = device;
     this.#devid = devid;
     this.#writer = writer;
+    this.#budget = budget;
     this.#log = log;
     this.#endpoints = new EndpointTypes(device);
   }
@@ -110,6 +114,8 @@ export class UrbSession {
       trace,
     };
     this.#inFlight.set(p.seqnum, entry);
+    // transfer_buffer_length is the OUT payload or the IN length the device may fill.
+    this.#budget.acquire(p.transferBufferLength);
     if (trace) trace.submit = traceNow();
     entry.done = this.#run(built).then(
       () => this.#complete(entry),
@@ -190,6 +196,7 @@ export class UrbSession {
   #complete(entry: InFlight): void {
     if (entry.trace) entry.trace.done = traceNow();
     this.#inFlight.delete(entry.seqnum);
+    this.#budget.release(entry.transfer.length);
     if (this.#closed) return;
     const t = entry.transfer;
     if (entry.unlinks.length > 0 && t.status === TransferStatus.Cancelled) {
@@ -272,8 +279,8 @@ export class UrbSession {
   async close(): Promise<void> {
     this.#closed = true;
     const pending = [...this.#inFlight.values()];
-    for (const e of pending) this.#device.cancel(e.transfer);
     if (pending.length === 0) return;
+    await cancelEach(pending, (e) => this.#device.cancel(e.transfer));
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<'timeout'>((resolve) => {
       timer = setTimeout(() => resolve('timeout'), CANCEL_WAIT_MS);

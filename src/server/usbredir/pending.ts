@@ -1,18 +1,28 @@
 import { PacketType, Status } from '../../protocol/usbredir/constants.js';
-import type { BulkPacket, ControlPacket, InterruptPacket } from '../../protocol/usbredir/packets.js';
+import type { BulkPacket, ControlPacket, InterruptPacket, Packet } from '../../protocol/usbredir/packets.js';
 import { statusToRedir } from '../../protocol/usbredir/status.js';
 import type { Transfer } from '../../usb/transfer.js';
 import { type TransferTrace, traceNow } from '../../util/trace.js';
-import type { SessionContext } from './context.js';
+import { cancelEach } from '../cancel-each.js';
 import { EMPTY } from './format.js';
+import type { SessionContext } from './session-context.js';
 
 export type RequestPacket = ControlPacket | BulkPacket | InterruptPacket;
+
+/** What a packet weighs in flight: the IN length it asks for, else the data it carries. */
+export function packetBytes(p: Packet): number {
+  if (!('data' in p)) return 0;
+  const isIn = 'endpoint' in p && (p.endpoint & 0x80) !== 0;
+  return isIn && 'length' in p ? p.length : p.data.length;
+}
 
 interface Pending {
   request: RequestPacket;
   transfer: Transfer;
   /** Replied to (normally or as cancelled): nothing more may be sent for it. */
   answered: boolean;
+  /** Bytes counted in flight: OUT payload or IN length. */
+  bytes: number;
   trace: TransferTrace | undefined;
 }
 
@@ -23,8 +33,13 @@ interface Pending {
  */
 export class PendingRequests {
   readonly #ctx: SessionContext;
-  /** Several entries per id only if the guest reuses a pending id; cancel takes the oldest. */
-  readonly #byId = new Map<bigint, Pending[]>();
+  /**
+   * Several entries per id only if the guest reuses a pending id; cancel takes the oldest. A Set
+   * keeps insertion order and forgets in O(1), so even a guest using one id for everything
+   * costs linear time.
+   */
+  readonly #byId = new Map<bigint, Set<Pending>>();
+  #warnedReuse = false;
 
   constructor(ctx: SessionContext) {
     this.#ctx = ctx;
@@ -32,7 +47,7 @@ export class PendingRequests {
 
   get size(): number {
     let n = 0;
-    for (const list of this.#byId.values()) n += list.length;
+    for (const list of this.#byId.values()) n += list.size;
     return n;
   }
 
@@ -41,15 +56,20 @@ export class PendingRequests {
    * completion (to send fresh interface/ep info after a standard SET_CONFIGURATION, say).
    */
   submit(request: RequestPacket, transfer: Transfer, beforeReply?: (t: Transfer) => void, trace?: TransferTrace): void {
-    const entry: Pending = { request, transfer, answered: false, trace };
+    const bytes = packetBytes(request);
+    const entry: Pending = { request, transfer, answered: false, bytes, trace };
     const list = this.#byId.get(request.id);
     if (list) {
       // usbredirhost accepts this too (its cancel then picks the first non-cancelled match).
-      this.#ctx.log.warn(`guest reused id ${request.id} while a packet with that id is pending`);
-      list.push(entry);
+      if (!this.#warnedReuse) {
+        this.#ctx.log.warn(`guest reused id ${request.id} while a packet with that id is pending (not logged again)`);
+        this.#warnedReuse = true;
+      }
+      list.add(entry);
     } else {
-      this.#byId.set(request.id, [entry]);
+      this.#byId.set(request.id, new Set([entry]));
     }
+    this.#ctx.budget.acquire(bytes);
     if (trace) trace.submit = traceNow();
     void this.#ctx.submit(transfer).then(() => {
       if (trace) trace.done = traceNow();
@@ -63,7 +83,8 @@ export class PendingRequests {
 
   /** cancel_data_packet: unknown or finished ids are ignored. */
   cancel(id: bigint): void {
-    const entry = this.#byId.get(id)?.find((e) => !e.answered);
+    // Answered entries are forgotten at once: the first one is the oldest pending.
+    const entry = this.#byId.get(id)?.values().next().value;
     if (!entry) {
       this.#ctx.log.debug(`cancel for id ${id}: not pending`);
       return;
@@ -75,7 +96,6 @@ export class PendingRequests {
   cancelAll(endpoints?: ReadonlySet<number>): void {
     for (const list of [...this.#byId.values()]) {
       for (const entry of [...list]) {
-        if (entry.answered) continue;
         if (endpoints && !endpoints.has(entry.request.endpoint)) continue;
         this.#cancelEntry(entry);
       }
@@ -83,14 +103,15 @@ export class PendingRequests {
   }
 
   /** Forget everything without replying (the connection is gone); the device still gets cancels. */
-  abandonAll(): void {
-    for (const list of this.#byId.values()) {
-      for (const entry of list) {
-        entry.answered = true;
-        this.#ctx.device.cancel(entry.transfer);
-      }
-    }
+  async abandonAll(): Promise<void> {
+    const entries: Pending[] = [];
+    for (const list of this.#byId.values()) for (const entry of list) entries.push(entry);
     this.#byId.clear();
+    for (const entry of entries) {
+      entry.answered = true;
+      this.#ctx.budget.release(entry.bytes);
+    }
+    await cancelEach(entries, (entry) => this.#ctx.device.cancel(entry.transfer));
   }
 
   #cancelEntry(entry: Pending): void {
@@ -102,10 +123,9 @@ export class PendingRequests {
 
   #forget(entry: Pending): void {
     const list = this.#byId.get(entry.request.id);
-    if (!list) return;
-    const at = list.indexOf(entry);
-    if (at >= 0) list.splice(at, 1);
-    if (list.length === 0) this.#byId.delete(entry.request.id);
+    if (!list?.delete(entry)) return;
+    this.#ctx.budget.release(entry.bytes);
+    if (list.size === 0) this.#byId.delete(entry.request.id);
   }
 
   #reply(entry: Pending, status: number, length: number, data: Buffer): void {

@@ -1,14 +1,19 @@
 import type net from 'node:net';
 import { connectTcp, formatHostPort, type HostPort, listenTcp, remoteName } from '../../transport/tcp.js';
 import { createLogger, type Logger } from '../../util/log.js';
+import type { ConnectionLimits } from '../limits.js';
 import type { DeviceRegistry, ExportedDevice } from '../registry.js';
 import { UsbredirHostSession, type UsbredirHostSessionOptions } from './session.js';
 
-type SessionTuning = Pick<UsbredirHostSessionOptions, 'version' | 'drainTimeoutMs' | 'ackTimeoutMs'>;
+/** Session options a listener or connector passes on, limits (see limits.ts) included. */
+export type SessionTuning = Pick<
+  UsbredirHostSessionOptions,
+  'version' | 'drainTimeoutMs' | 'ackTimeoutMs' | keyof ConnectionLimits
+>;
 
 /**
- * Run one session for `socket` with `entry`'s device, holding the registry claim for its
- * lifetime. Returns undefined (socket closed) when the device is busy.
+ * Run one session for `socket` with `entry`'s device. The registry claim is taken once the
+ * guest's hello is in and held for the session's lifetime; a busy device closes the connection.
  */
 function startSession(
   registry: DeviceRegistry,
@@ -16,19 +21,20 @@ function startSession(
   socket: net.Socket,
   log: Logger,
   tuning: SessionTuning,
-): UsbredirHostSession | undefined {
+): UsbredirHostSession {
   const peer = remoteName(socket);
   const owner = `usbredir ${peer}`;
-  if (!registry.claim(entry, owner)) {
+  const claim = () => {
+    if (registry.claim(entry, owner)) return true;
     // A usbredir guest such as QEMU with reconnect= simply tries again later.
     log.info(`${peer}: device ${entry.busid} is in use by ${entry.owner}, closing`);
-    socket.destroy();
-    return undefined;
-  }
+    return false;
+  };
   const session = new UsbredirHostSession(socket, {
     device: entry.device,
     peer,
     logger: log.child(peer),
+    claim,
     ...tuning,
   });
   session.once('release', () => registry.release(entry, owner));
@@ -63,7 +69,6 @@ export class UsbredirListener {
   async listen(): Promise<void> {
     this.#server = await listenTcp(this.#address, (socket) => {
       const session = startSession(this.#registry, this.#entry, socket, this.#log, this.#tuning);
-      if (!session) return;
       this.#sessions.add(session);
       session.once('close', () => this.#sessions.delete(session));
     });
@@ -139,14 +144,12 @@ export class UsbredirConnector {
         }
         this.#log.info(`connected to usbredir guest ${target}`);
         const session = startSession(this.#registry, this.#entry, socket, this.#log, this.#opts);
-        if (session) {
-          this.#session = session;
-          const started = Date.now();
-          await session.done;
-          this.#session = undefined;
-          worked = Date.now() - started > 5000;
-          this.#log.info(`connection to ${target} ended`);
-        }
+        this.#session = session;
+        const started = Date.now();
+        await session.done;
+        this.#session = undefined;
+        worked = Date.now() - started > 5000;
+        this.#log.info(`connection to ${target} ended`);
       } catch (err) {
         this.#log.debug((err as Error).message);
       }

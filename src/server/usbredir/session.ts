@@ -6,23 +6,27 @@ import { UsbredirProtocolError } from '../../protocol/usbredir/errors.js';
 import { capsFrom, Negotiation } from '../../protocol/usbredir/negotiation.js';
 import type { Packet } from '../../protocol/usbredir/packets.js';
 import { UsbredirParser } from '../../protocol/usbredir/parser.js';
+import { PduWriter } from '../../transport/pdu-writer.js';
 import type { UsbDevice } from '../../usb/device.js';
 import { createLogger, type Logger } from '../../util/log.js';
-import { type TransferTrace, traceChunk, traceNow, tracing } from '../../util/trace.js';
+import { type TransferTrace, traceChunk, tracing } from '../../util/trace.js';
+import { type ConnectionLimits, resolveLimits } from '../limits.js';
+import { ReadThrottle } from '../read-throttle.js';
 import { ConfigurationRequests } from './configuration.js';
-import type { HostContext, SessionContext } from './context.js';
+import type { HostContext } from './context.js';
 import { DataRequests } from './data-requests.js';
 import { DeviceLifecycle } from './device-lifecycle.js';
 import { dispatchRequest, type RequestHandlers } from './dispatch.js';
 import { describePacket } from './format.js';
 import { GuestDevice } from './guest-device.js';
 import { InFlightTransfers } from './in-flight.js';
-import { PendingRequests } from './pending.js';
+import { PendingRequests, packetBytes } from './pending.js';
 import { quiesceAndReset } from './quiesce.js';
+import type { SessionContext } from './session-context.js';
 import { EndpointStreams } from './streams.js';
 import { usbwireVersion } from './version.js';
 
-export interface UsbredirHostSessionOptions {
+export interface UsbredirHostSessionOptions extends ConnectionLimits {
   device: UsbDevice;
   /** Who is on the other end, for logs ("127.0.0.1:41234"). */
   peer: string;
@@ -35,6 +39,11 @@ export interface UsbredirHostSessionOptions {
   drainTimeoutMs?: number;
   /** How long to wait for device_disconnect_ack before closing after a disconnect. */
   ackTimeoutMs?: number;
+  /**
+   * Take the device for this guest, called once its hello is in (so a connection that never
+   * says hello holds nothing). False: the device is busy and the connection is closed.
+   */
+  claim?: () => boolean;
 }
 
 export interface UsbredirHostSessionEvents {
@@ -43,9 +52,6 @@ export interface UsbredirHostSessionEvents {
   /** The connection is closed and the device is quiet. */
   close: [];
 }
-
-/** Stream data is dropped beyond this much unsent output (usbredirhost: > 800 queued packets). */
-const CONGESTION_BYTES = 8 * 1024 * 1024;
 
 /**
  * usbredir usb-host side for one connection: exports `device` to a usbredir guest (QEMU's
@@ -59,6 +65,13 @@ export class UsbredirHostSession extends EventEmitter<UsbredirHostSessionEvents>
   readonly #socket: Duplex;
   readonly #neg: Negotiation;
   readonly #parser: UsbredirParser;
+  readonly #writer: PduWriter;
+  readonly #throttle: ReadThrottle;
+  readonly #claim: () => boolean;
+  readonly #handshakeTimeoutMs: number;
+  #handshakeTimer: NodeJS.Timeout | undefined;
+  /** The device is ours: the guest said hello and the claim succeeded. */
+  #claimed = false;
   readonly #host: HostContext;
   readonly #handlers: RequestHandlers;
   readonly #lifecycle: DeviceLifecycle;
@@ -94,6 +107,10 @@ export class UsbredirHostSession extends EventEmitter<UsbredirHostSessionEvents>
     if (opts.bulkStreams) caps.push(Cap.BulkStreams);
     this.#neg = new Negotiation('host', capsFrom(caps));
     this.#parser = new UsbredirParser(this.#neg, (p) => this.#received(p));
+    this.#throttle = new ReadThrottle(socket, this.#parser, () => this.#parser.buffered, opts, this.log);
+    this.#writer = new PduWriter(socket, (congested) => this.#throttle.writerCongested(congested));
+    this.#claim = opts.claim ?? (() => true);
+    this.#handshakeTimeoutMs = resolveLimits(opts).handshakeTimeoutMs;
     this.#host = this.#hostContext(opts.drainTimeoutMs ?? 5000);
     this.#lifecycle = new DeviceLifecycle(this.#host, {
       socket,
@@ -131,7 +148,10 @@ export class UsbredirHostSession extends EventEmitter<UsbredirHostSessionEvents>
     socket.on('data', (chunk: Buffer) => this.#onData(chunk));
     socket.on('error', (err) => this.log.info(`connection error: ${err.message}`));
     socket.on('close', () => void this.#teardown());
-    this.#lifecycle.watchDevice();
+    this.#handshakeTimer = setTimeout(() => {
+      this.log.warn(`no hello within ${this.#handshakeTimeoutMs} ms, closing`);
+      this.#socket.destroy();
+    }, this.#handshakeTimeoutMs);
     this.#send({ type: T.Hello, id: 0n, version: this.#version, caps: [...this.#neg.ourCaps] });
   }
 
@@ -162,8 +182,9 @@ export class UsbredirHostSession extends EventEmitter<UsbredirHostSessionEvents>
       },
       send,
       endpoint: (address) => guest.endpoint(address),
-      congested: () => this.#socket.writableLength > CONGESTION_BYTES,
+      congested: () => this.#writer.congested,
       submit: (t) => transfers.submit(t),
+      budget: this.#throttle,
     };
     return {
       device: this.device,
@@ -185,17 +206,7 @@ export class UsbredirHostSession extends EventEmitter<UsbredirHostSessionEvents>
       this.log.error(`not sending ${describePacket(p)}: ${(err as Error).message}`);
       return;
     }
-    const [head, data] = parts;
-    if (trace) trace.write = trace.flushed = traceNow();
-    const written = trace
-      ? () => {
-          trace.written = traceNow();
-        }
-      : undefined;
-    this.#socket.cork();
-    this.#socket.write(head, data.length > 0 ? undefined : written);
-    if (data.length > 0) this.#socket.write(data, written);
-    this.#socket.uncork();
+    this.#writer.write(parts[1].length > 0 ? parts : [parts[0]], trace);
   }
 
   #onData(chunk: Buffer): void {
@@ -203,6 +214,7 @@ export class UsbredirHostSession extends EventEmitter<UsbredirHostSessionEvents>
     if (tracing) traceChunk(this.#parser.buffered === 0);
     try {
       this.#parser.push(chunk);
+      this.#throttle.update();
     } catch (err) {
       if (!(err instanceof UsbredirProtocolError)) throw err;
       this.#protocolError(err.message);
@@ -231,7 +243,10 @@ export class UsbredirHostSession extends EventEmitter<UsbredirHostSessionEvents>
       this.#lifecycle.disconnectAck();
       return;
     }
-    void this.#run(() => this.#dispatch(p));
+    // Counted while queued (a step such as set_configuration can wait for the device).
+    const bytes = packetBytes(p);
+    this.#throttle.acquire(bytes);
+    void this.#run(() => this.#dispatch(p)).finally(() => this.#throttle.release(bytes));
   }
 
   /** Queue work behind everything received before it. */
@@ -251,6 +266,13 @@ export class UsbredirHostSession extends EventEmitter<UsbredirHostSessionEvents>
       return;
     }
     this.#helloSeen = true;
+    clearTimeout(this.#handshakeTimer);
+    if (!this.#claim()) {
+      this.#socket.destroy();
+      return;
+    }
+    this.#claimed = true;
+    this.#lifecycle.watchDevice();
     const hex = (caps[0] ?? 0).toString(16);
     this.log.info(`guest "${version}" caps 0x${hex}, ${this.#neg.layout.headerSize === 16 ? 64 : 32}-bit ids`);
     // Let a filter_filter sent right behind the hello (QEMU does) be seen before connecting.
@@ -271,10 +293,19 @@ export class UsbredirHostSession extends EventEmitter<UsbredirHostSessionEvents>
   async #teardown(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    this.#throttle.stop();
+    clearTimeout(this.#handshakeTimer);
+    if (!this.#claimed) {
+      // Nothing of the device was touched: no reset, no release of someone else's claim.
+      this.log.debug('connection closed before the device was claimed');
+      this.emit('close');
+      this.#resolveDone();
+      return;
+    }
     const wasReleased = this.#lifecycle.connectionClosed();
     // Let a queued step that is waiting on the device finish before we reset it.
     this.#host.streams.stopAll(false);
-    this.#host.pending.abandonAll();
+    await this.#host.pending.abandonAll();
     await this.#host.transfers.drain();
     if (!wasReleased) await quiesceAndReset(this.#host);
     this.log.info('connection closed');

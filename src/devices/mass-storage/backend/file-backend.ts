@@ -1,10 +1,16 @@
 import { readSync, writeSync } from 'node:fs';
 import { type FileHandle, open } from 'node:fs/promises';
+import { createLogger, type Logger } from '../../../util/log.js';
 import { assertInRange, type BlockBackend, validateCapacity } from './block-backend.js';
 import { blockDeviceSize } from './block-device-size.js';
+import { type ImageLock, lockImage } from './image-lock.js';
+import { WriteFailureLog } from './write-failures.js';
 
 export interface FileBackendOptions {
   readOnly?: boolean;
+  logger?: Logger;
+  /** Window in which repeated write failures are summarised (default WRITE_FAILURE_WINDOW_MS). */
+  writeFailureWindowMs?: number;
 }
 
 /**
@@ -19,13 +25,19 @@ export const SYNC_IO_MAX = 128 * 1024;
 export class FileBackend implements BlockBackend {
   private readonly inFlight = new Set<Promise<unknown>>();
   private closed = false;
+  private readonly writeFailures: WriteFailureLog;
 
   private constructor(
     readonly path: string,
     private readonly handle: FileHandle,
     readonly size: number,
     readonly readOnly: boolean,
-  ) {}
+    private readonly lock: ImageLock,
+    options: FileBackendOptions,
+  ) {
+    const log = options.logger ?? createLogger('file-backend');
+    this.writeFailures = new WriteFailureLog(path, log, options.writeFailureWindowMs);
+  }
 
   static async open(path: string, options: FileBackendOptions = {}): Promise<FileBackend> {
     const readOnly = options.readOnly ?? false;
@@ -37,7 +49,9 @@ export class FileBackend implements BlockBackend {
     }
     try {
       const size = await imageSize(path, handle);
-      return new FileBackend(path, handle, size, readOnly);
+      // Another process (usbwire, QEMU) writing the image, or reading it while we write: refuse.
+      const lock = await lockImage(path, readOnly);
+      return new FileBackend(path, handle, size, readOnly, lock, options);
     } catch (err) {
       await handle.close().catch(() => {});
       throw err;
@@ -61,7 +75,16 @@ export class FileBackend implements BlockBackend {
   }
 
   write(offset: number, data: Buffer): Promise<void> {
-    if (data.length <= SYNC_IO_MAX) return this.runSync(() => this.writeNow(offset, data));
+    const written =
+      data.length <= SYNC_IO_MAX ? this.runSync(() => this.writeNow(offset, data)) : this.writeLater(offset, data);
+    return written.catch((err: unknown) => {
+      // Host errors (ENOSPC, EIO) reach the guest as MEDIUM ERROR; the operator needs the cause.
+      if ((err as NodeJS.ErrnoException).code) this.writeFailures.failed(offset, data.length, err);
+      throw err;
+    });
+  }
+
+  private writeLater(offset: number, data: Buffer): Promise<void> {
     return this.track(async () => {
       if (this.readOnly) throw new Error(`${this.path}: opened read-only`);
       assertInRange(this.size, offset, data.length);
@@ -117,10 +140,12 @@ export class FileBackend implements BlockBackend {
     if (this.closed) return;
     this.closed = true;
     await Promise.allSettled([...this.inFlight]);
+    this.writeFailures.flush();
     try {
       if (!this.readOnly) await this.handle.datasync();
     } finally {
       await this.handle.close();
+      this.lock.release();
     }
   }
 
