@@ -1,7 +1,7 @@
 import { parseArgs } from 'node:util';
 import { deviceClasses, parseDeviceSpec } from '../devices/catalog.js';
 import { type DeviceSpec, DeviceSpecError } from '../devices/classes.js';
-import { AddressError, type HostPort, parseHostPort } from '../transport/tcp.js';
+import { AddressError, type HostPort, parseHostPort } from '../util/host-port.js';
 
 /** A user-facing error: printed as one line, exit code 2 (bad usage) or 1. */
 export class UsageError extends Error {

@@ -6,7 +6,7 @@ import {
   type UsbipPacket,
   UsbipParser,
 } from '../../src/protocol/usbip/index.js';
-import type { HostPort } from '../../src/transport/tcp.js';
+import type { HostPort } from '../../src/util/host-port.js';
 
 export const DEVID_1_1 = 0x00010001;
 

@@ -7,7 +7,7 @@ import { DEFAULT_HANDSHAKE_TIMEOUT_MS } from '../../src/server/limits.js';
 import { DeviceRegistry } from '../../src/server/registry.js';
 import { UsbipServer } from '../../src/server/usbip/index.js';
 import { UsbredirListener } from '../../src/server/usbredir/index.js';
-import type { HostPort } from '../../src/transport/tcp.js';
+import type { HostPort } from '../../src/util/host-port.js';
 import { setLogSink } from '../../src/util/log.js';
 import { ParkingDevice } from '../support/parking-device.js';
 import { until } from '../support/usbip-wire.js';

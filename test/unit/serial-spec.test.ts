@@ -29,7 +29,7 @@ test('--serial: bad specs are one clear DeviceSpecError', () => {
     ['udp::5000', /tcp:HOST:PORT or stdio/],
     ['stdio2', /tcp:HOST:PORT or stdio/],
     ['tcp:host', /expected tcp:HOST:PORT/],
-    ['tcp:::1:5000', /IPv6 in brackets/],
+    ['tcp:::1:5000', /IPv6 addresses in brackets/],
     ['tcp:host:port', /expected tcp:HOST:PORT/],
     ['tcp:host:70000', /out of range/],
   ] as const) {

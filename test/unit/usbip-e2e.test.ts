@@ -14,12 +14,12 @@ import {
 } from '../../src/protocol/usbip/index.js';
 import { DeviceRegistry, type ExportedDevice } from '../../src/server/registry.js';
 import { UsbipServer } from '../../src/server/usbip/index.js';
-import type { HostPort } from '../../src/transport/tcp.js';
 import { buildConfiguration, buildDeviceDescriptor, StringTable } from '../../src/usb/descriptors.js';
 import type { DeviceDescriptors, UsbDevice, UsbDeviceEvents } from '../../src/usb/device.js';
 import { StandardRequest } from '../../src/usb/setup.js';
 import { TransferStatus } from '../../src/usb/status.js';
 import { Transfer } from '../../src/usb/transfer.js';
+import type { HostPort } from '../../src/util/host-port.js';
 import { setLogSink } from '../../src/util/log.js';
 
 /** Bulk IN 0x81 answers at once, bulk OUT 0x02 records, interrupt IN 0x83 waits; ISO IN 0x84 in interface 1 alt 1. */

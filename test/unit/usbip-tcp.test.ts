@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { AddressError, connectTcp, formatHostPort, listenTcp, parseHostPort } from '../../src/transport/tcp.js';
+import { connectTcp, listenTcp } from '../../src/transport/tcp.js';
+import { AddressError, formatHostPort, parseHostPort } from '../../src/util/host-port.js';
 
 test('parseHostPort accepts host:port, [ipv6]:port and a default port', () => {
   assert.deepEqual(parseHostPort('127.0.0.1:3240'), { host: '127.0.0.1', port: 3240 });

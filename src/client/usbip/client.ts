@@ -3,7 +3,8 @@ import { UsbipProtocolError } from '../../protocol/usbip/errors.js';
 import { encodeReqDevlist, type UsbipDevlistEntry } from '../../protocol/usbip/op.js';
 import { UsbipParser } from '../../protocol/usbip/parser.js';
 import { PduWriter } from '../../transport/pdu-writer.js';
-import { connectTcp, formatHostPort, type HostPort, parseHostPort } from '../../transport/tcp.js';
+import { connectTcp } from '../../transport/tcp.js';
+import { formatHostPort, type HostPort, parseHostPort } from '../../util/host-port.js';
 import { createLogger, type Logger } from '../../util/log.js';
 import { RemoteUsbipDevice } from './remote-device.js';
 

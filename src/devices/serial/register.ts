@@ -1,3 +1,4 @@
+import { AddressError, parseHostPort } from '../../util/host-port.js';
 import { DeviceSpecError, registerDeviceClass, STDIO_RESOURCE } from '../classes.js';
 import { createSerialDevice, hostEndFor, type SerialBackend } from './index.js';
 
@@ -6,12 +7,13 @@ export function parseSerialSpec(spec: string | undefined): SerialBackend {
   const s = (spec ?? '').trim();
   if (s === 'stdio') return { kind: 'stdio' };
   if (!s.startsWith('tcp:')) throw new DeviceSpecError('expected tcp:HOST:PORT or stdio');
-  const m = /^tcp:(?:\[([0-9A-Fa-f:.]+)\]|([A-Za-z0-9._-]*)):(\d{1,5})$/.exec(s);
-  if (!m) throw new DeviceSpecError(`"${s}": expected tcp:HOST:PORT (IPv6 in brackets)`);
-  const port = Number(m[3]);
-  if (port > 65535) throw new DeviceSpecError(`"${s}": port ${port} out of range`);
-  const host = m[1] ?? (m[2] === '' || m[2] === undefined ? '127.0.0.1' : m[2]);
-  return { kind: 'tcp', host, port };
+  const address = s.slice('tcp:'.length);
+  try {
+    return { kind: 'tcp', ...parseHostPort(/^:\d+$/.test(address) ? `127.0.0.1${address}` : address) };
+  } catch (err) {
+    if (err instanceof AddressError) throw new DeviceSpecError(`${err.message} (expected tcp:HOST:PORT)`);
+    throw err;
+  }
 }
 
 registerDeviceClass<SerialBackend>({

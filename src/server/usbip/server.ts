@@ -1,6 +1,7 @@
 import type { AddressInfo, Server } from 'node:net';
 import { USBIP_DEFAULT_PORT } from '../../protocol/usbip/constants.js';
-import { formatHostPort, type HostPort, listenTcp } from '../../transport/tcp.js';
+import { listenTcp } from '../../transport/tcp.js';
+import { formatHostPort, type HostPort } from '../../util/host-port.js';
 import { createLogger, type Logger } from '../../util/log.js';
 import type { ConnectionLimits } from '../limits.js';
 import type { DeviceRegistry } from '../registry.js';

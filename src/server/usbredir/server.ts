@@ -1,5 +1,6 @@
 import type net from 'node:net';
-import { connectTcp, formatHostPort, type HostPort, listenTcp, remoteName } from '../../transport/tcp.js';
+import { connectTcp, listenTcp, remoteName } from '../../transport/tcp.js';
+import { formatHostPort, type HostPort } from '../../util/host-port.js';
 import { createLogger, type Logger } from '../../util/log.js';
 import type { ConnectionLimits } from '../limits.js';
 import type { DeviceRegistry, ExportedDevice } from '../registry.js';
