@@ -40,6 +40,13 @@ List the devices a running 'usbwire serve' exports, who uses them and their acti
 ${CONTROL_USAGE}
 `;
 
+export const DETACH_HELP = `usage: usbwire detach BUSID [--control ADDR]
+
+Take an exported device away from whoever uses it: their connection is closed (a USB/IP client
+sees the device unplugged; a usbredir guest with reconnect= connects again and gets it back).
+${CONTROL_USAGE}
+`;
+
 interface Parsed {
   positionals: string[];
   flags: Set<string>;
@@ -179,6 +186,24 @@ export async function devicesCommand(argv: string[]): Promise<number> {
     const actions = d.actions.length ? `actions: ${d.actions.join(', ')}` : 'no actions';
     console.log(`${d.busid}  ${d.name}  ${d.owner ? `in use by ${d.owner}` : 'free'}  ${actions}`);
   }
+  return 0;
+}
+
+/** `usbwire detach BUSID` */
+export async function detachCommand(argv: string[]): Promise<number> {
+  const p = parseInputArgs(argv, [], 'detach');
+  if (p === 'help') return help(DETACH_HELP);
+  const [busid, extra] = p.positionals;
+  if (!busid || extra !== undefined) throw new UsageError('usage: usbwire detach BUSID');
+  const r = (await callControl(
+    controlAddress(p.control),
+    'POST',
+    `/devices/${encodeURIComponent(busid)}/detach`,
+    {},
+  )) as {
+    detached: string;
+  };
+  console.log(`${busid}: detached from ${r.detached}`);
   return 0;
 }
 

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { UsageError } from './args.js';
-import { devicesCommand, keyCommand, ledsCommand, pointerCommand, typeCommand } from './input.js';
+import { detachCommand, devicesCommand, keyCommand, ledsCommand, pointerCommand, typeCommand } from './input.js';
 import { list } from './list.js';
 import { serve } from './serve.js';
 
@@ -12,6 +12,7 @@ commands:
   serve      export devices (usbwire serve --help)
   list       list the devices a USB/IP server exports (usbwire list --help)
   devices    list what a running usbwire serve exports, who uses it, its actions
+  detach     take an exported device away from its client: usbwire detach 1-2
   type       type text on an exported keyboard: usbwire type 1-1 "Hello, World!"
   key        press or hold a key combination: usbwire key 1-1 ctrl+alt+f2 [--down|--up]
   pointer    move, click, wheel an exported mouse: usbwire pointer 1-2 move 10 -5
@@ -40,6 +41,8 @@ export async function main(argv: string[]): Promise<number> {
         return await list(rest);
       case 'devices':
         return await devicesCommand(rest);
+      case 'detach':
+        return await detachCommand(rest);
       case 'type':
         return await typeCommand(rest);
       case 'key':

@@ -16,6 +16,8 @@ export interface ExportedDevice {
  */
 export class DeviceRegistry {
   readonly #devices: ExportedDevice[] = [];
+  /** How each holder lets go when an operator detaches its device. */
+  readonly #drops = new Map<ExportedDevice, () => void>();
 
   add(device: UsbDevice): ExportedDevice {
     const devnum = this.#devices.length + 1;
@@ -32,15 +34,29 @@ export class DeviceRegistry {
     return this.#devices.find((d) => d.busid === busid);
   }
 
-  /** Take a device for exclusive use. Returns false if someone else holds it. */
-  claim(entry: ExportedDevice, owner: string): boolean {
+  /**
+   * Take a device for exclusive use. Returns false if someone else holds it. `drop` ends the
+   * holder's use (closes its connection) when an operator detaches the device.
+   */
+  claim(entry: ExportedDevice, owner: string, drop?: () => void): boolean {
     if (entry.owner !== undefined) return false;
     entry.owner = owner;
+    if (drop) this.#drops.set(entry, drop);
     return true;
   }
 
   release(entry: ExportedDevice, owner: string): void {
-    if (entry.owner === owner) entry.owner = undefined;
+    if (entry.owner !== owner) return;
+    entry.owner = undefined;
+    this.#drops.delete(entry);
+  }
+
+  /** Make the holder let go of a device. Returns who held it, or undefined if it was free. */
+  detach(entry: ExportedDevice): string | undefined {
+    const owner = entry.owner;
+    if (owner === undefined) return undefined;
+    this.#drops.get(entry)?.();
+    return owner;
   }
 
   async closeAll(): Promise<void> {

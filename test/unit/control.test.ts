@@ -6,6 +6,7 @@ import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
+import { UsbipClient } from '../../src/client/usbip/index.js';
 import { createKeyboard, createMouse } from '../../src/devices/hid/index.js';
 import { createDemoDisk } from '../../src/devices/mass-storage/index.js';
 import {
@@ -17,6 +18,7 @@ import {
   MAX_BODY_BYTES,
 } from '../../src/server/control/index.js';
 import { DeviceRegistry } from '../../src/server/registry.js';
+import { UsbipServer } from '../../src/server/usbip/index.js';
 import { setConfiguration } from '../support/drive.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'usbwire-control-'));
@@ -103,7 +105,8 @@ test('garbage: bad JSON, non-object bodies, bad arguments → 400; wrong method 
   assert.equal((await call('GET', '/devices/1-1/actions/type')).status, 405);
   assert.equal((await call('DELETE', '/devices')).status, 405);
   assert.equal((await call('GET', '/devices/%E0%A4%A')).status, 400);
-  assert.equal((await call('POST', '/devices/1-1/detach')).status, 501);
+  assert.equal((await call('POST', '/devices/1-1/detach')).status, 409, 'detaching a free device');
+  assert.equal((await call('GET', '/devices/1-1/detach')).status, 405);
   // raw garbage on the socket: the connection is dropped, the server stays up
   await new Promise<void>((resolve) => {
     const s = connect(sock, () => s.write('\x00\x01 NOT HTTP\r\n\r\n'));
@@ -181,4 +184,26 @@ test('loopback TCP control endpoint works', async () => {
   });
   assert.equal(status, 200);
   await tcp.close();
+});
+
+test('POST /devices/BUSID/detach closes the USB/IP client that holds it; the device is free again', async () => {
+  const usbip = new UsbipServer(registry, { host: '127.0.0.1', port: 0 });
+  const where = await usbip.listen();
+  try {
+    const client = new UsbipClient();
+    const remote = await client.importDevice(where, '1-3');
+    assert.match(registry.get('1-3')!.owner ?? '', /^usbip /);
+    const gone = new Promise<void>((resolve) => remote.once('disconnect', resolve));
+    const r = await call('POST', '/devices/1-3/detach');
+    assert.equal(r.status, 200);
+    assert.match((r.body as { detached: string }).detached, /^usbip 127\.0\.0\.1:/);
+    await gone;
+    for (let i = 0; i < 50 && registry.get('1-3')!.owner !== undefined; i++)
+      await new Promise((t) => setTimeout(t, 10));
+    assert.equal(registry.get('1-3')!.owner, undefined);
+    const again = await client.importDevice(where, '1-3');
+    await again.close();
+  } finally {
+    await usbip.close();
+  }
 });

@@ -39,7 +39,7 @@ export function summarize(entry: ExportedDevice): DeviceSummary {
  *   GET  /devices                           [{busid, name, owner, actions}]
  *   GET  /devices/BUSID                     {busid, name, owner, actions}
  *   POST /devices/BUSID/actions/NAME  {...}  the action's result
- *   POST /devices/BUSID/detach              (reserved: 501 until the front ends can drop a client)
+ *   POST /devices/BUSID/detach              {detached: OWNER}: the holder's connection is closed
  */
 export async function route(registry: DeviceRegistry, method: string, url: string, body: unknown): Promise<Reply> {
   let parts: string[];
@@ -68,7 +68,12 @@ export async function route(registry: DeviceRegistry, method: string, url: strin
   }
   if (parts.length === 2) return allow('GET') ?? { status: 200, body: summarize(entry) };
   if (parts.length === 3 && parts[2] === 'detach') {
-    return allow('POST') ?? error(501, 'detach is not implemented yet');
+    const notAllowed = allow('POST');
+    if (notAllowed) return notAllowed;
+    const owner = registry.detach(entry);
+    if (owner === undefined) return error(409, `${busid} is not in use`);
+    log.info(`${busid} detached from ${owner}`);
+    return { status: 200, body: { detached: owner } };
   }
   if (parts.length !== 4 || parts[2] !== 'actions') return error(404, `no such resource /${parts.join('/')}`);
   const name = parts[3]!;

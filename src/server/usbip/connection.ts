@@ -130,7 +130,11 @@ export class UsbipConnection {
       return;
     }
     const owner = `usbip ${this.#peer}`;
-    if (!this.#registry.claim(entry, owner)) {
+    const drop = () => {
+      this.#log.info(`${this.#peer}: ${busid} detached by the operator, closing`);
+      this.#socket.destroy();
+    };
+    if (!this.#registry.claim(entry, owner, drop)) {
       this.#log.warn(`${this.#peer}: import of ${busid} (${entry.device.name}) refused: busy, held by ${entry.owner}`);
       this.#writer.write(encodeRepImport(OpStatus.DevBusy));
       this.#finish();

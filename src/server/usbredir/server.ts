@@ -25,8 +25,12 @@ function startSession(
 ): UsbredirHostSession {
   const peer = remoteName(socket);
   const owner = `usbredir ${peer}`;
+  const drop = () => {
+    log.info(`${peer}: ${entry.busid} detached by the operator, closing`);
+    socket.destroy();
+  };
   const claim = () => {
-    if (registry.claim(entry, owner)) return true;
+    if (registry.claim(entry, owner, drop)) return true;
     // A usbredir guest such as QEMU with reconnect= simply tries again later.
     log.info(`${peer}: device ${entry.busid} is in use by ${entry.owner}, closing`);
     return false;
