@@ -1,4 +1,5 @@
 // Every emulated device class, registered by importing its folder's registration.
 import './mass-storage/register.js';
+import './gadget-zero/register.js';
 
 export { deviceClass, deviceClasses, parseDeviceSpec } from './classes.js';
