@@ -12,6 +12,8 @@ export interface UsbtestCase {
   alt1?: boolean;
   /** Expected usbtest answer: pass, or skip (EOPNOTSUPP) with the source line that makes it so. */
   expect: 'pass' | { skip: string };
+  /** Run after everything else, both protocols at once: a hang there stops nothing else. */
+  last?: boolean;
   /** Known failure per protocol, with the proposed fix: asserted as a todo until it lands. */
   blocked?: Partial<Record<Protocol, string>>;
 }
@@ -47,7 +49,18 @@ export const CASES: UsbtestCase[] = [
   { num: 21, args: '-c 100 -s 256 -v 1', expect: 'pass' },
   { num: 22, args: iso, alt1: true, expect: 'pass' },
   { num: 23, args: iso, alt1: true, expect: 'pass' },
-  { num: 24, args: '-s 2048 -g 8 -c 10', expect: 'pass' },
+  {
+    num: 24,
+    args: '-s 2048 -g 8 -c 10',
+    expect: 'pass',
+    last: true,
+    blocked: {
+      usbip:
+        'vhci-hcd may send a CMD_UNLINK before the CMD_SUBMIT it names; src/server/usbip/urb-session.ts #unlink answers RET_UNLINK(0) at once, vhci gives the URB back, then its RET_SUBMIT is "cannot find a urb" and vhci drops the device: usbtest waits forever. Fix: /work/notes/gadget-zero-fixes.diff',
+      usbredir:
+        "QEMU's xHCI (hw/usb/hcd-xhci.c xhci_stop_ep: 'FIXME: endpoint stopped w/ xfers running, data might be lost') cancels every in-flight packet of the endpoint when the guest stops it to unlink two URBs, and never restarts the others: usbtest waits forever for them",
+    },
+  },
   { num: 25, args: '-s 64 -c 10', expect: { skip: NO_INTERRUPT_EP } },
   { num: 26, args: '-s 64 -c 10', expect: { skip: NO_INTERRUPT_EP } },
   { num: 27, args: '-s 16384 -g 8 -c 10', expect: 'pass' },
@@ -92,8 +105,8 @@ gz_wait() {
 
 # run_case PROTO DEV N ARGS...: one testusb run, its verdict in results.txt. usbtest waits for
 # some URBs without a timeout (unlink_queued): a run still going after 60 s is recorded as
-# hung, the kernel log saved, and the device's remaining cases are not run (they would queue
-# behind usbtest's per-device mutex).
+# hung (limit: RUN_CASE_LIMIT tenths of a second, default 600), the kernel log saved, and the
+# device's remaining cases are not run (they would queue behind usbtest's per-device mutex).
 run_case() {
   _p=$1; _dev=$2; _n=$3
   shift 3
@@ -101,10 +114,10 @@ run_case() {
   testusb -D $_dev -t $_n "$@" > /tmp/out-$_p-$_n 2>/dev/null &
   _pid=$!
   _w=0
-  while kill -0 $_pid 2>/dev/null && [ $_w -lt 600 ]; do sleep 0.1; _w=$((_w + 1)); done
+  while kill -0 $_pid 2>/dev/null && [ $_w -lt \${RUN_CASE_LIMIT:-600} ]; do sleep 0.1; _w=$((_w + 1)); done
   if kill -0 $_pid 2>/dev/null; then
     : > /tmp/hung-$_p
-    echo "[$_p] testusb -t $_n $*: still running after 60 s"
+    echo "[$_p] testusb -t $_n $*: still running after $((\${RUN_CASE_LIMIT:-600} / 10)) s"
     rig_dmesg hang-$_p-$_n
     rig_result \${_p}_t$_n "fail hung"
     return
