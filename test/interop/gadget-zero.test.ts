@@ -61,7 +61,7 @@ for p in ${PROTOCOLS.join(' ')}; do
   I=$(cat /tmp/port-$p):3.0
   echo $I > /sys/bus/usb/drivers/usbtest/unbind || fail "unbind $I"
   echo $I > /sys/bus/usb/drivers/usbtest/bind || fail "bind $I"
-  [ "$(cat /sys/bus/usb/devices/$I/bAlternateSetting)" = 1 ] || fail "$p: usbtest did not select alt 1"
+  [ "$(cat /sys/bus/usb/devices/$I/bAlternateSetting)" -eq 1 ] || fail "$p: usbtest did not select alt 1"
 done
 ${phase(cases.filter((c) => c.alt1))}
 rig_dmesg alt1
