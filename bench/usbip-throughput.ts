@@ -5,8 +5,8 @@ import { type ChildProcess, fork } from 'node:child_process';
 import net from 'node:net';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { UsbipClient } from '../src/client/usbip/index.js';
-import { tuneSocket } from '../src/transport/tcp.js';
 import { GZERO_SOURCE_SINK_CONFIG, SS_BULK_IN, SS_BULK_OUT } from '../src/devices/gadget-zero/index.js';
+import { tuneSocket } from '../src/transport/tcp.js';
 import { Transfer } from '../src/usb/transfer.js';
 import { setLogSink } from '../src/util/log.js';
 
