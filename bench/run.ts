@@ -2,7 +2,7 @@
 //   node dist/bench/run.js [--quick] [--no-rig] [--runs N]
 import { existsSync } from 'node:fs';
 import { ddTable } from './rig-storage.js';
-import { benchRawTcpPump, benchUsbipBulkIn } from './usbip-throughput.js';
+import { benchRawTcpPump, benchUsbipBulkIn, usbipBulkTable } from './usbip-throughput.js';
 
 const argv = process.argv.slice(2);
 const quick = argv.includes('--quick');
@@ -41,6 +41,9 @@ async function rig(): Promise<void> {
 }
 
 await loopback();
+console.log(
+  `(a') gadget zero bulk IN/OUT, USB/IP on loopback vs raw TCP\n${await usbipBulkTable((quick ? 128 : 512) << 20)}\n`,
+);
 await (await import('./hid.js')).hidBench(quick);
 await (await import('./serial.js')).serialBench({ quick });
 await rig();

@@ -39,12 +39,17 @@ export async function serve(argv: string[]): Promise<number> {
       throw new UsageError((err as Error).message);
     }
   }
-  // Signals are handled from the start, so a SIGTERM during start-up still shuts down cleanly.
-  let signalled: (signal: string) => void = () => {};
+  // Signals are handled from the start, so a SIGTERM during start-up still shuts down cleanly,
+  // and until the end: a repeated signal must not kill the process before images are flushed.
+  let signalled: ((signal: string) => void) | undefined;
   const signal = new Promise<string>((resolve) => (signalled = resolve));
-  const onSignal = (name: string) => () => signalled(name);
+  const onSignal = (name: string) => () => {
+    if (signalled) signalled(name);
+    else log.info(`${name}: already shutting down, flushing first`);
+    signalled = undefined;
+  };
   const handlers = { SIGINT: onSignal('SIGINT'), SIGTERM: onSignal('SIGTERM'), SIGHUP: onSignal('SIGHUP') };
-  for (const [name, handler] of Object.entries(handlers)) process.once(name, handler);
+  for (const [name, handler] of Object.entries(handlers)) process.on(name, handler);
   const frontEnds: FrontEnd[] = [];
   let registry: DeviceRegistry | undefined;
   try {
@@ -62,6 +67,7 @@ export async function serve(argv: string[]): Promise<number> {
   await Promise.allSettled(frontEnds.map((f) => f.close()));
   await registry.closeAll();
   log.info('all devices closed and flushed');
+  for (const [name, handler] of Object.entries(handlers)) process.off(name, handler);
   return 0;
 }
 

@@ -2,5 +2,6 @@
 import './mass-storage/register.js';
 import './hid/register.js';
 import './serial/register.js';
+import './gadget-zero/register.js';
 
 export { deviceClass, deviceClasses, parseDeviceSpec } from './classes.js';

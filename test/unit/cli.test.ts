@@ -173,3 +173,22 @@ test('serve --keyboard --mouse with a control socket: devices, type, pointer, le
     p.kill('SIGTERM');
   }
 });
+
+test('serve --gadget-zero: a flag without a value, repeatable, mixed with disks', async () => {
+  const img = join(dir, 'gz.img');
+  writeFileSync(img, Buffer.alloc(1 << 20));
+  const port = await freePort();
+  const r = await run(
+    ['serve', '--usbip', `127.0.0.1:${port}`, '--gadget-zero', '--disk', img, '--gadget-zero'],
+    /1-3/,
+  );
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /1-1 \(gadget zero #1\)/);
+  assert.match(r.stdout, /1-2 \(disk /);
+  assert.match(r.stdout, /1-3 \(gadget zero #3\)/);
+  const bad = await run(['serve', '--gadget-zero=1']);
+  assert.notEqual(bad.code, 0);
+  assert.doesNotMatch(bad.stderr, /\n\s+at /, 'no stack trace');
+  const help = await run(['serve', '--help']);
+  assert.match(help.stdout, /--gadget-zero\s+the kernel's g_zero test device/);
+});

@@ -33,6 +33,9 @@ interface InFlight {
 /** How long teardown waits for cancelled transfers before resetting the device anyway. */
 const CANCEL_WAIT_MS = 5_000;
 
+/** Unlinks held for submits still to come, at most (a bogus client cannot grow the table). */
+const MAX_EARLY_UNLINKS = 1024;
+
 const RT_PORT_CLASS_OTHER = 0x23;
 const USB_PORT_FEAT_RESET = 4;
 
@@ -51,6 +54,14 @@ export class UrbSession {
   readonly #endpoints: EndpointTypes;
   readonly #inFlight = new Map<number, InFlight>();
   #closed = false;
+  /** Seqnum of the latest CMD_SUBMIT, to tell an unlink of a finished URB from one of a URB still to come. */
+  #lastSubmit: number | undefined;
+  /**
+   * CMD_UNLINKs that arrived before the CMD_SUBMIT they name (unlink seqnum by target seqnum).
+   * vhci-hcd queues CMD_UNLINK on its own list, and its tx thread sends that list after the
+   * submits it had when it woke: a URB submitted and unlinked meanwhile goes out unlink first.
+   */
+  readonly #unlinkedEarly = new Map<number, number>();
 
   constructor(device: UsbDevice, devid: number, writer: PduWriter, budget: InFlightBudget, log: Logger) {
     this.#device = device;
@@ -78,6 +89,14 @@ export class UrbSession {
   }
 
   #submit(p: CmdSubmit): void {
+    this.#lastSubmit = p.seqnum;
+    const early = this.#unlinkedEarly.get(p.seqnum);
+    if (early !== undefined) {
+      // Unlinked before it reached us: never run it; RET_UNLINK(-ECONNRESET) and no RET_SUBMIT.
+      this.#unlinkedEarly.delete(p.seqnum);
+      this.#writer.write(encodeRetUnlink({ seqnum: early, devid: 0, direction: 0, ep: 0, status: -Errno.ECONNRESET }));
+      return;
+    }
     if (this.#inFlight.has(p.seqnum)) {
       throw new UsbipProtocolError('bad-field', `CMD_SUBMIT reuses seqnum ${p.seqnum} still in flight`);
     }
@@ -184,6 +203,10 @@ export class UrbSession {
 
   #unlink(p: CmdUnlink): void {
     const target = this.#inFlight.get(p.unlinkSeqnum);
+    if (!target && this.#isAhead(p.unlinkSeqnum) && this.#unlinkedEarly.size < MAX_EARLY_UNLINKS) {
+      this.#unlinkedEarly.set(p.unlinkSeqnum, p.seqnum);
+      return;
+    }
     if (!target) {
       // Already completed: its RET_SUBMIT is written (or queued ahead of this reply).
       this.#writer.write(encodeRetUnlink({ seqnum: p.seqnum, devid: 0, direction: 0, ep: 0, status: 0 }));
@@ -191,6 +214,13 @@ export class UrbSession {
     }
     target.unlinks.push(p.seqnum);
     if (target.unlinks.length === 1) this.#device.cancel(target.transfer);
+  }
+
+  /** The seqnum is after the latest CMD_SUBMIT (vhci-hcd numbers every PDU from one growing counter, mod 2^32). */
+  #isAhead(seqnum: number): boolean {
+    if (this.#lastSubmit === undefined) return true;
+    const delta = (seqnum - this.#lastSubmit) | 0;
+    return delta > 0 && delta < MAX_EARLY_UNLINKS * 4;
   }
 
   #complete(entry: InFlight): void {
