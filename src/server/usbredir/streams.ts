@@ -222,7 +222,11 @@ export class EndpointStreams {
         this.#ctx.log.debug(`${s.kind} stream on ep ${hex2(s.endpoint)}: transfer error ${t.status}`);
         this.#pushData(s, statusToRedir(t.status), EMPTY);
     }
-    this.#submitIn(s);
+    // Resubmit on the next turn: a device that completes at once would otherwise keep this loop
+    // in microtasks and starve the socket.
+    setImmediate(() => {
+      if (!s.stopped) this.#submitIn(s);
+    });
   }
 
   #pushIsoPackets(s: Stream, t: Transfer): void {
