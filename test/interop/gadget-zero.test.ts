@@ -28,14 +28,14 @@ const PROTOCOLS = (process.env.USBWIRE_GZ_PROTOCOLS?.split(',') ?? ['usbip', 'us
 const only = process.env.USBWIRE_GZ_ONLY?.split(',').map(Number);
 const cases = only ? CASES.filter((c) => only.includes(c.num)) : CASES;
 
-function riskyPhase(): string {
+/** The unlink cases (a hang there must not cost the others): the ones expected to pass, or the known-blocked ones. */
+function riskyPhase(blocked: boolean): string {
   const last = cases.filter((c) => c.last);
-  const runs = (blocked: boolean) =>
-    PROTOCOLS.map((p) => {
-      const list = last.filter((c) => !!c.blocked?.[p] === blocked);
-      return list.length ? `D=$(cat /tmp/dev-${p})\n${guestRunCases(p, '$D', list)}` : '';
-    });
-  return ['RUN_CASE_LIMIT=30', ...runs(false), ...runs(true)].filter(Boolean).join('\n');
+  const runs = PROTOCOLS.map((p) => {
+    const list = last.filter((c) => !!c.blocked?.[p] === blocked);
+    return list.length ? `D=$(cat /tmp/dev-${p})\n${guestRunCases(p, '$D', list)}` : '';
+  });
+  return ['RUN_CASE_LIMIT=30', ...runs].filter(Boolean).join('\n');
 }
 
 function guestScript(): string {
@@ -52,9 +52,13 @@ for p in ${PROTOCOLS.join(' ')}; do
   rig_result \${p}_speed $(cat /sys/bus/usb/devices/$2/speed)
 done
 ${phase(cases.filter((c) => !c.alt1 && !c.last))}
+${riskyPhase(false)}
 rig_dmesg alt0
 # usbtest picks its alternate setting when it binds (module parameter alt): bind again with alt=1
-# to reach the iso endpoints. A device whose usbtest is stuck cannot be unbound: skip it.
+# to reach the iso endpoints. A device whose usbtest is stuck cannot be unbound: skip it. There is
+# no way back to alt 0 afterwards: unbinding usbtest from the usb-redir device after the iso
+# tests (SET_INTERFACE 0 drops its iso endpoints on QEMU's xHCI) hangs the guest now and then,
+# with nothing reaching usbwire, so what needs alt 0 runs before.
 echo 1 > /sys/module/usbtest/parameters/alt || fail "usbtest has no writable alt parameter"
 for p in ${PROTOCOLS.join(' ')}; do
   [ -e /tmp/hung-$p ] && continue
@@ -65,15 +69,9 @@ for p in ${PROTOCOLS.join(' ')}; do
 done
 ${phase(cases.filter((c) => c.alt1))}
 rig_dmesg alt1
-# Cases that may hang a device for good (known bugs, see gadget-zero-plan.ts), 30 s limit each:
-# the ones expected to pass first, then the blocked ones, so a hang costs nothing else.
-for p in ${PROTOCOLS.join(' ')}; do
-  [ -e /tmp/hung-$p ] && continue
-  echo -1 > /sys/module/usbtest/parameters/alt
-  I=$(cat /tmp/port-$p):3.0
-  echo $I > /sys/bus/usb/drivers/usbtest/unbind && echo $I > /sys/bus/usb/drivers/usbtest/bind || fail "rebind $I with alt=0"
-done
-${riskyPhase()}
+# Known-blocked cases last (see gadget-zero-plan.ts): their hang costs nothing else. usbtest runs
+# them at alt 1, whose bulk pair is the same as alt 0's.
+${riskyPhase(true)}
 rig_dmesg end
 rig_result done yes
 `;
@@ -81,7 +79,7 @@ rig_result done yes
 
 test('gadget zero: usbtest/testusb over USB/IP (vhci-hcd) and usbredir (qemu-xhci), one guest', {
   skip,
-  timeout: 900_000,
+  timeout: 360_000,
 }, async (t) => {
   const ipPort = await freePort();
   const redirPort = await freePort();
@@ -114,12 +112,12 @@ test('gadget zero: usbtest/testusb over USB/IP (vhci-hcd) and usbredir (qemu-xhc
         `usb-redir,chardev=ur0,bus=usbc.0${process.env.USBWIRE_GZ_DEBUG ? ',debug=4' : ''}`,
         ...(process.env.USBWIRE_GZ_DEBUG ? ['-trace', 'usb_xhci_*'] : []),
       ],
-      timeoutMs: 840_000,
+      timeoutMs: 300_000,
       script: guestScript(),
     });
     // A usbtest stuck in an uninterruptible wait keeps the guest from powering off (device_shutdown
     // waits for the device lock): once guest.sh has finished, give it a few seconds, then stop QEMU.
-    const finished = waitForFile(g.path('guest.rc'), 840_000, g.done)
+    const finished = waitForFile(g.path('guest.rc'), 300_000, g.done)
       .then(() => sleep(10_000))
       .then(g.kill, () => {});
     res = await g.done;

@@ -217,7 +217,7 @@ if [ ! -s "$INITRD" ] || [ "$(cat "$INITRD.stamp" 2>/dev/null)" != "$STAMP" ]; t
     [ -x "$b" ] || die "missing $b"
     rm -f "$T/bin/$(basename "$b")"
     cp -L "$b" "$T/bin/"
-    for lib in $(ldd "$b" | awk '/=> \// { print $3 } /^[ \t]*\// { print $1 }'); do
+    for lib in $(ldd "$b" 2>/dev/null | awk '/=> \// { print $3 } /^[ \t]*\// { print $1 }'); do
       mkdir -p "$T$(dirname "$lib")"
       [ -e "$T$lib" ] || cp -L "$lib" "$T$lib"
     done
