@@ -83,6 +83,8 @@ export class EmulatedDevice extends EventEmitter<UsbDeviceEvents> implements Usb
   readonly #wedged = new Set<number>();
   /** Endpoint address → owning function, for the active configuration and alternate settings. */
   readonly #endpointOwner = new Map<number, BoundFunction>();
+  /** Control transfers whose answer is still coming (a class request may take its time). */
+  readonly #controls = new Map<Transfer, () => void>();
   #closed = false;
 
   constructor(opts: EmulatedDeviceOptions) {
@@ -157,7 +159,7 @@ export class EmulatedDevice extends EventEmitter<UsbDeviceEvents> implements Usb
 
   submit(t: Transfer): Promise<void> {
     if (this.#closed) return failNow(t, TransferStatus.NoDevice);
-    if (t.endpointNumber === 0) return this.#control(t);
+    if (t.endpointNumber === 0) return this.#submitControl(t);
     const owner = this.#endpointOwner.get(t.endpoint);
     if (!owner) return failNow(t, TransferStatus.Invalid);
     if (this.#halted.has(t.endpoint)) return failNow(t, TransferStatus.Stall);
@@ -167,10 +169,12 @@ export class EmulatedDevice extends EventEmitter<UsbDeviceEvents> implements Usb
   }
 
   cancel(t: Transfer): void {
-    this.#queues.cancel(t);
+    if (t.endpointNumber === 0) this.#failControl(t, TransferStatus.Cancelled);
+    else this.#queues.cancel(t);
   }
 
   async reset(): Promise<void> {
+    for (const t of [...this.#controls.keys()]) this.#failControl(t, TransferStatus.Cancelled);
     this.#deconfigure(TransferStatus.Cancelled);
     for (const b of this.#allBound()) b.fn.reset();
   }
@@ -178,6 +182,7 @@ export class EmulatedDevice extends EventEmitter<UsbDeviceEvents> implements Usb
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    for (const t of [...this.#controls.keys()]) this.#failControl(t, TransferStatus.NoDevice);
     this.#deconfigure(TransferStatus.NoDevice);
     for (const b of this.#allBound()) b.fn.reset();
     await Promise.all(this.#allBound().map((b) => b.fn.close()));
@@ -251,24 +256,50 @@ export class EmulatedDevice extends EventEmitter<UsbDeviceEvents> implements Usb
     return owner && spec ? { owner, spec } : undefined;
   }
 
-  async #control(t: Transfer): Promise<void> {
+  /** Control transfers stay cancellable while their function works on the answer. */
+  #submitControl(t: Transfer): Promise<void> {
+    return new Promise<void>((resolve) => {
+      this.#controls.set(t, resolve);
+      void this.#answer(t).then((result) => {
+        if (!this.#controls.delete(t)) return; // cancelled meanwhile: the answer is dropped
+        this.#applyControl(t, result);
+        resolve();
+      });
+    });
+  }
+
+  #failControl(t: Transfer, status: TransferStatus): void {
+    const resolve = this.#controls.get(t);
+    if (!resolve) return;
+    this.#controls.delete(t);
+    t.fail(status);
+    resolve();
+  }
+
+  async #answer(t: Transfer): Promise<ControlResult> {
     const setup = t.setup;
-    if (!setup) return t.fail(TransferStatus.Invalid);
+    if (!setup) return { status: TransferStatus.Invalid };
     const dataOut = t.isIn ? undefined : t.data.subarray(0, setup.wLength);
-    let result: ControlResult | undefined;
     try {
-      result = isStandardForDevice(setup) ? this.#standard(setup) : await this.#classOrVendor(setup, dataOut);
+      const result = isStandardForDevice(setup) ? this.#standard(setup) : await this.#classOrVendor(setup, dataOut);
+      return result ?? { status: TransferStatus.Stall };
     } catch {
-      result = { status: TransferStatus.Stall };
+      return { status: TransferStatus.Stall };
     }
-    if (!result) result = { status: TransferStatus.Stall };
-    if (result.status !== TransferStatus.Ok) return t.fail(result.status);
+  }
+
+  #applyControl(t: Transfer, result: ControlResult): void {
+    const setup = t.setup;
+    if (result.status !== TransferStatus.Ok || !setup) {
+      t.fail(result.status);
+      return;
+    }
     if (t.isIn) {
       const data = result.data ?? Buffer.alloc(0);
       t.completeIn(data.length > setup.wLength ? data.subarray(0, setup.wLength) : data);
     } else {
       t.status = TransferStatus.Ok;
-      t.actualLength = dataOut?.length ?? 0;
+      t.actualLength = Math.min(t.data.length, setup.wLength);
     }
   }
 

@@ -5,6 +5,7 @@ import { decodeStringDescriptor, parseConfiguration, parseDeviceDescriptor } fro
 import type { ControlResult, FunctionHost, InterfaceSpec, UsbFunction } from '../../src/usb/function.js';
 import type { SetupPacket } from '../../src/usb/setup.js';
 import { TransferStatus } from '../../src/usb/status.js';
+import { Transfer } from '../../src/usb/transfer.js';
 import { bulkIn, control, getDescriptor, setConfiguration } from '../support/drive.js';
 
 /** A function with one interface, two alternate settings, a bulk IN endpoint that echoes a counter. */
@@ -34,13 +35,20 @@ class ProbeFunction implements UsbFunction {
   bind(host: FunctionHost): void {
     this.host = host;
   }
-  control(s: SetupPacket): ControlResult | undefined {
+  control(s: SetupPacket): Promise<ControlResult> | ControlResult | undefined {
     if (s.bmRequestType === 0x81 && s.bRequest === 6 && s.wValue === 0x2200) {
       return { status: TransferStatus.Ok, data: Buffer.from([0x05, 0x01]) };
+    }
+    if (s.bRequest === 0x44) {
+      // A class request that takes its time: answered when the test says so.
+      return new Promise<ControlResult>((resolve) => {
+        this.slowAnswer = () => resolve({ status: TransferStatus.Ok, data: Buffer.from('late') });
+      });
     }
     if (s.bRequest === 0x42) return { status: TransferStatus.Ok, data: Buffer.from('vendor-reply-longer-than-asked') };
     return undefined;
   }
+  slowAnswer: (() => void) | undefined;
   /** Endpoints told that a transfer waits, in order. */
   notified: number[] = [];
   transferWaiting(address: number): void {
@@ -268,3 +276,40 @@ test('GET_DESCRIPTOR to an interface goes to its function (class descriptors suc
   const toDevice = await control(dev, { bmRequestType: 0x80, bRequest: 6, wValue: 0x0400, wIndex: 0, wLength: 9 });
   assert.equal(toDevice.status, TransferStatus.Stall);
 });
+
+test('a control transfer waiting for its answer can be cancelled; the late answer is dropped; reset cancels too', async () => {
+  const { dev, fn } = makeDevice();
+  await setConfiguration(dev, 1);
+  const slow = { bmRequestType: 0xc0, bRequest: 0x44, wValue: 0, wIndex: 0, wLength: 8 };
+  const first = controlTransfer(slow);
+  const firstDone = dev.submit(first);
+  await tick();
+  dev.cancel(first);
+  await firstDone;
+  assert.equal(first.status, TransferStatus.Cancelled);
+  fn.slowAnswer!();
+  await tick();
+  assert.equal(first.status, TransferStatus.Cancelled, 'the late answer does not overwrite the cancel');
+  assert.equal(first.actualLength, 0);
+  const second = controlTransfer(slow);
+  const secondDone = dev.submit(second);
+  await tick();
+  await dev.reset();
+  await secondDone;
+  assert.equal(second.status, TransferStatus.Cancelled);
+  await setConfiguration(dev, 1);
+  const third = controlTransfer(slow);
+  const thirdDone = dev.submit(third);
+  await tick();
+  fn.slowAnswer!();
+  await thirdDone;
+  assert.equal(third.data.toString(), 'late');
+});
+
+function controlTransfer(setup: SetupPacket): Transfer {
+  return new Transfer({ type: 'control', endpoint: 0x80, setup, length: setup.wLength });
+}
+
+function tick(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
