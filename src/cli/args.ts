@@ -122,7 +122,7 @@ export function parseServeArgs(argv: string[]): ServeOptions | 'help' {
     typeof parseArgs<{ options: typeof options; allowPositionals: true; strict: true; tokens: true }>
   >;
   try {
-    parsed = parseArgs({ args: argv, options, allowPositionals: true, strict: true, tokens: true });
+    parsed = parseArgs({ args: withOptionalValues(argv), options, allowPositionals: true, strict: true, tokens: true });
   } catch (err) {
     const message = (err as Error).message;
     const unknown = /^Unknown option '([^']+)'/.exec(message);
@@ -174,6 +174,19 @@ function deviceSpecs(tokens: readonly { kind: string; name?: string; value?: str
     }
   }
   return specs;
+}
+
+/** A device flag whose value is optional, given without one, gets an empty value. */
+function withOptionalValues(argv: string[]): string[] {
+  const optional = new Set(
+    deviceClasses()
+      .filter((c) => c.usage?.startsWith('['))
+      .map((c) => `--${c.name}`),
+  );
+  return argv.map((a, i) => {
+    const next = argv[i + 1];
+    return optional.has(a) && (next === undefined || next.startsWith('-')) ? `${a}=` : a;
+  });
 }
 
 function serveOptions() {

@@ -38,7 +38,10 @@ export type ControllableDevice = UsbDevice & { readonly actions?: DeviceActions 
 export interface DeviceClass<Options = unknown> {
   /** Class name, also the `serve` flag: `--disk`, `--gadget-zero`, ... */
   readonly name: string;
-  /** What the flag takes (e.g. "PATH[,readonly]"), undefined for a flag without a value. */
+  /**
+   * What the flag takes (e.g. "PATH[,readonly]"), undefined for a flag without a value; a usage
+   * that starts with "[" makes the value optional (`--gadget-zero` or `--gadget-zero pattern=1`).
+   */
   readonly usage: string | undefined;
   /** One line for `serve --help`. */
   readonly summary: string;

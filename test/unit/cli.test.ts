@@ -190,5 +190,8 @@ test('serve --gadget-zero: a flag without a value, repeatable, mixed with disks'
   assert.notEqual(bad.code, 0);
   assert.doesNotMatch(bad.stderr, /\n\s+at /, 'no stack trace');
   const help = await run(['serve', '--help']);
-  assert.match(help.stdout, /--gadget-zero\s+the kernel's g_zero test device/);
+  assert.match(help.stdout, /--gadget-zero \[pattern=0\|1\|2\]\S*\s+the kernel's g_zero test device/);
+  const badOption = await run(['serve', '--gadget-zero', 'pattern=7']);
+  assert.equal(badOption.code, 2);
+  assert.match(badOption.stderr, /--gadget-zero pattern=7: unknown option "pattern=7"/);
 });

@@ -1,4 +1,4 @@
-// Several devices of different classes from one `usbwire serve`: bus ids in the order given,
+// Several devices of different classes from one `usbwire serve` (one with an optional flag value): bus ids in the order given,
 // the startup lines name each, and each device is imported on its own while the others are in use.
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { UsbipClient } from '../../src/client/usbip/index.js';
 import { parseConfiguration } from '../../src/usb/descriptors.js';
 import type { UsbDevice } from '../../src/usb/device.js';
+import { Transfer } from '../../src/usb/transfer.js';
 
 const BIN = fileURLToPath(new URL('../../../bin/usbwire.js', import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), 'usbwire-many-'));
@@ -58,8 +59,10 @@ test('disk, keyboard, mouse and serial port from one serve: bus ids in order, ea
       '--mouse',
       '--serial',
       `tcp:127.0.0.1:${serialPort}`,
+      '--gadget-zero',
+      'pattern=1',
     ],
-    4,
+    5,
   );
   const imported: UsbDevice[] = [];
   try {
@@ -67,11 +70,12 @@ test('disk, keyboard, mouse and serial port from one serve: bus ids in order, ea
     assert.match(stdout, /1-2 \([^)]*keyboard/i);
     assert.match(stdout, /1-3 \([^)]*mouse/i);
     assert.match(stdout, /1-4 \([^)]*serial/i);
+    assert.match(stdout, /1-5 \(gadget zero/);
     const client = new UsbipClient();
     const list = await client.listDevices({ host: '127.0.0.1', port });
     assert.deepEqual(
       list.map((d) => d.busid),
-      ['1-1', '1-2', '1-3', '1-4'],
+      ['1-1', '1-2', '1-3', '1-4', '1-5'],
     );
     const ids = list.map((d) => `${d.idVendor.toString(16)}:${d.idProduct.toString(16)}`);
     assert.equal(new Set(ids).size, ids.length, `one VID:PID per device class: ${ids.join(' ')}`);
@@ -80,6 +84,7 @@ test('disk, keyboard, mouse and serial port from one serve: bus ids in order, ea
     assert.deepEqual(firstInterface[1], { interfaceClass: 0x03, interfaceSubClass: 0x01, interfaceProtocol: 0x01 });
     assert.deepEqual(firstInterface[2], { interfaceClass: 0x03, interfaceSubClass: 0x01, interfaceProtocol: 0x02 });
     assert.equal(firstInterface[3]?.interfaceClass, 0x02);
+    assert.equal(ids[4], '525:a4a0');
     // Import them one at a time, keeping the earlier ones: each is its own device.
     for (const entry of list) {
       const dev = await client.importDevice({ host: '127.0.0.1', port }, entry.busid);
@@ -87,6 +92,22 @@ test('disk, keyboard, mouse and serial port from one serve: bus ids in order, ea
       const config = parseConfiguration(dev.descriptors.configurations[0]!);
       assert.equal(config.interfaces.length, entry.bNumInterfaces, entry.busid);
     }
+    // gadget zero's source with pattern=1 (the flag's optional value): (i % 512) % 63 per packet
+    const gz = imported[4]!;
+    await gz.submit(
+      new Transfer({
+        type: 'control',
+        endpoint: 0,
+        setup: { bmRequestType: 0, bRequest: 9, wValue: 3, wIndex: 0, wLength: 0 },
+      }),
+    );
+    const bulk = new Transfer({ type: 'bulk', endpoint: 0x81, length: 1024 });
+    await gz.submit(bulk);
+    assert.equal(bulk.actualLength, 1024);
+    assert.ok(
+      bulk.data.every((b, i) => b === (i % 512) % 63),
+      'mod63 pattern',
+    );
     const busy = await client.importDevice({ host: '127.0.0.1', port }, '1-2').then(
       () => 'imported',
       (err: Error) => err.message,
