@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { UsbipClient } from '../../src/client/usbip/index.js';
 import { parseConfiguration } from '../../src/usb/descriptors.js';
 import type { UsbDevice } from '../../src/usb/device.js';
-import { Transfer } from '../../src/usb/transfer.js';
+import { bulkIn, setConfiguration } from '../support/drive.js';
 
 const BIN = fileURLToPath(new URL('../../../bin/usbwire.js', import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), 'usbwire-many-'));
@@ -94,15 +94,9 @@ test('disk, keyboard, mouse and serial port from one serve: bus ids in order, ea
     }
     // gadget zero's source with pattern=1 (the flag's optional value): (i % 512) % 63 per packet
     const gz = imported[4]!;
-    await gz.submit(
-      new Transfer({
-        type: 'control',
-        endpoint: 0,
-        setup: { bmRequestType: 0, bRequest: 9, wValue: 3, wIndex: 0, wLength: 0 },
-      }),
-    );
-    const bulk = new Transfer({ type: 'bulk', endpoint: 0x81, length: 1024 });
-    await gz.submit(bulk);
+    await setConfiguration(gz, 3);
+    const bulk = bulkIn(gz, 0x81, 1024);
+    await bulk.done;
     assert.equal(bulk.actualLength, 1024);
     assert.ok(
       bulk.data.every((b, i) => b === (i % 512) % 63),
