@@ -113,9 +113,7 @@ function listenError(what: string, e: Endpoint, err: unknown): UsageError {
 }
 
 async function startFrontEnds(opts: ServeOptions, registry: DeviceRegistry, frontEnds: FrontEnd[]): Promise<void> {
-  // A serial port on stdio owns stdout: what the server has to say goes to stderr then.
-  const stdioTaken = opts.devices.some((d) => d.cls.exclusiveResource?.(d.options) === STDIO_RESOURCE);
-  const announce = (line: string) => (stdioTaken ? console.error(line) : console.log(line));
+  const announce = announcer(opts);
   for (const e of opts.usbip) {
     const server = new UsbipServer(registry, e);
     try {
@@ -174,6 +172,12 @@ function pickDevice(registry: DeviceRegistry, busid: string | undefined, flag: s
  * The control endpoint, started once the devices are exported. Without --control it takes the
  * default socket; if another live usbwire already serves that, this one goes on without.
  */
+/** A serial port on stdio owns stdout: what the server has to say goes to stderr then. */
+function announcer(opts: ServeOptions): (line: string) => void {
+  const stdioTaken = opts.devices.some((d) => d.cls.exclusiveResource?.(d.options) === STDIO_RESOURCE);
+  return (line) => (stdioTaken ? console.error(line) : console.log(line));
+}
+
 async function startControl(opts: ServeOptions, registry: DeviceRegistry): Promise<ControlServer | undefined> {
   const spec = opts.control;
   if (spec?.kind === 'none') return undefined;
@@ -200,6 +204,6 @@ async function startControl(opts: ServeOptions, registry: DeviceRegistry): Promi
     }
     throw new UsageError(`--control: ${reason}`);
   }
-  console.log(`control: listening on ${server.where} (usbwire devices, type, key, pointer, leds talk to it)`);
+  announcer(opts)(`control: listening on ${server.where} (usbwire devices, detach, type, key, pointer, leds talk to it)`);
   return server;
 }

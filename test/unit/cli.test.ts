@@ -195,3 +195,26 @@ test('serve --gadget-zero: a flag without a value, repeatable, mixed with disks'
   assert.equal(badOption.code, 2);
   assert.match(badOption.stderr, /--gadget-zero pattern=7: unknown option "pattern=7"/);
 });
+
+test('serve --serial stdio: stdout is the serial line, so the server speaks on stderr only', async () => {
+  const port = await freePort();
+  const sock = join(dir, 'stdio.sock');
+  const p = spawn(
+    process.execPath,
+    [BIN, 'serve', '--usbip', `127.0.0.1:${port}`, '--serial', 'stdio', '--control', `unix:${sock}`],
+    { stdio: ['pipe', 'pipe', 'pipe'] },
+  );
+  let stdout = '';
+  let stderr = '';
+  p.stdout.on('data', (d) => (stdout += d));
+  const code = await new Promise<number | null>((resolve) => {
+    p.stderr.on('data', (d) => {
+      stderr += d;
+      if (/control: listening/.test(stderr)) p.kill('SIGTERM');
+    });
+    p.on('close', resolve);
+  });
+  assert.equal(code, 0, stderr);
+  assert.match(stderr, /usbip: listening on 127\.0\.0\.1/);
+  assert.equal(stdout, '', 'nothing of the server on the serial line');
+});
