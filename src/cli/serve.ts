@@ -67,7 +67,8 @@ export async function serve(argv: string[]): Promise<number> {
   await Promise.allSettled(frontEnds.map((f) => f.close()));
   await registry.closeAll();
   log.info('all devices closed and flushed');
-  for (const [name, handler] of Object.entries(handlers)) process.off(name, handler);
+  // The handlers stay until the process exits (they do not keep it alive): a late signal must
+  // not turn a clean exit into a kill.
   return 0;
 }
 

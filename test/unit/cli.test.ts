@@ -210,7 +210,7 @@ test('serve --serial stdio: stdout is the serial line, so the server speaks on s
   const code = await new Promise<number | null>((resolve) => {
     p.stderr.on('data', (d) => {
       stderr += d;
-      if (/control: listening/.test(stderr)) p.kill('SIGTERM');
+      if (/control: listening/.test(stderr) && !p.killed) p.kill('SIGTERM');
     });
     p.on('close', resolve);
   });
