@@ -205,6 +205,8 @@ async function startControl(opts: ServeOptions, registry: DeviceRegistry): Promi
     }
     throw new UsageError(`--control: ${reason}`);
   }
-  announcer(opts)(`control: listening on ${server.where} (usbwire devices, detach, type, key, pointer, leds talk to it)`);
+  announcer(opts)(
+    `control: listening on ${server.where} (usbwire devices, detach, type, key, pointer, leds talk to it)`,
+  );
   return server;
 }
