@@ -26,7 +26,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define BUFSZ (256 * 1024)
+/* Per direction: far above what a USB/IP peer keeps in flight, so neither side waits on us. */
+#define BUFSZ (8 * 1024 * 1024)
 
 static void tune(int fd) {
   int one = 1;
@@ -40,22 +41,45 @@ static void quickack(int fd) {
   (void)setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof one);
 }
 
-static int write_all(int fd, const char *p, size_t n) {
-  while (n > 0) {
-    ssize_t w = write(fd, p, n);
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      if (errno == EAGAIN) {
-        struct pollfd pfd = {.fd = fd, .events = POLLOUT};
-        (void)poll(&pfd, 1, -1);
-        continue;
-      }
-      return -1;
-    }
-    p += w;
-    n -= (size_t)w;
+/*
+ * One direction of the pump: bytes read from one side, waiting to be written to the other.
+ * Nothing here ever blocks: QEMU writes the guest's bytes to our stdin with a blocking
+ * write_all from its main loop, so a relay that stops reading stdin (because it is blocked
+ * writing the other way, to a guest whose window is full) freezes the whole VM.
+ */
+struct pipe_buf {
+  char data[BUFSZ];
+  size_t off, len;
+};
+
+static int buf_has_room(const struct pipe_buf *b) { return b->len < BUFSZ; }
+
+/* Read what fits; 1 = got bytes, 0 = EOF, -1 = error, 2 = nothing now. */
+static int buf_fill(struct pipe_buf *b, int fd) {
+  if (b->off > 0 && b->off + b->len == BUFSZ) {
+    memmove(b->data, b->data + b->off, b->len);
+    b->off = 0;
   }
+  ssize_t got = read(fd, b->data + b->off + b->len, BUFSZ - b->off - b->len);
+  if (got < 0) return (errno == EINTR || errno == EAGAIN) ? 2 : -1;
+  if (got == 0) return 0;
+  b->len += (size_t)got;
+  return 1;
+}
+
+/* Write what the other side takes; -1 on error. */
+static int buf_drain(struct pipe_buf *b, int fd) {
+  ssize_t w = write(fd, b->data + b->off, b->len);
+  if (w < 0) return (errno == EINTR || errno == EAGAIN) ? 0 : -1;
+  b->off += (size_t)w;
+  b->len -= (size_t)w;
+  if (b->len == 0) b->off = 0;
   return 0;
+}
+
+static void nonblocking(int fd) {
+  int fl = fcntl(fd, F_GETFL);
+  if (fl >= 0) (void)fcntl(fd, F_SETFL, fl | O_NONBLOCK);
 }
 
 int main(int argc, char **argv) {
@@ -84,46 +108,46 @@ int main(int argc, char **argv) {
   tune(0);
   tune(1);
 
-  static char buf[BUFSZ];
-  int in_open = 1;  /* guest -> server direction still open */
-  int out_open = 1; /* server -> guest direction still open */
-  while (in_open || out_open) {
-    struct pollfd pfd[2];
-    int n = 0, ig = -1, is = -1;
-    if (in_open) { pfd[n].fd = 0; pfd[n].events = POLLIN; pfd[n].revents = 0; ig = n++; }
-    if (out_open) { pfd[n].fd = s; pfd[n].events = POLLIN; pfd[n].revents = 0; is = n++; }
+  nonblocking(0);
+  nonblocking(1);
+  nonblocking(s);
+  static struct pipe_buf to_server, to_guest;
+  int in_open = 1;  /* guest -> server: still reading the guest */
+  int out_open = 1; /* server -> guest: still reading the server */
+  int server_shut = 0, guest_shut = 0;
+  for (;;) {
+    if (!in_open && to_server.len == 0 && !server_shut) {
+      (void)shutdown(s, SHUT_WR);
+      server_shut = 1;
+    }
+    if (!out_open && to_guest.len == 0 && !guest_shut) {
+      if (shutdown(1, SHUT_WR) < 0) close(1);
+      guest_shut = 1;
+    }
+    if (server_shut && guest_shut) return 0;
+    struct pollfd pfd[4];
+    int n = 0, rg = -1, ws = -1, rs = -1, wg = -1;
+    if (in_open && buf_has_room(&to_server)) { pfd[n] = (struct pollfd){.fd = 0, .events = POLLIN}; rg = n++; }
+    if (to_server.len > 0) { pfd[n] = (struct pollfd){.fd = s, .events = POLLOUT}; ws = n++; }
+    if (out_open && buf_has_room(&to_guest)) { pfd[n] = (struct pollfd){.fd = s, .events = POLLIN}; rs = n++; }
+    if (to_guest.len > 0) { pfd[n] = (struct pollfd){.fd = 1, .events = POLLOUT}; wg = n++; }
     int r = poll(pfd, (nfds_t)n, -1);
     if (r < 0) {
       if (errno == EINTR) continue;
       return 5;
     }
-    if (ig >= 0 && pfd[ig].revents) {
-      ssize_t got = read(0, buf, sizeof buf);
-      if (got < 0 && (errno == EINTR || errno == EAGAIN)) {
-        /* retry */
-      } else if (got <= 0) {
-        in_open = 0;
-        (void)shutdown(s, SHUT_WR);
-      } else {
-        quickack(0);
-        if (write_all(s, buf, (size_t)got) < 0) return 6;
-      }
+    if (rg >= 0 && pfd[rg].revents) {
+      int got = buf_fill(&to_server, 0);
+      if (got == 1) quickack(0);
+      else if (got <= 0) in_open = 0;
     }
-    if (is >= 0 && pfd[is].revents) {
-      ssize_t got = read(s, buf, sizeof buf);
-      if (got < 0 && (errno == EINTR || errno == EAGAIN)) {
-        /* retry */
-      } else if (got <= 0) {
-        out_open = 0;
-        if (shutdown(1, SHUT_WR) < 0) close(1);
-        /* server went away: nothing more can flow; stop reading the guest too once it
-           closes, but don't wait forever if the server reset the connection */
-        if (got < 0) return 0;
-      } else {
-        quickack(s);
-        if (write_all(1, buf, (size_t)got) < 0) return 7;
-      }
+    if (rs >= 0 && pfd[rs].revents) {
+      int got = buf_fill(&to_guest, s);
+      if (got == 1) quickack(s);
+      else if (got < 0) return 0; /* the server reset the connection: nothing more can flow */
+      else if (got == 0) out_open = 0;
     }
+    if (ws >= 0 && pfd[ws].revents && buf_drain(&to_server, s) < 0) return 6;
+    if (wg >= 0 && pfd[wg].revents && buf_drain(&to_guest, 1) < 0) return 7;
   }
-  return 0;
 }
