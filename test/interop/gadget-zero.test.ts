@@ -55,10 +55,9 @@ ${phase(cases.filter((c) => !c.alt1 && !c.last))}
 ${riskyPhase(false)}
 rig_dmesg alt0
 # usbtest picks its alternate setting when it binds (module parameter alt): bind again with alt=1
-# to reach the iso endpoints. A device whose usbtest is stuck cannot be unbound: skip it. There is
-# no way back to alt 0 afterwards: unbinding usbtest from the usb-redir device after the iso
-# tests (SET_INTERFACE 0 drops its iso endpoints on QEMU's xHCI) hangs the guest now and then,
-# with nothing reaching usbwire, so what needs alt 0 runs before.
+# to reach the iso endpoints. A device whose usbtest is stuck cannot be unbound: skip it. What
+# needs alt 0 runs before: the guest froze now and then while going back from alt 1 to alt 0
+# (most likely the relay freeze fixed in relay.c; the order costs nothing, so it stays).
 echo 1 > /sys/module/usbtest/parameters/alt || fail "usbtest has no writable alt parameter"
 for p in ${PROTOCOLS.join(' ')}; do
   [ -e /tmp/hung-$p ] && continue
