@@ -57,7 +57,7 @@ rig_dmesg alt0
 # usbtest picks its alternate setting when it binds (module parameter alt): bind again with alt=1
 # to reach the iso endpoints. A device whose usbtest is stuck cannot be unbound: skip it. What
 # needs alt 0 runs before: the guest froze now and then while going back from alt 1 to alt 0
-# (most likely the relay freeze fixed in relay.c; the order costs nothing, so it stays).
+# (before preempt=full and the non-blocking relay; the order costs nothing, so it stays).
 echo 1 > /sys/module/usbtest/parameters/alt || fail "usbtest has no writable alt parameter"
 for p in ${PROTOCOLS.join(' ')}; do
   [ -e /tmp/hung-$p ] && continue
@@ -112,6 +112,11 @@ test('gadget zero: usbtest/testusb over USB/IP (vhci-hcd) and usbredir (qemu-xhc
         ...(process.env.USBWIRE_GZ_DEBUG ? ['-trace', 'usb_xhci_*'] : []),
       ],
       timeoutMs: 300_000,
+      // usbtest's unlink1() retries usb_unlink_urb() in a loop that never sleeps while the URB
+      // is being given back ("unlink retry"); on one vCPU with voluntary preemption that loop
+      // starves the vhci-hcd rx thread that would complete it, and the guest livelocks. Full
+      // preemption lets the rx thread run; a quieter console keeps the retries cheap.
+      append: 'preempt=full loglevel=3',
       script: guestScript(),
     });
     // A usbtest stuck in an uninterruptible wait keeps the guest from powering off (device_shutdown
