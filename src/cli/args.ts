@@ -1,7 +1,7 @@
 import { parseArgs } from 'node:util';
 import { deviceClasses, parseDeviceSpec } from '../devices/catalog.js';
 import { type DeviceSpec, DeviceSpecError } from '../devices/classes.js';
-import { AddressError, type HostPort, parseHostPort } from '../util/host-port.js';
+import { AddressError, type HostPort, LOOPBACK, parseHostPort } from '../util/host-port.js';
 
 /** A user-facing error: printed as one line, exit code 2 (bad usage) or 1. */
 export class UsageError extends Error {
@@ -33,9 +33,8 @@ export const DEFAULT_USBIP: Endpoint = { host: '127.0.0.1', port: 3240 };
 
 /** Parse "HOST:PORT", "[v6]:PORT" or ":PORT"/"PORT" (host defaults to 127.0.0.1). */
 export function parseEndpoint(text: string, flag: string): Endpoint {
-  const withHost = /^:?\d+$/.test(text) ? `127.0.0.1:${text.replace(/^:/, '')}` : text;
   try {
-    const e = parseHostPort(withHost);
+    const e = parseHostPort(text, undefined, LOOPBACK);
     if (e.port === 0) throw new AddressError(`"${text}": port must be 1-65535`);
     return e;
   } catch (err) {

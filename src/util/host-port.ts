@@ -9,13 +9,19 @@ export class AddressError extends Error {
   override name = 'AddressError';
 }
 
+/** The host of a local address given as "PORT" or ":PORT". */
+export const LOOPBACK = '127.0.0.1';
+
 /**
- * Parse "HOST:PORT", "[IPv6]:PORT", or (with a default port) "HOST" / "[IPv6]".
- * A bare IPv6 address without brackets is rejected: its last group would read as a port.
+ * Parse "HOST:PORT", "[IPv6]:PORT", or (with a default port) "HOST" / "[IPv6]", or (with a
+ * default host) "PORT" / ":PORT". A bare IPv6 address without brackets is rejected: its last
+ * group would read as a port.
  */
-export function parseHostPort(text: string, defaultPort?: number): HostPort {
+export function parseHostPort(text: string, defaultPort?: number, defaultHost?: string): HostPort {
   const s = text.trim();
   if (s === '') throw new AddressError('empty address, expected HOST:PORT');
+  const portOnly = /^:?(\d+)$/.exec(s);
+  if (portOnly && defaultHost !== undefined) return { host: defaultHost, port: parsePort(portOnly[1]!, text) };
   let host: string;
   let portText: string | undefined;
   if (s.startsWith('[')) {

@@ -1,4 +1,4 @@
-import { AddressError, parseHostPort } from '../../util/host-port.js';
+import { AddressError, LOOPBACK, parseHostPort } from '../../util/host-port.js';
 import { DeviceSpecError, registerDeviceClass, STDIO_RESOURCE } from '../classes.js';
 import { createSerialDevice, hostEndFor, type SerialBackend } from './index.js';
 
@@ -9,7 +9,7 @@ export function parseSerialSpec(spec: string | undefined): SerialBackend {
   if (!s.startsWith('tcp:')) throw new DeviceSpecError('expected tcp:HOST:PORT or stdio');
   const address = s.slice('tcp:'.length);
   try {
-    return { kind: 'tcp', ...parseHostPort(/^:\d+$/.test(address) ? `127.0.0.1${address}` : address) };
+    return { kind: 'tcp', ...parseHostPort(address, undefined, LOOPBACK) };
   } catch (err) {
     if (err instanceof AddressError) throw new DeviceSpecError(`${err.message} (expected tcp:HOST:PORT)`);
     throw err;
