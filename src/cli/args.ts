@@ -157,6 +157,11 @@ export function parseServeArgs(argv: string[]): ServeOptions | 'help' {
   };
 }
 
+/** A device flag as the user wrote it, for messages: `--disk a.img,readonly`. */
+export function deviceFlag(name: string, value: string | undefined): string {
+  return `--${name}${value === undefined ? '' : ` ${value}`}`;
+}
+
 /** Device flags in the order given, each decoded by its class. */
 function deviceSpecs(tokens: readonly { kind: string; name?: string; value?: string | undefined }[]): DeviceSpec[] {
   const names = new Set(deviceClasses().map((c) => c.name));
@@ -167,7 +172,7 @@ function deviceSpecs(tokens: readonly { kind: string; name?: string; value?: str
       specs.push(parseDeviceSpec(t.name, t.value));
     } catch (err) {
       if (err instanceof DeviceSpecError) {
-        throw new UsageError(`--${t.name}${t.value === undefined ? '' : ` ${t.value}`}: ${err.message}`);
+        throw new UsageError(`${deviceFlag(t.name, t.value)}: ${err.message}`);
       }
       throw err;
     }

@@ -12,7 +12,7 @@ import { DeviceRegistry } from '../server/registry.js';
 import { UsbipServer } from '../server/usbip/index.js';
 import { UsbredirConnector, UsbredirListener } from '../server/usbredir/index.js';
 import { createLogger, setLogLevel } from '../util/log.js';
-import { type Endpoint, parseServeArgs, SERVE_HELP, type ServeOptions, UsageError } from './args.js';
+import { deviceFlag, type Endpoint, parseServeArgs, SERVE_HELP, type ServeOptions, UsageError } from './args.js';
 
 const log = createLogger('serve');
 
@@ -80,7 +80,7 @@ async function openDevices(opts: ServeOptions): Promise<DeviceRegistry> {
   }
   const taken = new Map<string, string>();
   for (const spec of opts.devices) {
-    const what = `--${spec.cls.name}${spec.text === undefined ? '' : ` ${spec.text}`}`;
+    const what = deviceFlag(spec.cls.name, spec.text);
     const resource = spec.cls.exclusiveResource?.(spec.options);
     if (resource !== undefined) {
       const first = taken.get(resource);
@@ -93,8 +93,7 @@ async function openDevices(opts: ServeOptions): Promise<DeviceRegistry> {
       registry.add(await spec.cls.create(spec.options, { index }));
     } catch (err) {
       await registry.closeAll();
-      const what = `--${spec.cls.name}${spec.text === undefined ? '' : ` ${spec.text}`}`;
-      throw new UsageError(`${what}: ${(err as Error).message}`);
+      throw new UsageError(`${deviceFlag(spec.cls.name, spec.text)}: ${(err as Error).message}`);
     }
   }
   return registry;
