@@ -2,6 +2,7 @@ import type { ControlResult, FunctionHost, InterfaceSpec, UsbFunction } from '..
 import { RequestType, type SetupPacket } from '../../usb/setup.js';
 import type { UsbSpeed } from '../../usb/speed.js';
 import { TransferStatus } from '../../usb/status.js';
+import { ByteQueue } from '../../util/byte-queue.js';
 import type { Logger } from '../../util/log.js';
 import {
   AcmRequest,
@@ -63,8 +64,7 @@ export class AcmFunction implements UsbFunction {
   /** SERIAL_STATE bitmap last delivered to the host (the notification waits until it differs). */
   #reported = 0;
   #outBlocked = false;
-  readonly #toGuest: Buffer[] = [];
-  #toGuestBytes = 0;
+  readonly #toGuest = new ByteQueue();
   #endPaused = false;
 
   constructor(end: HostEnd, log: Logger) {
@@ -237,46 +237,24 @@ export class AcmFunction implements UsbFunction {
 
   #fromHostEnd(d: Buffer): void {
     this.#toGuest.push(d);
-    this.#toGuestBytes += d.length;
     this.#pumpIn();
-    if (!this.#endPaused && this.#toGuestBytes > HOST_TO_GUEST_BOUND) {
+    if (!this.#endPaused && this.#toGuest.length > HOST_TO_GUEST_BOUND) {
       this.#endPaused = true;
       this.#end.pause();
     }
   }
 
   #pumpIn(): void {
-    while (this.#toGuestBytes > 0) {
+    while (this.#toGuest.length > 0) {
       const t = this.#host.take(ACM_DATA_IN);
       if (!t) break;
-      t.completeIn(this.#takeToGuest(t.length));
+      t.completeIn(this.#toGuest.take(Math.min(t.length, this.#toGuest.length)));
       this.#host.complete(t);
     }
-    if (this.#endPaused && this.#toGuestBytes <= HOST_TO_GUEST_BOUND / 2) {
+    if (this.#endPaused && this.#toGuest.length <= HOST_TO_GUEST_BOUND / 2) {
       this.#endPaused = false;
       this.#end.resume();
     }
-  }
-
-  /** Up to `max` bytes from the front of the host end's data. */
-  #takeToGuest(max: number): Buffer {
-    const parts: Buffer[] = [];
-    let n = 0;
-    while (n < max && this.#toGuest.length > 0) {
-      const head = this.#toGuest[0]!;
-      const want = max - n;
-      if (head.length <= want) {
-        parts.push(head);
-        this.#toGuest.shift();
-        n += head.length;
-      } else {
-        parts.push(head.subarray(0, want));
-        this.#toGuest[0] = head.subarray(want);
-        n += want;
-      }
-    }
-    this.#toGuestBytes -= n;
-    return parts.length === 1 ? parts[0]! : Buffer.concat(parts, n);
   }
 
   #serialState(): number {

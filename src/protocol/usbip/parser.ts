@@ -1,4 +1,4 @@
-import { ByteQueue } from '../byte-queue.js';
+import { ByteQueue } from '../../util/byte-queue.js';
 import {
   BUSID_SIZE,
   DEFAULT_MAX_TRANSFER_LENGTH,

@@ -1,4 +1,4 @@
-import { ByteQueue } from '../byte-queue.js';
+import { ByteQueue } from '../../util/byte-queue.js';
 import { attachData, decodeTypeHeader } from './codec.js';
 import { MAX_PACKET_SIZE, packetTypeName, PacketType as T } from './constants.js';
 import { UsbredirProtocolError } from './errors.js';
