@@ -17,6 +17,7 @@ import {
   startGuest,
   startUsbwire,
   type UsbwireServer,
+  usbRedirArgs,
   waitForFile,
 } from './rig.js';
 
@@ -103,12 +104,7 @@ test('gadget zero: usbtest/testusb over USB/IP (vhci-hcd) and usbredir (qemu-xhc
       modules: ['vhci_hcd', 'xhci_pci', 'usbtest'],
       guestfwd: [{ guestPort: 3240, hostPort: ipPort }],
       qemuArgs: [
-        '-device',
-        'qemu-xhci,id=usbc',
-        '-chardev',
-        `socket,id=ur0,host=127.0.0.1,port=${redirPort},reconnect=1,nodelay=on`,
-        '-device',
-        `usb-redir,chardev=ur0,bus=usbc.0${process.env.USBWIRE_GZ_DEBUG ? ',debug=4' : ''}`,
+        ...usbRedirArgs([redirPort], { deviceOptions: process.env.USBWIRE_GZ_DEBUG ? ',debug=4' : '' }),
         ...(process.env.USBWIRE_GZ_DEBUG ? ['-trace', 'usb_xhci_*'] : []),
       ],
       timeoutMs: 300_000,

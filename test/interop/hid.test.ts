@@ -12,7 +12,16 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { promisify } from 'node:util';
 import * as ev from './hid-events.js';
-import { freePort, interopFile, repoRoot, sleep, startGuest, startUsbwire, type UsbwireServer } from './rig.js';
+import {
+  freePort,
+  interopFile,
+  repoRoot,
+  sleep,
+  startGuest,
+  startUsbwire,
+  type UsbwireServer,
+  usbRedirArgs,
+} from './rig.js';
 
 const file = interopFile('hid');
 const { skip, work, servers } = file;
@@ -135,19 +144,14 @@ async function scenario({ hc, paths }: Scenario): Promise<void> {
   const [pa, pb, pc] = [await freePort(), await freePort(), await freePort()];
   const socks: Record<string, string> = {};
   const started: UsbwireServer[] = [];
-  const qemuArgs = ['-device', hc === 'xhci' ? 'qemu-xhci,id=usbc' : 'usb-ehci,id=usbc'];
+  const redirPorts: number[] = [];
   if (paths.includes('redir')) {
     socks.redir = join(work, `${hc}-redir.sock`);
     const redir = ['--usbredir', `127.0.0.1:${pa}=1-1`, '--usbredir', `127.0.0.1:${pb}=1-2`];
     started.push(server(['--keyboard', '--mouse', ...redir, '--control', `unix:${socks.redir}`]));
-    const chardev = (id: string, port: number) => `socket,id=${id},host=127.0.0.1,port=${port},reconnect=1,nodelay=on`;
-    for (const [id, port] of [
-      ['ur0', pa],
-      ['ur1', pb],
-    ] as const) {
-      qemuArgs.push('-chardev', chardev(id, port), '-device', `usb-redir,chardev=${id},bus=usbc.0`);
-    }
+    redirPorts.push(pa, pb);
   }
+  const qemuArgs = usbRedirArgs(redirPorts, { controller: hc === 'xhci' ? 'qemu-xhci' : 'usb-ehci' });
   if (paths.includes('usbip')) {
     socks.usbip = join(work, `${hc}-usbip.sock`);
     started.push(server(['--keyboard', '--mouse', '--usbip', `127.0.0.1:${pc}`, '--control', `unix:${socks.usbip}`]));

@@ -193,6 +193,19 @@ export interface BootOptions {
   onSerial?: (text: string) => void;
 }
 
+/** QEMU's usb-redir on `controller` (bus usbc), one device per port, each connecting out to usbwire. */
+export function usbRedirArgs(
+  ports: number[],
+  opts: { controller?: 'qemu-xhci' | 'usb-ehci'; deviceOptions?: string } = {},
+): string[] {
+  const args = ['-device', `${opts.controller ?? 'qemu-xhci'},id=usbc`];
+  ports.forEach((port, i) => {
+    args.push('-chardev', `socket,id=ur${i},host=127.0.0.1,port=${port},reconnect=1,nodelay=on`);
+    args.push('-device', `usb-redir,chardev=ur${i},bus=usbc.0${opts.deviceOptions ?? ''}`);
+  });
+  return args;
+}
+
 export interface GuestResult {
   /** guest.sh exit status; null when the guest did not finish (timeout, killed, crash) */
   rc: number | null;

@@ -17,6 +17,7 @@ import {
   startGuest,
   startUsbwire,
   type UsbwireServer,
+  usbRedirArgs,
 } from './rig.js';
 import { SerialHostClient, waitStable } from './serial-host.js';
 
@@ -114,14 +115,7 @@ test('serial: CDC-ACM over usb-redir (xHCI) and USB/IP in one guest: 1 MiB each 
       files,
       modules: ['vhci_hcd', 'xhci_pci', 'cdc_acm'],
       guestfwd: [{ guestPort: 3240, hostPort: usbipPort }],
-      qemuArgs: [
-        '-device',
-        'qemu-xhci,id=usbc',
-        '-chardev',
-        `socket,id=ur0,host=127.0.0.1,port=${redirPort},reconnect=1,nodelay=on`,
-        '-device',
-        'usb-redir,chardev=ur0,bus=usbc.0',
-      ],
+      qemuArgs: usbRedirArgs([redirPort]),
       timeoutMs: 240_000,
     });
     const blockedAt: Record<string, number> = {};

@@ -24,7 +24,16 @@ import {
   readOnlyProbeFiles,
   TiB,
 } from './disk-checks.js';
-import { freePort, type GuestResult, interopFile, readKV, sha256File, startGuest, startUsbwire } from './rig.js';
+import {
+  freePort,
+  type GuestResult,
+  interopFile,
+  readKV,
+  sha256File,
+  startGuest,
+  startUsbwire,
+  usbRedirArgs,
+} from './rig.js';
 
 const file = interopFile('usbredir-more');
 const { skip, work, servers } = file;
@@ -95,23 +104,11 @@ test('usbredir (xhci, two usb-redir devices): read-only disk and 3 TiB sparse di
   let res: GuestResult | undefined;
   try {
     await srv.ready;
-    const chardev = (id: string, port: number) => `socket,id=${id},host=127.0.0.1,port=${port},reconnect=1,nodelay=on`;
     const g = startGuest({
       script: guestScript(),
       files: { ...readOnlyProbeFiles(RO), ...bigDiskFiles(BIG, TAG) },
       modules: ['xhci_pci', 'usb_storage', 'sd_mod'],
-      qemuArgs: [
-        '-device',
-        'qemu-xhci,id=usbc',
-        '-chardev',
-        chardev('ur0', p1),
-        '-device',
-        'usb-redir,chardev=ur0,bus=usbc.0',
-        '-chardev',
-        chardev('ur1', p2),
-        '-device',
-        'usb-redir,chardev=ur1,bus=usbc.0',
-      ],
+      qemuArgs: usbRedirArgs([p1, p2]),
       timeoutMs: 300_000,
     });
     res = await g.done;
