@@ -17,8 +17,9 @@
 
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { closeSync, ftruncateSync, openSync, statSync, writeSync } from 'node:fs';
+import { closeSync, ftruncateSync, openSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
+import type { GuestShell } from './guest-shell.js';
 import {
   type BootOptions,
   firstDiffOutside,
@@ -171,21 +172,14 @@ export async function runDiskScenario(s: DiskScenario): Promise<GuestResult> {
   const script = `
 ${s.attach}
 D=$(rig_wait_disk 60) || fail "the exported disk did not appear"
-log "disk $D, $(rig_disk_bytes $D) bytes"
-rig_result disk $D
-rig_result bytes $(rig_disk_bytes $D)
-rig_time sha_full sh -c "sha256sum /dev/$D | cut -d' ' -f1 > /tmp/sha_full" || fail "reading the whole disk"
-rig_result sha_full $(cat /tmp/sha_full)
-${guestPatternWrites(writes, tag)}
-sync
-echo 3 > /proc/sys/vm/drop_caches
+${guestReadAndPatterns(writes, tag)}
 rig_stage patterns
 rig_wait_host verified 120
 ${fsOn ? guestFsRoundTrip(tag) : ''}
 ${s.detach ?? ''}
 log "guest done"
 `;
-  const files: Record<string, Buffer> = { ...patternFiles(writes, tag), [`fsfile-${tag}.bin`]: fsFile(tag) };
+  const files = scenarioFiles(writes, tag);
   const g: GuestHandle = startGuest({ ...s.boot, script, files, modules: s.modules });
   try {
     await g.waitStage('patterns', 240_000);
@@ -194,8 +188,7 @@ log "guest done"
     assert.fail(`${(e as Error).message}\n${res.describe()}`);
   }
   try {
-    await assertPatternsInImage(s.img, writes, tag);
-    assertUnchangedOutside(s.img, s.seed, s.size, writes);
+    await assertPatternsAlone(s, writes, tag);
   } catch (e) {
     g.kill();
     const res = await g.done;
@@ -204,11 +197,45 @@ log "guest done"
   g.signal('verified');
   const res = await g.done;
   assert.equal(res.rc, 0, res.describe());
-  const kv = readKV(res.shareDir);
-  assert.equal(Number(kv.bytes), s.size, 'disk size seen by the guest');
-  assert.equal(kv.sha_full, origSha, 'sha256 of the whole disk read by the guest vs the image');
+  assertReadResults(readKV(res.shareDir), s.size, origSha);
   if (fsOn) assertFsFileInImage(s.img, tag);
   return res;
+}
+
+/**
+ * Guest commands on /dev/$D: size and whole-disk sha256 as results (bytes, sha_full), the direct
+ * pattern writes read back, then everything flushed and the page cache dropped.
+ */
+export function guestReadAndPatterns(writes: PatternWrite[], tag: string): string {
+  return `log "disk $D, $(rig_disk_bytes $D) bytes"
+rig_result disk $D
+rig_result bytes $(rig_disk_bytes $D)
+rig_time sha_full sh -c "sha256sum /dev/$D | cut -d' ' -f1 > /tmp/sha_full" || fail "reading the whole disk"
+rig_result sha_full $(cat /tmp/sha_full)
+${guestPatternWrites(writes, tag)}
+sync
+echo 3 > /proc/sys/vm/drop_caches`;
+}
+
+/** Share files the scenario's guest commands read: the patterns and the filesystem file. */
+export function scenarioFiles(writes: PatternWrite[], tag: string): Record<string, Buffer> {
+  return { ...patternFiles(writes, tag), [`fsfile-${tag}.bin`]: fsFile(tag) };
+}
+
+/** Host side of guestReadAndPatterns' results: the size and whole-disk sha256 the guest saw. */
+export function assertReadResults(kv: Record<string, string>, size: number, sha: string): void {
+  assert.equal(Number(kv.bytes), size, 'disk size seen by the guest');
+  assert.equal(kv.sha_full, sha, 'sha256 of the whole disk read by the guest vs the image');
+}
+
+/** Host side: the patterns are in the image and every other byte is still the seed's pattern. */
+export async function assertPatternsAlone(
+  s: Pick<DiskScenario, 'img' | 'seed' | 'size'>,
+  writes: PatternWrite[],
+  tag: string,
+): Promise<void> {
+  await assertPatternsInImage(s.img, writes, tag);
+  assertUnchangedOutside(s.img, s.seed, s.size, writes);
 }
 
 export function timesOf(res: GuestResult): Record<string, number> {
@@ -425,4 +452,40 @@ export function assertBigDiskResults(
   assert.equal(Number(kv[`${key}_bytes`]), size, 'size of the big disk in the guest (sysfs)');
   assert.equal(Number(kv[`${key}_getsize64`]), size, 'blockdev --getsize64 of the big disk');
   assert.equal(kv[`${key}_usb_speed`], usbSpeedMbps, 'USB speed of the big disk in the guest (Mb/s)');
+}
+
+// ---------------------------------------------------------------------------------------
+// The scenario in a guest that is already running a command loop (guest-shell.ts): the disk
+// comes and goes while the guest stays up (the bridge tests run several paths in one boot).
+
+export interface InGuestChecks {
+  img: string;
+  size: number;
+  /** sha256 of the image as the guest should read it (before the writes) */
+  sha: string;
+  /** seed of a pristine pattern image: then every byte outside the writes is checked too */
+  seed?: string;
+  tag: string;
+  /** guest commands that set D to the disk's name (e.g. D=$(rig_wait_disk_via vhci_hcd)) */
+  findDisk: string;
+  writes?: PatternWrite[];
+  /** default true */
+  filesystem?: boolean;
+}
+
+/** The disk scenario (read, direct writes, ext4 round trip) through `sh`; checks both sides. Returns the disk name. */
+export async function runDiskChecksInGuest(sh: GuestShell, g: GuestHandle, c: InGuestChecks): Promise<string> {
+  const writes = c.writes ?? standardWrites(c.size);
+  for (const [name, data] of Object.entries(scenarioFiles(writes, c.tag))) writeFileSync(g.path(name), data);
+  const disk = `/tmp/disk-${c.tag}`;
+  rmSync(g.path('results.txt'), { force: true });
+  await sh.ok(`${c.findDisk}\necho $D > ${disk}\n${guestReadAndPatterns(writes, c.tag)}`, 300_000);
+  assertReadResults(readKV(g.shareDir), c.size, c.sha);
+  if (c.seed) await assertPatternsAlone({ img: c.img, seed: c.seed, size: c.size }, writes, c.tag);
+  else await assertPatternsInImage(c.img, writes, c.tag);
+  if (c.filesystem !== false) {
+    await sh.ok(`D=$(cat ${disk})\n${guestFsRoundTrip(c.tag)}`, 300_000);
+    assertFsFileInImage(c.img, c.tag);
+  }
+  return readKV(g.shareDir).disk ?? '';
 }

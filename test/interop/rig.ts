@@ -163,16 +163,24 @@ export interface GuestFwd {
   hostPort: number;
 }
 
+/** QEMU user-net hostfwd: host 127.0.0.1:hostPort → guest 10.0.2.15:guestPort (works with restrict=on). */
+export interface HostFwd {
+  hostPort: number;
+  guestPort: number;
+}
+
 export interface BootOptions {
   /** guest.sh body (busybox sh). lib.sh is sourced before it unless `lib: false`. */
   script: string;
   lib?: boolean;
   /** extra files written into the share (relative names) */
   files?: Record<string, string | Buffer>;
-  /** QEMU user networking (eth0 = 10.0.2.15/24). Implied by guestfwd. */
+  /** QEMU user networking (eth0 = 10.0.2.15/24). Implied by guestfwd and hostfwd. */
   net?: boolean;
   /** guest 10.0.2.100:guestPort → host 127.0.0.1:hostPort through the relay */
   guestfwd?: GuestFwd[];
+  /** host 127.0.0.1:hostPort → guest :guestPort, so the host reaches a server in the guest */
+  hostfwd?: HostFwd[];
   /**
    * Fast network instead of QEMU's user net: a tap device inside a network namespace made
    * with createNetns(); QEMU runs in that namespace, the guest is netns.guestIp.
@@ -196,9 +204,10 @@ export interface BootOptions {
 /** QEMU's usb-redir on `controller` (bus usbc), one device per port, each connecting out to usbwire. */
 export function usbRedirArgs(
   ports: number[],
-  opts: { controller?: 'qemu-xhci' | 'usb-ehci'; deviceOptions?: string } = {},
+  opts: { controller?: 'qemu-xhci' | 'usb-ehci'; deviceOptions?: string; pciAddr?: string } = {},
 ): string[] {
-  const args = ['-device', `${opts.controller ?? 'qemu-xhci'},id=usbc`];
+  const addr = opts.pciAddr ? `,addr=${opts.pciAddr}` : '';
+  const args = ['-device', `${opts.controller ?? 'qemu-xhci'},id=usbc${addr}`];
   ports.forEach((port, i) => {
     args.push('-chardev', `socket,id=ur${i},host=127.0.0.1,port=${port},reconnect=1,nodelay=on`);
     args.push('-device', `usb-redir,chardev=ur${i},bus=usbc.0${opts.deviceOptions ?? ''}`);
@@ -255,7 +264,7 @@ function readOr(path: string, dflt = ''): string {
 export function qemuArgs(info: RigInfo, opts: BootOptions, shareDir: string): string[] {
   const append = ['console=ttyS0', 'quiet', 'panic=-1'];
   if (opts.modules?.length) append.push(`rig.modules=${opts.modules.join(',')}`);
-  const useNet = opts.net || (opts.guestfwd?.length ?? 0) > 0;
+  const useNet = opts.net || (opts.guestfwd?.length ?? 0) > 0 || (opts.hostfwd?.length ?? 0) > 0;
   if (opts.netns) append.push(`rig.ip=${opts.netns.guestIp}/24`);
   else if (!useNet) append.push('rig.net=0');
   if (opts.append) append.push(opts.append);
@@ -300,6 +309,7 @@ export function qemuArgs(info: RigInfo, opts: BootOptions, shareDir: string): st
     for (const f of opts.guestfwd ?? []) {
       nd += `,guestfwd=tcp:10.0.2.100:${f.guestPort}-cmd:${info.relay} ${f.hostPort}`;
     }
+    for (const f of opts.hostfwd ?? []) nd += `,hostfwd=tcp:127.0.0.1:${f.hostPort}-:${f.guestPort}`;
     args.push('-netdev', nd, '-device', 'virtio-net-pci,netdev=n0,romfile=');
   }
   args.push(...(opts.qemuArgs ?? []));

@@ -186,7 +186,9 @@ MODULES=(vhci-hcd usbip-core usbip-host xhci-pci xhci-hcd ehci-pci ehci-hcd usb-
   sd_mod usbtest usbmon cdc-acm usbhid hid-generic evdev ext4 vfat nls_cp437 nls_utf8 nls_iso8859-1 crc32c_generic 9p
   9pnet_virtio virtio_net virtio_pci)
 BOOT_MODULES=(virtio_pci 9pnet_virtio 9p virtio_net)
-GUEST_BINS=(/usr/sbin/usbip /usr/sbin/usbipd /usr/bin/lsusb /usr/sbin/mke2fs /usr/sbin/e2fsck)
+# usbipd + usbip-host and usbredirect (usbredir 0.13's usbredirhost) are the real servers the
+# bridge tests import from; usbredirect finds devices with libusb over devtmpfs' /dev/bus/usb.
+GUEST_BINS=(/usr/sbin/usbip /usr/sbin/usbipd /usr/bin/usbredirect /usr/bin/lsusb /usr/sbin/mke2fs /usr/sbin/e2fsck)
 
 INITRD="$KDIR/initramfs.cpio"
 STAMP="$(
@@ -194,7 +196,7 @@ STAMP="$(
     cat "$HERE/setup.sh" "$HERE/guest/init.sh" "$HERE/rig-now.c"
     for t in "${GUEST_TOOLS[@]}"; do sha256sum "$t"; done
     echo "${MODULES[*]} / ${BOOT_MODULES[*]}"
-    dpkg-query -W busybox-static usbip usbutils e2fsprogs libc6 2>/dev/null
+    dpkg-query -W busybox-static usbip usbredirect usbutils e2fsprogs libc6 2>/dev/null
   } | sha256sum | cut -d' ' -f1
 )"
 if [ ! -s "$INITRD" ] || [ "$(cat "$INITRD.stamp" 2>/dev/null)" != "$STAMP" ]; then

@@ -141,3 +141,103 @@ rig_run_case() {
   log "=== end $1 rc=$_rc"
   return 0
 }
+
+# rig_nap SECONDS: sleep without an exec (read -t on a FIFO nobody writes). Polling loops that
+# run while the host works through the guest's kernel use it: each `sleep` exec costs the
+# emulated CPU 50-90 ms.
+rig_nap() {
+  if [ -z "$RIG_NAP_FD" ]; then
+    [ -p "/tmp/rig-nap.$$" ] || mkfifo "/tmp/rig-nap.$$"
+    exec 8<> "/tmp/rig-nap.$$"
+    RIG_NAP_FD=8
+  fi
+  read -r -t "$1" _rig_nap <&8
+  return 0
+}
+
+# rig_command_loop: run the commands the host sends (guest-shell.ts): each cmd-N.sh in the share
+# runs in a subshell (lib.sh functions available) with its output in cmd-N.out and its exit
+# status in cmd-N.rc; cmd-N.exit ends the loop. Background servers a command starts keep running.
+rig_command_loop() {
+  _n=1
+  while :; do
+    while [ ! -e "$RIG_SHARE/cmd-$_n.sh" ]; do
+      [ -e "$RIG_SHARE/cmd-$_n.exit" ] && return 0
+      rig_nap 0.05
+    done
+    log "command $_n"
+    (. "$RIG_SHARE/cmd-$_n.sh") > "$RIG_SHARE/cmd-$_n.out" 2>&1 < /dev/null
+    echo $? > "$RIG_SHARE/cmd-$_n.rc.tmp"
+    mv "$RIG_SHARE/cmd-$_n.rc.tmp" "$RIG_SHARE/cmd-$_n.rc"
+    _n=$((_n + 1))
+  done
+}
+
+# rig_usb_busid VID PID [SERIAL]: busid (e.g. 2-1) of the USB device with these ids (and
+# serial number), empty when there is none.
+rig_usb_busid() {
+  for _d in /sys/bus/usb/devices/*; do
+    [ -f "$_d/idVendor" ] || continue
+    [ "$(cat "$_d/idVendor")" = "$1" ] && [ "$(cat "$_d/idProduct")" = "$2" ] || continue
+    [ -z "$3" ] || [ "$(cat "$_d/serial" 2>/dev/null)" = "$3" ] || continue
+    echo "${_d##*/}"
+    return 0
+  done
+}
+
+# rig_wait_usb VID PID [SERIAL] [TIMEOUT_S=20]: wait for that device (enumeration runs on after
+# /init starts); print its busid.
+rig_wait_usb() {
+  _n=0
+  until _bid="$(rig_usb_busid "$1" "$2" "$3")" && [ -n "$_bid" ]; do
+    _n=$((_n + 1))
+    [ "$_n" -gt $((${4:-20} * 10)) ] && return 1
+    rig_nap 0.1
+  done
+  echo "$_bid"
+}
+
+# rig_usb_count VID PID: how many USB devices have these ids.
+rig_usb_count() {
+  _c=0
+  for _d in /sys/bus/usb/devices/*; do
+    [ -f "$_d/idVendor" ] && [ "$(cat "$_d/idVendor")" = "$1" ] && [ "$(cat "$_d/idProduct")" = "$2" ] && _c=$((_c + 1))
+  done
+  echo $_c
+}
+
+# rig_usb_unplug BUSID: power off the device's hub port (sysfs `disable`); the kernel removes the
+# device whatever driver has it. Fails if it is still there after 10 s.
+rig_usb_unplug() {
+  _port="$(readlink -f "/sys/bus/usb/devices/$1/port")"
+  [ -e "$_port/disable" ] || fail "no port/disable for USB device $1"
+  echo 1 > "$_port/disable" || fail "cannot disable the port of $1"
+  _n=0
+  while [ -e "/sys/bus/usb/devices/$1" ]; do
+    _n=$((_n + 1))
+    [ "$_n" -gt 200 ] && fail "USB device $1 still there 10 s after its port was disabled"
+    rig_nap 0.05
+  done
+}
+
+# rig_wait_disk_via PATTERN [TIMEOUT_S=60]: wait for an sd* disk of known size whose sysfs path
+# contains PATTERN (e.g. "vhci_hcd", or a controller's PCI address); print its name.
+rig_wait_disk_via() {
+  _n=0
+  while :; do
+    for _b in /sys/block/sd*; do
+      [ -e "$_b" ] || continue
+      case "$(readlink -f "$_b")" in *"$1"*) ;; *) continue ;; esac
+      if [ "$(cat "$_b/size" 2>/dev/null || echo 0)" -gt 0 ] && [ -b "/dev/${_b##*/}" ]; then
+        echo "${_b##*/}"
+        return 0
+      fi
+    done
+    _n=$((_n + 1))
+    if [ "$_n" -gt $((${2:-60} * 10)) ]; then
+      log "no disk under $1 after ${2:-60}s (have: $(rig_disks))" >&2
+      return 1
+    fi
+    rig_nap 0.1
+  done
+}

@@ -1,0 +1,346 @@
+// The bridge against servers nobody here wrote, in ONE guest boot driven step by step from the
+// host (guest-shell.ts). QEMU gives the guest two emulated usb-storage disks (46f4:0001, serials
+// usbwire-a and usbwire-b) on their own qemu-xhci, plus a usb-redir device on a second qemu-xhci.
+//
+//   1. disk A → usbip-host + usbipd (guest :3240, host reaches it through hostfwd): the host's
+//      usbip tool and UsbipClient list it, UsbipClient imports it, READ(10) matches the image.
+//   2. direction A: usbwire serve --usbredir P --remote usbip://127.0.0.1:HP/BUSID → the same
+//      guest's usb-redir → disk checks (whole-disk sha256, direct writes found in the image, ext4).
+//   3. disk A unplugged (its hub port disabled: usbredirect opens the first 46f4:0001), disk B
+//      authorised; usbredirect --as and --to: a raw usbredir guest-side probe gets hello,
+//      interface_info, ep_info, device_connect.
+//   4. direction B: usbredirect --as → usbwire serve --usbip P --remote usbredir://127.0.0.1:HP →
+//      guest vhci-hcd (usbip attach) → disk checks.
+//   5. direction B with usbredirect --to → usbwire --remote usbredir-listen:// → vhci-hcd → reads
+//      and direct writes.
+// Steps 2, 4, 5 need usbwire features (--remote, the usbredir client) and skip until they exist.
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { Speed as RedirSpeed } from '../../src/protocol/usbredir/constants.js';
+import { parseDeviceDescriptor } from '../../src/usb/descriptors.js';
+import {
+  acceptOne,
+  botRead10,
+  connectTo,
+  emulatedStorageArgs,
+  guestStartUsbredirect,
+  guestUsbipExport,
+  guestUsbipUnexport,
+  hostUsbipList,
+  importWithClient,
+  listWithClient,
+  QEMU_STORAGE,
+  setConfiguration,
+  usbredirGreeting,
+} from './bridge-peers.js';
+import { KiB, MiB, prepareImage, runDiskChecksInGuest } from './disk-checks.js';
+import { GuestShell } from './guest-shell.js';
+import {
+  freePort,
+  interopFile,
+  readAt,
+  repoRoot,
+  sha256File,
+  startGuest,
+  startUsbwire,
+  type UsbwireServer,
+  usbRedirArgs,
+} from './rig.js';
+
+const file = interopFile('bridge');
+const { skip, work, servers } = file;
+
+/** What the usbwire build on this branch can do (the bridge lands in pieces). */
+function bridgeFeatures(): { remote: string | false; usbredirClient: string | false } {
+  const r = spawnSync(process.execPath, [join(repoRoot, 'bin', 'usbwire.js'), 'serve', '--help'], {
+    encoding: 'utf8',
+  });
+  const remote = /--remote/.test(`${r.stdout}${r.stderr}`);
+  const client = existsSync(join(repoRoot, 'dist', 'src', 'client', 'usbredir'));
+  return {
+    remote: remote ? false : 'usbwire serve has no --remote yet',
+    usbredirClient: !remote ? 'usbwire serve has no --remote yet' : client ? false : 'no usbredir client yet',
+  };
+}
+
+const SIZE = 32 * MiB;
+const GUEST_USBIPD = 3240;
+const GUEST_REDIR_AS = 4000;
+const GUEST_REDIR_TO = 4001;
+const REDIR_HC = '0x0b';
+const REDIR_HC_PATH = '0000:00:0b.0';
+
+function server(args: string[]): UsbwireServer {
+  const s = startUsbwire(args, { readyPattern: /listening/i });
+  servers.push(s);
+  return s;
+}
+
+test('bridge: kernel usbipd and Debian usbredirect in one guest, both directions', {
+  skip,
+  timeout: 1_500_000,
+}, async (t) => {
+  const features = bridgeFeatures();
+  const imgA = join(work, 'a.img');
+  const imgB = join(work, 'b.img');
+  const shaA = prepareImage({ img: imgA, seed: 'bridge-a', size: SIZE });
+  prepareImage({ img: imgB, seed: 'bridge-b', size: SIZE });
+  const hpUsbipd = await freePort();
+  const hpRedirAs = await freePort();
+  const hpRedirTo = await freePort();
+  const pUsbredir = await freePort();
+  const pUsbip = await freePort();
+  const g = startGuest({
+    modules: ['xhci_pci', 'usbip_host', 'vhci_hcd'],
+    hostfwd: [
+      { hostPort: hpUsbipd, guestPort: GUEST_USBIPD },
+      { hostPort: hpRedirAs, guestPort: GUEST_REDIR_AS },
+    ],
+    guestfwd: [
+      { guestPort: GUEST_REDIR_TO, hostPort: hpRedirTo },
+      { guestPort: 3240, hostPort: pUsbip },
+    ],
+    qemuArgs: [
+      ...emulatedStorageArgs([
+        { id: 'da', img: imgA, serial: 'usbwire-a' },
+        { id: 'db', img: imgB, serial: 'usbwire-b' },
+      ]),
+      ...usbRedirArgs([pUsbredir], { pciAddr: REDIR_HC }),
+    ],
+    timeoutMs: 1_400_000,
+    // Disk B stays unauthorised (no driver) until step 3; usb-storage is loaded only when needed.
+    script: `
+rig_wait_usb ${QEMU_STORAGE.vid} ${QEMU_STORAGE.pid} usbwire-a > /dev/null || fail "disk A not found"
+B=$(rig_wait_usb ${QEMU_STORAGE.vid} ${QEMU_STORAGE.pid} usbwire-b) || fail "disk B not found"
+echo 0 > /sys/bus/usb/devices/$B/authorized
+rig_command_loop
+log "guest done"
+`,
+  });
+  const sh = new GuestShell(g);
+  let busidA = '';
+  const failed = async (e: unknown, srv?: UsbwireServer) => {
+    file.failed = true;
+    if (srv) process.stderr.write(`--- usbwire output ---\n${srv.output()}\n`);
+    throw e;
+  };
+
+  try {
+    await t.test('usbip-host + usbipd: usbip list -r, UsbipClient list/import, READ(10) = image bytes', async (t2) => {
+      const started = Date.now();
+      const out = await sh.ok(guestUsbipExport('usbwire-a'), 120_000);
+      busidA = out.trim().split('\n').pop()!;
+      const list = hostUsbipList(hpUsbipd);
+      assert.equal(list.status, 0, list.text);
+      assert.ok(list.text.includes(`${busidA}:`), `usbip list -r shows ${busidA}:\n${list.text}`);
+      assert.ok(list.text.includes(`(${QEMU_STORAGE.vid}:${QEMU_STORAGE.pid})`), list.text);
+      const entries = await listWithClient(hpUsbipd);
+      const e = entries.find((d) => d.busid === busidA);
+      assert.ok(e, `UsbipClient.listDevices has ${busidA}: ${entries.map((d) => d.busid)}`);
+      assert.equal(e.idVendor, 0x46f4);
+      assert.equal(e.idProduct, 0x0001);
+      const dev = await importWithClient(hpUsbipd, busidA);
+      try {
+        const desc = parseDeviceDescriptor(dev.descriptors.device);
+        assert.equal(desc.vendorId, 0x46f4);
+        assert.equal(desc.productId, 0x0001);
+        // usbip-host unconfigures the device it binds (vhci-hcd's enumeration configures it).
+        assert.equal(dev.configuration, 0, 'a device fresh from usbip-host is unconfigured');
+        await setConfiguration(dev, 1);
+        assert.equal(dev.configuration, 1, 'the client tracks SET_CONFIGURATION');
+        for (const [lba, blocks] of [
+          [0, 8],
+          [SIZE / 512 - 8, 8],
+          [4096 + 3, 128],
+        ] as const) {
+          const got = await botRead10(dev, lba, blocks);
+          const want = await readAt(imgA, lba * 512, blocks * 512);
+          assert.ok(got.equals(want), `READ(10) of ${blocks} blocks at LBA ${lba} differs from the image`);
+        }
+      } finally {
+        await dev.close();
+      }
+      t2.diagnostic(`${((Date.now() - started) / 1000).toFixed(1)} s`);
+    });
+
+    await t.test(
+      'direction A: usbipd → usbwire --remote usbip:// → QEMU usb-redir: disk checks',
+      {
+        skip: features.remote,
+      },
+      async () => {
+        const srv = server([
+          '--usbredir',
+          `127.0.0.1:${pUsbredir}`,
+          '--remote',
+          `usbip://127.0.0.1:${hpUsbipd}/${busidA}`,
+        ]);
+        try {
+          await srv.ready;
+          await sh.ok('modprobe -a usb_storage sd_mod ext4 || fail modprobe');
+          await runDiskChecksInGuest(sh, g, {
+            img: imgA,
+            size: SIZE,
+            sha: shaA,
+            seed: 'bridge-a',
+            tag: 'a',
+            findDisk: `D=$(rig_wait_disk_via ${REDIR_HC_PATH} 120) || fail "no disk through usb-redir"`,
+          });
+          await srv.stop();
+          await sh.ok(`rig_wait_disk_gone $(cat /tmp/disk-a) 30 || fail "disk still there after usbwire stopped"`);
+        } catch (e) {
+          await failed(e, srv);
+        }
+      },
+    );
+
+    await t.test('usbredirect --as and --to: hello, interface_info, ep_info, device_connect', async () => {
+      // From here on disk B is the only 46f4:0001 in the guest, with no kernel driver on it.
+      await sh.ok(`kill $(pidof usbipd) 2>/dev/null
+${guestUsbipUnexport(busidA)}
+rig_usb_unplug ${busidA}
+rmmod usb_storage 2>/dev/null
+echo 1 > /sys/bus/usb/devices/$(rig_usb_busid ${QEMU_STORAGE.vid} ${QEMU_STORAGE.pid} usbwire-b)/authorized`);
+      await sh.ok(guestStartUsbredirect('usbwire-b', `--as 0.0.0.0:${GUEST_REDIR_AS}`, '/tmp/ur-as.log'));
+      const s1 = await connectTo(hpRedirAs);
+      try {
+        checkGreeting(await usbredirGreeting(s1));
+      } finally {
+        s1.destroy();
+      }
+      await sh.ok(waitExited('/tmp/ur-as.log'));
+      const listener = acceptOne(hpRedirTo);
+      try {
+        await sh.ok(guestStartUsbredirect('usbwire-b', `--to 10.0.2.100:${GUEST_REDIR_TO}`, '/tmp/ur-to.log'));
+        const s2 = await listener.socket;
+        try {
+          checkGreeting(await usbredirGreeting(s2));
+        } finally {
+          s2.destroy();
+        }
+      } finally {
+        listener.close();
+      }
+      await sh.ok(waitExited('/tmp/ur-to.log'));
+    });
+
+    await t.test(
+      'direction B: usbredirect --as → usbwire --remote usbredir:// → vhci-hcd: disk checks',
+      {
+        skip: features.usbredirClient,
+      },
+      async () => {
+        await sh.ok(guestStartUsbredirect('usbwire-b', `--as 0.0.0.0:${GUEST_REDIR_AS}`, '/tmp/ur-b.log'));
+        await sh.ok('modprobe -a usb_storage sd_mod ext4 || fail modprobe');
+        const srv = server(['--usbip', `127.0.0.1:${pUsbip}`, '--remote', `usbredir://127.0.0.1:${hpRedirAs}`]);
+        try {
+          await srv.ready;
+          await sh.ok(guestUsbipAttach(), 120_000);
+          await runDiskChecksInGuest(sh, g, {
+            img: imgB,
+            size: SIZE,
+            sha: sha256File(imgB),
+            seed: 'bridge-b',
+            tag: 'b',
+            findDisk: 'D=$(rig_wait_disk_via vhci_hcd 120) || fail "no disk through vhci-hcd"',
+          });
+          await sh.ok(guestUsbipDetach('b'));
+          await srv.stop();
+          await sh.ok(waitExited('/tmp/ur-b.log'));
+        } catch (e) {
+          await failed(e, srv);
+        }
+      },
+    );
+
+    await t.test(
+      'direction B: usbredirect --to → usbwire --remote usbredir-listen:// → vhci-hcd: reads, direct writes',
+      {
+        skip: features.usbredirClient,
+      },
+      async () => {
+        const srv = server(['--usbip', `127.0.0.1:${pUsbip}`, '--remote', `usbredir-listen://127.0.0.1:${hpRedirTo}`]);
+        try {
+          await srv.ready;
+          // usb-storage would take disk B back between usbredirect runs: out while usbredirect starts.
+          await sh.ok('rmmod usb_storage 2>/dev/null; true');
+          await sh.ok(guestStartUsbredirect('usbwire-b', `--to 10.0.2.100:${GUEST_REDIR_TO}`, '/tmp/ur-c.log'));
+          await sh.ok('modprobe -a usb_storage sd_mod || fail modprobe');
+          await sh.ok(guestUsbipAttach(), 120_000);
+          await runDiskChecksInGuest(sh, g, {
+            img: imgB,
+            size: SIZE,
+            sha: sha256File(imgB),
+            tag: 'c',
+            filesystem: false,
+            writes: [
+              { name: 'c0', offset: 1 * MiB, length: 64 * KiB },
+              { name: 'c1', offset: 7 * MiB + 512, length: 130 * KiB },
+            ],
+            findDisk: 'D=$(rig_wait_disk_via vhci_hcd 120) || fail "no disk through vhci-hcd"',
+          });
+          await sh.ok(guestUsbipDetach('c'));
+          await srv.stop();
+          await sh.ok(waitExited('/tmp/ur-c.log'));
+        } catch (e) {
+          await failed(e, srv);
+        }
+      },
+    );
+  } finally {
+    sh.exit();
+    const res = await g.done;
+    if (res.rc !== 0) {
+      file.failed = true;
+      assert.fail(`guest did not end cleanly\n${res.describe()}`);
+    }
+    res.cleanup();
+  }
+});
+
+function checkGreeting(gr: Awaited<ReturnType<typeof usbredirGreeting>>): void {
+  assert.match(gr.hello.version, /usbredir/, `usbredirect's hello version: ${gr.hello.version}`);
+  assert.equal(gr.connect.vendorId, 0x46f4);
+  assert.equal(gr.connect.productId, 0x0001);
+  assert.equal(gr.connect.speed, RedirSpeed.Super, 'QEMU usb-storage on qemu-xhci is SuperSpeed');
+  const storage = gr.interfaces.interfaces.find((i) => i.interfaceClass === 8 && i.interfaceProtocol === 0x50);
+  assert.ok(storage, `a bulk-only mass storage interface: ${JSON.stringify(gr.interfaces.interfaces)}`);
+  const bulk = gr.endpoints.endpoints.filter((e) => e.type === 2);
+  assert.equal(bulk.length, 2, 'two bulk endpoints in ep_info');
+  assert.ok(
+    bulk.every((e) => e.maxPacketSize === 1024),
+    'ep_info max packet size 1024 (SuperSpeed bulk, needs the cap both sides have)',
+  );
+}
+
+/** Guest commands: wait until the usbredirect that logs to LOG is gone (it exits with its connection). */
+function waitExited(log: string): string {
+  return `_pid=$(cat ${log}.pid)
+_n=0
+while kill -0 $_pid 2>/dev/null; do
+  _n=$((_n + 1))
+  [ $_n -gt 100 ] && { cat ${log}; fail "usbredirect still running 10 s after its connection ended"; }
+  rig_nap 0.1
+done
+cat ${log}`;
+}
+
+/** Guest commands: usbip list -r through the relay, attach the one device listed. */
+function guestUsbipAttach(): string {
+  return `usbip --tcp-port 3240 list -r 10.0.2.100 > /tmp/list.txt 2>&1 || { cat /tmp/list.txt; fail "usbip list -r"; }
+cat /tmp/list.txt
+BID=$(awk '/^ +[0-9]+-[0-9.]+: / { sub(":", "", $1); print $1; exit }' /tmp/list.txt)
+[ -n "$BID" ] || fail "usbwire lists no device"
+echo $BID > /tmp/bridge-busid
+usbip --tcp-port 3240 attach -r 10.0.2.100 -b $BID || { dmesg | tail -20; fail "usbip attach -b $BID"; }`;
+}
+
+function guestUsbipDetach(tag: string): string {
+  return `P=$(rig_usbip_port_of $(cat /tmp/bridge-busid))
+[ -n "$P" ] || fail "usbip port does not show the bridged device"
+usbip detach -p $P || fail "usbip detach -p $P"
+rig_wait_disk_gone $(cat /tmp/disk-${tag}) 30 || fail "disk still there after detach"`;
+}
