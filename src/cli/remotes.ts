@@ -43,7 +43,7 @@ export class RemoteSlots {
     }
     const entry = slot;
     this.#registry.plug(entry, device);
-    log.info(`${entry.busid}: ${device.name} connected (${source.description})`);
+    log.info(`${entry.busid}: connected: ${device.name}`);
     device.once('disconnect', () => {
       log.info(`${entry.busid}: ${device.name} disconnected; the busid is kept for it`);
       this.#registry.unplug(entry, device);

@@ -1,3 +1,4 @@
+import { createSource } from '../client/sources.js';
 import { STDIO_RESOURCE } from '../devices/classes.js';
 import { createDemoDisk } from '../devices/mass-storage/index.js';
 import {
@@ -11,11 +12,6 @@ import {
 import { DeviceRegistry, entryName } from '../server/registry.js';
 import { UsbipServer } from '../server/usbip/index.js';
 import { UsbredirConnector, UsbredirListener } from '../server/usbredir/index.js';
-
-const createSource = (_: unknown): never => {
-  throw new Error('remote sources not built yet');
-};
-
 import { createLogger, setLogLevel } from '../util/log.js';
 import { deviceFlag, type Endpoint, parseServeArgs, SERVE_HELP, type ServeOptions, UsageError } from './args.js';
 import { RemoteSlots } from './remotes.js';
