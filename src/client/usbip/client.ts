@@ -70,15 +70,11 @@ export class UsbipClient {
 
   /** OP_REQ_IMPORT, then descriptors over EP0; the connection stays open for URBs. */
   async importDevice(address: Address, busid: string): Promise<RemoteUsbipDevice> {
-    const where = toHostPort(address);
-    const socket = await connectTcp(where, this.#timeoutMs);
-    const name = `usbip ${formatHostPort(where)}/${busid}`;
-    const device = new RemoteUsbipDevice(socket, name, busid, {
+    const device = await RemoteUsbipDevice.import(toHostPort(address), busid, {
       maxTransferLength: this.#maxTransferLength,
       timeoutMs: this.#timeoutMs,
       logger: this.#log,
     });
-    await device.attach();
     this.#log.info(`imported ${device.name}`);
     return device;
   }

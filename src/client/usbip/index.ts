@@ -1,2 +1,3 @@
 export { type Address, UsbipClient, type UsbipClientOptions } from './client.js';
-export { RemoteUsbipDevice } from './remote-device.js';
+export { type RemoteDeviceOptions, RemoteUsbipDevice, UsbipImportError } from './remote-device.js';
+export { UsbipSource, type UsbipSourceOptions } from './source.js';
