@@ -5,9 +5,10 @@
 import { spawnSync } from 'node:child_process';
 import { connect, createServer, type Socket } from 'node:net';
 import { UsbipClient } from '../../src/client/usbip/index.js';
+import { GUEST_CAPS } from '../../src/client/usbredir/index.js';
 import type { UsbipDevlistEntry } from '../../src/protocol/usbip/op.js';
 import { encodePacket } from '../../src/protocol/usbredir/codec.js';
-import { Cap, PacketType as T } from '../../src/protocol/usbredir/constants.js';
+import { PacketType as T } from '../../src/protocol/usbredir/constants.js';
 import { capsFrom, Negotiation } from '../../src/protocol/usbredir/negotiation.js';
 import type {
   DeviceConnectPacket,
@@ -206,17 +207,7 @@ export interface UsbredirGreeting {
  * hello). Rejects on a protocol error, on close, or after `timeoutMs`.
  */
 export function usbredirGreeting(socket: Socket, timeoutMs = 20_000): Promise<UsbredirGreeting> {
-  const neg = new Negotiation(
-    'guest',
-    capsFrom([
-      Cap.ConnectDeviceVersion,
-      Cap.Filter,
-      Cap.DeviceDisconnectAck,
-      Cap.EpInfoMaxPacketSize,
-      Cap.Ids64Bits,
-      Cap.BulkLength32Bits,
-    ]),
-  );
+  const neg = new Negotiation('guest', capsFrom(GUEST_CAPS));
   return new Promise((resolve, reject) => {
     const got: Partial<UsbredirGreeting> = { types: [] };
     const timer = setTimeout(

@@ -16,7 +16,7 @@
 // Steps 2, 4, 5 need usbwire features (--remote, the usbredir client) and skip until they exist.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { Speed as RedirSpeed } from '../../src/protocol/usbredir/constants.js';
@@ -36,7 +36,7 @@ import {
   setConfiguration,
   usbredirGreeting,
 } from './bridge-peers.js';
-import { KiB, MiB, prepareImage, runDiskChecksInGuest } from './disk-checks.js';
+import { type InGuestChecks, KiB, MiB, prepareImage, runDiskChecksInGuest } from './disk-checks.js';
 import { GuestShell } from './guest-shell.js';
 import {
   freePort,
@@ -44,6 +44,7 @@ import {
   readAt,
   repoRoot,
   sha256File,
+  sleep,
   startGuest,
   startUsbwire,
   type UsbwireServer,
@@ -167,7 +168,7 @@ log "guest done"
     });
 
     await t.test(
-      'direction A: usbipd → usbwire --remote usbip:// → QEMU usb-redir: disk checks',
+      'direction A: usbipd → usbwire --remote usbip:// → QEMU usb-redir: disk checks; connection dropped → re-import, disk back',
       {
         skip: features.remote,
       },
@@ -189,6 +190,15 @@ log "guest done"
             tag: 'a',
             findDisk: `D=$(rig_wait_disk_via ${REDIR_HC_PATH} 120) || fail "no disk through usb-redir"`,
           });
+          // usbip-host drops the connection (as if the server went away): usbwire's device
+          // disconnects, the disk leaves the guest; usbwire imports again and the disk comes back.
+          await sh.ok(`echo -1 > /sys/bus/usb/devices/${busidA}/usbip_sockfd || fail "usbip_sockfd"
+rig_wait_disk_gone $(cat /tmp/disk-a) 30 || fail "disk still there after usbip-host dropped the connection"`);
+          const back = await sh.ok(`D=$(rig_wait_disk_via ${REDIR_HC_PATH} 60) || fail "the disk did not come back"
+echo $D > /tmp/disk-a
+rig_time sha_back sh -c "sha256sum /dev/$D | cut -d' ' -f1"`);
+          assert.equal(back.trim().split('\n').pop(), sha256File(imgA), 'whole disk after the re-import vs the image');
+          assert.match(srv.output(), /disconnected/, 'usbwire logged the disconnect');
           await srv.stop();
           await sh.ok(`rig_wait_disk_gone $(cat /tmp/disk-a) 30 || fail "disk still there after usbwire stopped"`);
         } catch (e) {
@@ -227,33 +237,74 @@ echo 1 > /sys/bus/usb/devices/$(rig_usb_busid ${QEMU_STORAGE.vid} ${QEMU_STORAGE
       await sh.ok(waitExited('/tmp/ur-to.log'));
     });
 
+    /**
+     * usbredirect on disk B → usbwire --usbip with `remote` → the guest's vhci-hcd → disk checks.
+     * usbredirect --as listens, so it starts first; with --to usbwire must already listen.
+     */
+    const directionB = async (o: {
+      remote: string;
+      target: string;
+      tag: string;
+      checks: Partial<InGuestChecks>;
+      reconnect?: boolean;
+    }) => {
+      const log = `/tmp/ur-${o.tag}.log`;
+      const takeB = async () => {
+        // usb-storage would take disk B whenever it is free: out while usbredirect starts.
+        await sh.ok('rmmod usb_storage 2>/dev/null; true');
+        await sh.ok(guestStartUsbredirect('usbwire-b', o.target, log));
+        await sh.ok('modprobe -a usb_storage sd_mod ext4 || fail modprobe');
+      };
+      if (o.target.startsWith('--as')) await takeB();
+      const srv = server(['--usbip', `127.0.0.1:${pUsbip}`, '--remote', o.remote]);
+      try {
+        await srv.ready;
+        // The usbip line on stdout comes first; usbredirect --to needs the usbredir-listen socket.
+        if (o.remote.startsWith('usbredir-listen:')) await outputMatches(srv, /listening for usbredir hosts/);
+        if (!o.target.startsWith('--as')) await takeB();
+        await sh.ok(guestUsbipAttach(), 120_000);
+        await runDiskChecksInGuest(sh, g, {
+          img: imgB,
+          size: SIZE,
+          sha: sha256File(imgB),
+          tag: o.tag,
+          findDisk: 'D=$(rig_wait_disk_via vhci_hcd 120) || fail "no disk through vhci-hcd"',
+          ...o.checks,
+        });
+        if (o.reconnect) {
+          // usbredirect goes away: usbwire's device disconnects and vhci-hcd loses the disk; a new
+          // usbredirect comes up, usbwire connects again, the guest attaches the same busid again.
+          await sh.ok(`kill $(cat ${log}.pid)
+rig_wait_disk_gone $(cat /tmp/disk-${o.tag}) 30 || fail "vhci disk still there after usbredirect went away"`);
+          await sh.ok(waitExited(log));
+          await sh.ok(guestStartUsbredirect('usbwire-b', o.target, log));
+          await sh.ok(guestUsbipAttach(), 120_000);
+          const back = await sh.ok(`D=$(rig_wait_disk_via vhci_hcd 60) || fail "the disk did not come back"
+echo $D > /tmp/disk-${o.tag}
+rig_time sha_back sh -c "sha256sum /dev/$D | cut -d' ' -f1"`);
+          assert.equal(back.trim().split('\n').pop(), sha256File(imgB), 'whole disk after usbredirect came back');
+        }
+        await sh.ok(guestUsbipDetach(o.tag));
+        await srv.stop();
+        await sh.ok(waitExited(log));
+      } catch (e) {
+        await failed(e, srv);
+      }
+    };
+
     await t.test(
-      'direction B: usbredirect --as → usbwire --remote usbredir:// → vhci-hcd: disk checks',
+      'direction B: usbredirect --as → usbwire --remote usbredir:// → vhci-hcd: disk checks; usbredirect restarted → disk back',
       {
         skip: features.usbredirClient,
       },
-      async () => {
-        await sh.ok(guestStartUsbredirect('usbwire-b', `--as 0.0.0.0:${GUEST_REDIR_AS}`, '/tmp/ur-b.log'));
-        await sh.ok('modprobe -a usb_storage sd_mod ext4 || fail modprobe');
-        const srv = server(['--usbip', `127.0.0.1:${pUsbip}`, '--remote', `usbredir://127.0.0.1:${hpRedirAs}`]);
-        try {
-          await srv.ready;
-          await sh.ok(guestUsbipAttach(), 120_000);
-          await runDiskChecksInGuest(sh, g, {
-            img: imgB,
-            size: SIZE,
-            sha: sha256File(imgB),
-            seed: 'bridge-b',
-            tag: 'b',
-            findDisk: 'D=$(rig_wait_disk_via vhci_hcd 120) || fail "no disk through vhci-hcd"',
-          });
-          await sh.ok(guestUsbipDetach('b'));
-          await srv.stop();
-          await sh.ok(waitExited('/tmp/ur-b.log'));
-        } catch (e) {
-          await failed(e, srv);
-        }
-      },
+      () =>
+        directionB({
+          remote: `usbredir://127.0.0.1:${hpRedirAs}`,
+          target: `--as 0.0.0.0:${GUEST_REDIR_AS}`,
+          tag: 'b',
+          checks: { seed: 'bridge-b' },
+          reconnect: true,
+        }),
     );
 
     await t.test(
@@ -261,36 +312,22 @@ echo 1 > /sys/bus/usb/devices/$(rig_usb_busid ${QEMU_STORAGE.vid} ${QEMU_STORAGE
       {
         skip: features.usbredirClient,
       },
-      async () => {
-        const srv = server(['--usbip', `127.0.0.1:${pUsbip}`, '--remote', `usbredir-listen://127.0.0.1:${hpRedirTo}`]);
-        try {
-          await srv.ready;
-          // usb-storage would take disk B back between usbredirect runs: out while usbredirect starts.
-          await sh.ok('rmmod usb_storage 2>/dev/null; true');
-          await sh.ok(guestStartUsbredirect('usbwire-b', `--to 10.0.2.100:${GUEST_REDIR_TO}`, '/tmp/ur-c.log'));
-          await sh.ok('modprobe -a usb_storage sd_mod || fail modprobe');
-          await sh.ok(guestUsbipAttach(), 120_000);
-          await runDiskChecksInGuest(sh, g, {
-            img: imgB,
-            size: SIZE,
-            sha: sha256File(imgB),
-            tag: 'c',
+      () =>
+        directionB({
+          remote: `usbredir-listen://127.0.0.1:${hpRedirTo}`,
+          target: `--to 10.0.2.100:${GUEST_REDIR_TO}`,
+          tag: 'c',
+          checks: {
             filesystem: false,
             writes: [
               { name: 'c0', offset: 1 * MiB, length: 64 * KiB },
               { name: 'c1', offset: 7 * MiB + 512, length: 130 * KiB },
             ],
-            findDisk: 'D=$(rig_wait_disk_via vhci_hcd 120) || fail "no disk through vhci-hcd"',
-          });
-          await sh.ok(guestUsbipDetach('c'));
-          await srv.stop();
-          await sh.ok(waitExited('/tmp/ur-c.log'));
-        } catch (e) {
-          await failed(e, srv);
-        }
-      },
+          },
+        }),
     );
   } finally {
+    for (const [i, s] of servers.entries()) writeFileSync(join(work, `usbwire-${i + 1}.log`), s.output());
     sh.exit();
     const res = await g.done;
     if (res.rc !== 0) {
@@ -300,6 +337,15 @@ echo 1 > /sys/bus/usb/devices/$(rig_usb_busid ${QEMU_STORAGE.vid} ${QEMU_STORAGE
     res.cleanup();
   }
 });
+
+/** Wait until the server's output (stdout and stderr: log lines go to stderr) matches. */
+async function outputMatches(srv: UsbwireServer, re: RegExp, timeoutMs = 15_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!re.test(srv.output())) {
+    if (Date.now() > deadline) throw new Error(`usbwire output never matched ${re}:\n${srv.output()}`);
+    await sleep(50);
+  }
+}
 
 function checkGreeting(gr: Awaited<ReturnType<typeof usbredirGreeting>>): void {
   assert.match(gr.hello.version, /usbredir/, `usbredirect's hello version: ${gr.hello.version}`);
@@ -329,11 +375,15 @@ cat ${log}`;
 }
 
 /** Guest commands: usbip list -r through the relay, attach the one device listed. */
+/** Guest commands: usbip list -r through the relay until usbwire lists a device (up to 30 s), attach it. */
 function guestUsbipAttach(): string {
-  return `usbip --tcp-port 3240 list -r 10.0.2.100 > /tmp/list.txt 2>&1 || { cat /tmp/list.txt; fail "usbip list -r"; }
+  return `_n=0
+until usbip --tcp-port 3240 list -r 10.0.2.100 > /tmp/list.txt 2>&1 && BID=$(awk '/^ +[0-9]+-[0-9.]+: / { sub(":", "", $1); print $1; exit }' /tmp/list.txt) && [ -n "$BID" ]; do
+  _n=$((_n + 1))
+  [ $_n -gt 30 ] && { cat /tmp/list.txt; fail "usbwire lists no device after 30 s"; }
+  rig_nap 1
+done
 cat /tmp/list.txt
-BID=$(awk '/^ +[0-9]+-[0-9.]+: / { sub(":", "", $1); print $1; exit }' /tmp/list.txt)
-[ -n "$BID" ] || fail "usbwire lists no device"
 echo $BID > /tmp/bridge-busid
 usbip --tcp-port 3240 attach -r 10.0.2.100 -b $BID || { dmesg | tail -20; fail "usbip attach -b $BID"; }`;
 }
