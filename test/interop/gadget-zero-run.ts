@@ -114,7 +114,7 @@ export async function runUsbtestGuest(t: TestContext, file: InteropFile, start: 
     void finished;
     writeFileSync(join(res.shareDir, 'qemu-stderr.log'), res.qemuStderr);
     const kv = readKV(res.shareDir);
-    started.servers.forEach((s, i) => writeFileSync(join(res!.shareDir, `usbwire-${i}.log`), s.output()));
+    for (const [i, s] of started.servers.entries()) writeFileSync(join(res.shareDir, `usbwire-${i}.log`), s.output());
     t.diagnostic(`guest run ${(res.durationMs / 1000).toFixed(1)} s`);
     for (const p of PROTOCOLS) t.diagnostic(`${p}: ${kv[`${p}_dev`]} speed ${kv[`${p}_speed`]}`);
     for (const p of PROTOCOLS) {
