@@ -5,6 +5,10 @@
 //   usbwire-usbip-tap the same over a tap device in a network namespace made for the run
 //                     (no slirp, no relay; needs root)
 //   usbwire-usbredir  usbwire serve --usbredir, QEMU usb-redir on qemu-xhci
+//   bridge-usbip-to-usbredir   usbwire A --usbip serves the disk; usbwire B imports it
+//                     (--remote usbip://) and serves it to QEMU usb-redir
+//   bridge-usbredir-to-usbip   usbwire A --usbredir serves the disk; usbwire B imports it
+//                     (--remote usbredir://) and serves it to the guest's vhci-hcd
 // The suite (busybox dd, direct I/O, timed in the guest with CLOCK_MONOTONIC):
 //   read16k  dd if=/dev/sdX of=/dev/null bs=16k count=5000 iflag=direct
 //   read1m   dd if=/dev/sdX of=/dev/null bs=1M count=64 iflag=direct
@@ -29,7 +33,9 @@ import {
   readKV,
   startUsbwire,
   type UsbwireServer,
+  usbRedirArgs,
 } from '../test/interop/rig.js';
+import { waitListed } from '../test/interop/usbip-wait.js';
 
 export type StorageSetup =
   | 'qemu-usb-storage'
@@ -37,7 +43,9 @@ export type StorageSetup =
   | 'usbwire-usbip-tap'
   | 'usbwire-usbip-tap-ss'
   | 'usbwire-usbredir'
-  | 'usbwire-usbredir-ss';
+  | 'usbwire-usbredir-ss'
+  | 'bridge-usbip-to-usbredir'
+  | 'bridge-usbredir-to-usbip';
 /** `-ss` setups export the disk at SuperSpeed (`--disk IMG,speed=super`): usb-storage then sends 1 MiB commands instead of 120 KiB. */
 export const STORAGE_SETUPS: StorageSetup[] = [
   'qemu-usb-storage',
@@ -46,6 +54,8 @@ export const STORAGE_SETUPS: StorageSetup[] = [
   'usbwire-usbip-tap-ss',
   'usbwire-usbredir',
   'usbwire-usbredir-ss',
+  'bridge-usbip-to-usbredir',
+  'bridge-usbredir-to-usbip',
 ];
 
 export interface DdSuiteOptions {
@@ -79,6 +89,8 @@ export async function runDdSuite(opts: DdSuiteOptions): Promise<DdSuiteResult> {
   const img = opts.image ?? join(tmp, 'disk.img');
   if (!opts.image) makePatternImage(img, 128 << 20, 'bench');
   let srv: UsbwireServer | undefined;
+  /** The device side of a bridge setup (srv is the bridge). */
+  let origin: UsbwireServer | undefined;
   let netns: Netns | undefined;
   try {
     let boot: BootOptions;
@@ -128,19 +140,32 @@ export async function runDdSuite(opts: DdSuiteOptions): Promise<DdSuiteResult> {
         const port = await freePort();
         srv = startUsbwire(['--usbredir', `127.0.0.1:${port}`, '--disk', disk]);
         await srv.ready;
+        boot = { ...base, script: '', modules: ['xhci_pci', 'usb_storage', 'sd_mod'], qemuArgs: usbRedirArgs([port]) };
+        break;
+      }
+      case 'bridge-usbip-to-usbredir': {
+        const [a, b] = [await freePort(), await freePort()];
+        origin = startUsbwire(['--usbip', `127.0.0.1:${a}`, '--disk', disk]);
+        await origin.ready;
+        srv = startUsbwire(['--usbredir', `127.0.0.1:${b}`, '--remote', `usbip://127.0.0.1:${a}/1-1`]);
+        await srv.ready;
+        boot = { ...base, script: '', modules: ['xhci_pci', 'usb_storage', 'sd_mod'], qemuArgs: usbRedirArgs([b]) };
+        break;
+      }
+      case 'bridge-usbredir-to-usbip': {
+        const [a, b] = [await freePort(), await freePort()];
+        origin = startUsbwire(['--usbredir', `127.0.0.1:${a}`, '--disk', disk]);
+        await origin.ready;
+        srv = startUsbwire(['--usbip', `127.0.0.1:${b}`, '--remote', `usbredir://127.0.0.1:${a}`]);
+        await srv.ready;
+        await waitListed(b, ['1-1']);
         boot = {
           ...base,
           script: '',
-          modules: ['xhci_pci', 'usb_storage', 'sd_mod'],
-          qemuArgs: [
-            '-device',
-            'qemu-xhci,id=usbc',
-            '-chardev',
-            `socket,id=ur0,host=127.0.0.1,port=${port},reconnect=1,nodelay=on`,
-            '-device',
-            'usb-redir,chardev=ur0,bus=usbc.0',
-          ],
+          modules: ['vhci_hcd', 'usb_storage', 'sd_mod'],
+          guestfwd: [{ guestPort: 3240, hostPort: b }],
         };
+        attach = 'usbip --tcp-port 3240 attach -r 10.0.2.100 -b 1-1 || fail "usbip attach"';
         break;
       }
       default:
@@ -155,7 +180,9 @@ ${SUITE}
     const res = await bootGuest(boot);
     if (res.rc !== 0) {
       const extra =
-        opts.verbose === false ? '' : `\n${res.describe()}${srv ? `\n--- usbwire ---\n${srv.output()}` : ''}`;
+        opts.verbose === false
+          ? ''
+          : `\n${res.describe()}${srv ? `\n--- usbwire ---\n${srv.output()}` : ''}${origin ? `\n--- usbwire (device side) ---\n${origin.output()}` : ''}`;
       throw new Error(`dd suite failed on ${opts.setup}${extra}`);
     }
     const t = readKV(res.shareDir, 'times.txt');
@@ -169,6 +196,7 @@ ${SUITE}
     };
   } finally {
     if (srv) await srv.stop();
+    if (origin) await origin.stop();
     netns?.destroy();
     rmSync(tmp, { recursive: true, force: true });
   }

@@ -1,4 +1,5 @@
 import { parseArgs } from 'node:util';
+import { parseRemoteUrl, type RemoteSpec, RemoteUrlError } from '../client/remote-url.js';
 import { deviceClasses, parseDeviceSpec } from '../devices/catalog.js';
 import { type DeviceSpec, DeviceSpecError } from '../devices/classes.js';
 import { AddressError, type HostPort, LOOPBACK, parseHostPort } from '../util/host-port.js';
@@ -22,12 +23,17 @@ export interface ServeOptions {
   usbip: Endpoint[];
   usbredir: UsbredirSpec[];
   usbredirConnect: UsbredirSpec[];
-  /** Devices in the order given: bus ids 1-1, 1-2, ... */
+  /** Local devices in the order given. */
   devices: DeviceSpec[];
+  /** Local and remote devices in the order given: bus ids 1-1, 1-2, ... */
+  exports: ExportSpec[];
   demoSizeMiB: number;
   control: ControlSpec | undefined;
   logLevel: 'debug' | 'info' | 'warn' | 'error';
 }
+
+/** One device flag or `--remote`, in command-line order. */
+export type ExportSpec = { kind: 'local'; spec: DeviceSpec } | { kind: 'remote'; remote: RemoteSpec; text: string };
 
 export const DEFAULT_USBIP: Endpoint = { host: '127.0.0.1', port: 3240 };
 
@@ -103,7 +109,14 @@ protocols:
                                connect to a listening usbredir guest (QEMU server=on)
 
 devices (repeatable, mixed freely; bus ids 1-1, 1-2, ... in the order given):
-${deviceHelp()}  --demo-size MIB              size of the in-memory demo disk (default 64)
+${deviceHelp()}  --remote URL                 a device another server exports, re-exported here (the bridge):
+                                 usbip://HOST[:PORT]/BUSID   import from a USB/IP server (usbipd)
+                                 usbredir://HOST:PORT        connect to a usbredir host that listens
+                                                             (usbredirect --as)
+                                 usbredir-listen://HOST:PORT usbredir hosts connect here
+                                                             (usbredirect --to)
+                               reconnects with backoff; the busid is kept while the device is away
+  --demo-size MIB              size of the in-memory demo disk (default 64)
 
 operation:
   --control unix:PATH|HOST:PORT|none
@@ -146,11 +159,13 @@ export function parseServeArgs(argv: string[]): ServeOptions | 'help' {
   const usbredirConnect = strings('usbredir-connect').map((e) => parseUsbredir(e, '--usbredir-connect'));
   if (usbip.length + usbredir.length + usbredirConnect.length === 0) usbip.push(DEFAULT_USBIP);
   const control = v.control === undefined ? undefined : parseControl(v.control as string);
+  const exports = exportSpecs(parsed.tokens ?? []);
   return {
     usbip,
     usbredir,
     usbredirConnect,
-    devices: deviceSpecs(parsed.tokens ?? []),
+    devices: exports.flatMap((e) => (e.kind === 'local' ? [e.spec] : [])),
+    exports,
     demoSizeMiB: Number(demo),
     control,
     logLevel: logLevel as ServeOptions['logLevel'],
@@ -162,14 +177,25 @@ export function deviceFlag(name: string, value: string | undefined): string {
   return `--${name}${value === undefined ? '' : ` ${value}`}`;
 }
 
-/** Device flags in the order given, each decoded by its class. */
-function deviceSpecs(tokens: readonly { kind: string; name?: string; value?: string | undefined }[]): DeviceSpec[] {
+/** Device flags and --remote in the order given, each decoded. */
+function exportSpecs(tokens: readonly { kind: string; name?: string; value?: string | undefined }[]): ExportSpec[] {
   const names = new Set(deviceClasses().map((c) => c.name));
-  const specs: DeviceSpec[] = [];
+  const specs: ExportSpec[] = [];
   for (const t of tokens) {
-    if (t.kind !== 'option' || !t.name || !names.has(t.name)) continue;
+    if (t.kind !== 'option' || !t.name) continue;
+    if (t.name === 'remote') {
+      const text = t.value ?? '';
+      try {
+        specs.push({ kind: 'remote', remote: parseRemoteUrl(text), text });
+      } catch (err) {
+        if (err instanceof RemoteUrlError) throw new UsageError(`--remote ${err.message}`);
+        throw err;
+      }
+      continue;
+    }
+    if (!names.has(t.name)) continue;
     try {
-      specs.push(parseDeviceSpec(t.name, t.value));
+      specs.push({ kind: 'local', spec: parseDeviceSpec(t.name, t.value) });
     } catch (err) {
       if (err instanceof DeviceSpecError) {
         throw new UsageError(`${deviceFlag(t.name, t.value)}: ${err.message}`);
@@ -202,6 +228,7 @@ function serveOptions() {
     usbip: { type: 'string', multiple: true },
     usbredir: { type: 'string', multiple: true },
     'usbredir-connect': { type: 'string', multiple: true },
+    remote: { type: 'string', multiple: true },
     'demo-size': { type: 'string' },
     control: { type: 'string' },
     'log-level': { type: 'string' },

@@ -175,6 +175,8 @@ export async function devicesCommand(argv: string[]): Promise<number> {
   const list = (await callControl(controlAddress(p.control), 'GET', '/devices')) as {
     busid: string;
     name: string;
+    origin: string | null;
+    connected: boolean;
     owner: string | null;
     actions: string[];
   }[];
@@ -184,7 +186,9 @@ export async function devicesCommand(argv: string[]): Promise<number> {
   }
   for (const d of list) {
     const actions = d.actions.length ? `actions: ${d.actions.join(', ')}` : 'no actions';
-    console.log(`${d.busid}  ${d.name}  ${d.owner ? `in use by ${d.owner}` : 'free'}  ${actions}`);
+    const state = !d.connected ? 'waiting for it' : d.owner ? `in use by ${d.owner}` : 'free';
+    const origin = d.origin && d.connected ? ` (from ${d.origin})` : '';
+    console.log(`${d.busid}  ${d.name}${origin}  ${state}  ${actions}`);
   }
   return 0;
 }

@@ -1,3 +1,4 @@
+import { createSource } from '../client/sources.js';
 import { STDIO_RESOURCE } from '../devices/classes.js';
 import { createDemoDisk } from '../devices/mass-storage/index.js';
 import {
@@ -8,11 +9,12 @@ import {
   checkControlAddress,
   defaultControlPath,
 } from '../server/control/index.js';
-import { DeviceRegistry } from '../server/registry.js';
+import { DeviceRegistry, entryName } from '../server/registry.js';
 import { UsbipServer } from '../server/usbip/index.js';
 import { UsbredirConnector, UsbredirListener } from '../server/usbredir/index.js';
 import { createLogger, setLogLevel } from '../util/log.js';
 import { deviceFlag, type Endpoint, parseServeArgs, SERVE_HELP, type ServeOptions, UsageError } from './args.js';
+import { RemoteSlots } from './remotes.js';
 
 const log = createLogger('serve');
 
@@ -51,20 +53,24 @@ export async function serve(argv: string[]): Promise<number> {
   const handlers = { SIGINT: onSignal('SIGINT'), SIGTERM: onSignal('SIGTERM'), SIGHUP: onSignal('SIGHUP') };
   for (const [name, handler] of Object.entries(handlers)) process.on(name, handler);
   const frontEnds: FrontEnd[] = [];
-  let registry: DeviceRegistry | undefined;
+  const registry = new DeviceRegistry();
+  const remotes = new RemoteSlots(registry);
   try {
-    registry = await openDevices(parsed);
+    await openDevices(parsed, registry, remotes);
     await startFrontEnds(parsed, registry, frontEnds);
     const control = await startControl(parsed, registry);
     if (control) frontEnds.push(control);
+    remotes.start();
   } catch (err) {
     for (const [name, handler] of Object.entries(handlers)) process.off(name, handler);
     await Promise.allSettled(frontEnds.map((f) => f.close()));
-    await registry?.closeAll();
+    await remotes.close();
+    await registry.closeAll();
     throw err;
   }
   log.info(`${await signal}: shutting down`);
   await Promise.allSettled(frontEnds.map((f) => f.close()));
+  await remotes.close();
   await registry.closeAll();
   log.info('all devices closed and flushed');
   // The handlers stay until the process exits (they do not keep it alive): a late signal must
@@ -72,11 +78,10 @@ export async function serve(argv: string[]): Promise<number> {
   return 0;
 }
 
-async function openDevices(opts: ServeOptions): Promise<DeviceRegistry> {
-  const registry = new DeviceRegistry();
-  if (opts.devices.length === 0) {
+async function openDevices(opts: ServeOptions, registry: DeviceRegistry, remotes: RemoteSlots): Promise<void> {
+  if (opts.exports.length === 0) {
     registry.add(createDemoDisk(opts.demoSizeMiB, 0));
-    return registry;
+    return;
   }
   const taken = new Map<string, string>();
   for (const spec of opts.devices) {
@@ -88,15 +93,35 @@ async function openDevices(opts: ServeOptions): Promise<DeviceRegistry> {
       taken.set(resource, what);
     }
   }
-  for (const [index, spec] of opts.devices.entries()) {
+  checkRemoteListeners(opts);
+  let index = 0;
+  for (const e of opts.exports) {
+    if (e.kind === 'remote') {
+      remotes.add(createSource(e.remote));
+      continue;
+    }
+    const { spec } = e;
     try {
-      registry.add(await spec.cls.create(spec.options, { index }));
+      registry.add(await spec.cls.create(spec.options, { index: index++ }));
     } catch (err) {
       await registry.closeAll();
       throw new UsageError(`${deviceFlag(spec.cls.name, spec.text)}: ${(err as Error).message}`);
     }
   }
-  return registry;
+}
+
+/** A usbredir-listen address must not be one the servers listen on too. */
+function checkRemoteListeners(opts: ServeOptions): void {
+  const servers = [...opts.usbip, ...opts.usbredir].map((e) => `${e.host}:${e.port}`);
+  const seen = new Set<string>();
+  for (const e of opts.exports) {
+    if (e.kind !== 'remote' || e.remote.kind !== 'usbredir-listen') continue;
+    const where = `${e.remote.address.host}:${e.remote.address.port}`;
+    if (e.remote.address.port !== 0 && (servers.includes(where) || seen.has(where))) {
+      throw new UsageError(`--remote ${e.text}: ${where} is already a listening address of this server`);
+    }
+    seen.add(where);
+  }
 }
 
 function listenError(what: string, e: Endpoint, err: unknown): UsageError {
@@ -125,7 +150,7 @@ async function startFrontEnds(opts: ServeOptions, registry: DeviceRegistry, fron
     for (const d of registry.list()) {
       const port = e.port === 3240 ? '' : ` --tcp-port ${e.port}`;
       announce(
-        `usbip: listening on ${hostForDisplay(e)}:${e.port}, exporting ${d.busid} (${d.device.name}); ` +
+        `usbip: listening on ${hostForDisplay(e)}:${e.port}, exporting ${d.busid} (${entryName(d)}); ` +
           `attach with: usbip${port} attach -r ${hostForDisplay(e)} -b ${d.busid}`,
       );
     }
@@ -140,7 +165,7 @@ async function startFrontEnds(opts: ServeOptions, registry: DeviceRegistry, fron
     }
     frontEnds.push(listener);
     announce(
-      `usbredir: listening on ${hostForDisplay(spec)}:${spec.port}, exporting ${entry.busid} (${entry.device.name}); ` +
+      `usbredir: listening on ${hostForDisplay(spec)}:${spec.port}, exporting ${entry.busid} (${entryName(entry)}); ` +
         `connect with: qemu ... -chardev socket,id=ur,host=${hostForDisplay(spec)},port=${spec.port},reconnect=1,nodelay=on ` +
         '-device usb-redir,chardev=ur',
     );
@@ -151,7 +176,7 @@ async function startFrontEnds(opts: ServeOptions, registry: DeviceRegistry, fron
     connector.start();
     frontEnds.push(connector);
     announce(
-      `usbredir: connecting to ${hostForDisplay(spec)}:${spec.port} (retrying until it answers), exporting ${entry.busid} (${entry.device.name})`,
+      `usbredir: connecting to ${hostForDisplay(spec)}:${spec.port} (retrying until it answers), exporting ${entry.busid} (${entryName(entry)})`,
     );
   }
 }

@@ -1,3 +1,4 @@
+import { EventEmitter } from 'node:events';
 import type { UsbDevice } from '../usb/device.js';
 
 export interface ExportedDevice {
@@ -5,33 +6,119 @@ export interface ExportedDevice {
   readonly busid: string;
   readonly busnum: number;
   readonly devnum: number;
-  readonly device: UsbDevice;
+  /** The device in this slot; undefined while a remote device is away (it keeps its busid). */
+  readonly device: UsbDevice | undefined;
+  /** Where a remote device comes from ("usbip://10.1.2.3:3240/1-1.4"); undefined for local devices. */
+  readonly origin: string | undefined;
   /** Who is using it right now ("usbip 10.0.2.15:51234"), undefined when free. */
   owner: string | undefined;
 }
 
+/** An entry whose device is here. */
+export type PresentDevice = ExportedDevice & { readonly device: UsbDevice };
+
+export function isPresent(entry: ExportedDevice): entry is PresentDevice {
+  return entry.device !== undefined;
+}
+
+/** The entry's name for logs: the device's name, or where it will come from while it is away. */
+export function entryName(entry: ExportedDevice): string {
+  return entry.device?.name ?? `${entry.origin ?? entry.busid}, not connected`;
+}
+
+interface Slot extends ExportedDevice {
+  device: UsbDevice | undefined;
+}
+
+export interface DeviceRegistryEvents {
+  /** A device arrived in a slot (a remote device connected or came back). */
+  plugged: [PresentDevice];
+  /** The slot's device went away. */
+  unplugged: [ExportedDevice];
+}
+
 /**
  * The devices a server process exports, shared by every protocol front end, so a device in use
- * over one protocol is busy for all others.
+ * over one protocol is busy for all others. A slot for a remote device keeps its busid while the
+ * device comes and goes, so a client that re-attaches finds it again.
  */
-export class DeviceRegistry {
-  readonly #devices: ExportedDevice[] = [];
+export class DeviceRegistry extends EventEmitter<DeviceRegistryEvents> {
+  readonly #devices: Slot[] = [];
   /** How each holder lets go when an operator detaches its device. */
   readonly #drops = new Map<ExportedDevice, () => void>();
 
-  add(device: UsbDevice): ExportedDevice {
+  add(device: UsbDevice): PresentDevice {
+    return this.#addSlot(device, undefined) as PresentDevice;
+  }
+
+  /** A slot for a remote device that is not here yet. */
+  addSlot(origin: string): ExportedDevice {
+    return this.#addSlot(undefined, origin);
+  }
+
+  #addSlot(device: UsbDevice | undefined, origin: string | undefined): Slot {
     const devnum = this.#devices.length + 1;
-    const entry: ExportedDevice = { busid: `1-${devnum}`, busnum: 1, devnum, device, owner: undefined };
+    const entry: Slot = { busid: `1-${devnum}`, busnum: 1, devnum, device, origin, owner: undefined };
     this.#devices.push(entry);
     return entry;
+  }
+
+  /** Put a device that arrived into its (empty) slot. */
+  plug(entry: ExportedDevice, device: UsbDevice): void {
+    const slot = this.#slot(entry);
+    if (slot.device) throw new Error(`slot ${slot.busid} already holds ${slot.device.name}`);
+    slot.device = device;
+    this.emit('plugged', slot as PresentDevice);
+  }
+
+  /** The slot's device is gone (it disconnected). Does nothing if the slot holds another device. */
+  unplug(entry: ExportedDevice, device: UsbDevice): void {
+    const slot = this.#slot(entry);
+    if (slot.device !== device) return;
+    slot.device = undefined;
+    this.emit('unplugged', slot);
+  }
+
+  #slot(entry: ExportedDevice): Slot {
+    const slot = this.#devices.find((d) => d === entry);
+    if (!slot) throw new Error(`${entry.busid} is not in this registry`);
+    return slot;
   }
 
   list(): readonly ExportedDevice[] {
     return this.#devices;
   }
 
+  /** The entries whose device is here, as a device list shows them. */
+  present(): PresentDevice[] {
+    return this.#devices.filter(isPresent);
+  }
+
   get(busid: string): ExportedDevice | undefined {
     return this.#devices.find((d) => d.busid === busid);
+  }
+
+  /**
+   * Resolves with the entry once its device is here (at once if it is), or with undefined when
+   * `signal` aborts first.
+   */
+  whenPresent(entry: ExportedDevice, signal: AbortSignal): Promise<PresentDevice | undefined> {
+    if (isPresent(entry)) return Promise.resolve(entry);
+    if (signal.aborted) return Promise.resolve(undefined);
+    return new Promise((resolve) => {
+      const onPlugged = (e: PresentDevice) => {
+        if (e !== entry) return;
+        done(e);
+      };
+      const onAbort = () => done(undefined);
+      const done = (e: PresentDevice | undefined) => {
+        this.off('plugged', onPlugged);
+        signal.removeEventListener('abort', onAbort);
+        resolve(e);
+      };
+      this.on('plugged', onPlugged);
+      signal.addEventListener('abort', onAbort, { once: true });
+    });
   }
 
   /**
@@ -60,6 +147,6 @@ export class DeviceRegistry {
   }
 
   async closeAll(): Promise<void> {
-    await Promise.all(this.#devices.map((d) => d.device.close()));
+    await Promise.all(this.#devices.map((d) => d.device?.close()));
   }
 }

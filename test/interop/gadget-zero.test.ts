@@ -1,151 +1,35 @@
-// Gadget zero judged by the kernel's own USB test suite: usbtest.ko + testusb (tools/usb) in
-// the guest run every test case against two `--gadget-zero` exports of one usbwire server,
-// one attached with `usbip attach` (vhci-hcd), the other by QEMU's usb-redir on qemu-xhci, in
-// one guest boot. The guest records per protocol and test number pass/fail/skip and the
-// duration usbtest measured; the host asserts them one by one (see gadget-zero-plan.ts).
-import assert from 'node:assert/strict';
-import { readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+// Gadget zero judged by the kernel's own USB test suite: every usbtest case against two
+// `--gadget-zero` exports of one usbwire server, one attached by vhci-hcd over USB/IP, the other
+// by QEMU's usb-redir on qemu-xhci, in one guest boot (gadget-zero-run.ts).
 import { test } from 'node:test';
-import { CASES, GUEST_HELPERS, guestRunCases, type Protocol } from './gadget-zero-plan.js';
-import {
-  freePort,
-  type GuestResult,
-  interopFile,
-  readKV,
-  sleep,
-  startGuest,
-  startUsbwire,
-  type UsbwireServer,
-  usbRedirArgs,
-  waitForFile,
-} from './rig.js';
+import { GZ_DEBUG, runUsbtestGuest } from './gadget-zero-run.js';
+import { freePort, interopFile, startUsbwire } from './rig.js';
 
 const file = interopFile('gadget-zero');
-const { skip, servers } = file;
-const PROTOCOLS = (process.env.USBWIRE_GZ_PROTOCOLS?.split(',') ?? ['usbip', 'usbredir']) as Protocol[];
 
-// USBWIRE_GZ_ONLY=24,29 runs only those cases (for chasing one failure).
-const only = process.env.USBWIRE_GZ_ONLY?.split(',').map(Number);
-const cases = only ? CASES.filter((c) => only.includes(c.num)) : CASES;
-
-/** The unlink cases (a hang there must not cost the others): the ones expected to pass, or the known-blocked ones. */
-function riskyPhase(blocked: boolean): string {
-  const last = cases.filter((c) => c.last);
-  const runs = PROTOCOLS.map((p) => {
-    const list = last.filter((c) => !!c.blocked?.[p] === blocked);
-    return list.length ? `D=$(cat /tmp/dev-${p})\n${guestRunCases(p, '$D', list)}` : '';
-  });
-  return ['RUN_CASE_LIMIT=30', ...runs].filter(Boolean).join('\n');
-}
-
-function guestScript(): string {
-  const phase = (list: typeof CASES) =>
-    PROTOCOLS.map((p) => `D=$(cat /tmp/dev-${p})\n${guestRunCases(p, '$D', list)}`).join('\n');
-  return `${GUEST_HELPERS}
-${PROTOCOLS.includes('usbip') ? 'usbip --tcp-port 3240 attach -r 10.0.2.100 -b 1-1 || fail "usbip attach 1-1"' : ''}
-for p in ${PROTOCOLS.join(' ')}; do
-  R=$(gz_wait $p) || { rig_dmesg wait; fail "$p: no gadget zero with usbtest bound"; }
-  set -- $R
-  echo $1 > /tmp/dev-$p
-  echo $2 > /tmp/port-$p
-  rig_result \${p}_dev $1
-  rig_result \${p}_speed $(cat /sys/bus/usb/devices/$2/speed)
-done
-${phase(cases.filter((c) => !c.alt1 && !c.last))}
-${riskyPhase(false)}
-rig_dmesg alt0
-# usbtest picks its alternate setting when it binds (module parameter alt): bind again with alt=1
-# to reach the iso endpoints. A device whose usbtest is stuck cannot be unbound: skip it. What
-# needs alt 0 runs before: the guest froze now and then while going back from alt 1 to alt 0
-# (before preempt=full and the non-blocking relay; the order costs nothing, so it stays).
-echo 1 > /sys/module/usbtest/parameters/alt || fail "usbtest has no writable alt parameter"
-for p in ${PROTOCOLS.join(' ')}; do
-  [ -e /tmp/hung-$p ] && continue
-  I=$(cat /tmp/port-$p):3.0
-  echo $I > /sys/bus/usb/drivers/usbtest/unbind || fail "unbind $I"
-  echo $I > /sys/bus/usb/drivers/usbtest/bind || fail "bind $I"
-  [ "$(cat /sys/bus/usb/devices/$I/bAlternateSetting)" -eq 1 ] || fail "$p: usbtest did not select alt 1"
-done
-${phase(cases.filter((c) => c.alt1))}
-rig_dmesg alt1
-# Known-blocked cases last (see gadget-zero-plan.ts): their hang costs nothing else. usbtest runs
-# them at alt 1, whose bulk pair is the same as alt 0's.
-${riskyPhase(true)}
-rig_dmesg end
-rig_result done yes
-`;
-}
-
-test('gadget zero: usbtest/testusb over USB/IP (vhci-hcd) and usbredir (qemu-xhci), one guest', {
-  skip,
-  timeout: 360_000,
-}, async (t) => {
-  const ipPort = await freePort();
-  const redirPort = await freePort();
-  let srv: UsbwireServer | undefined;
-  let res: GuestResult | undefined;
-  try {
-    srv = startUsbwire(
-      [
-        ...(process.env.USBWIRE_GZ_DEBUG ? ['--log-level', 'debug'] : []),
-        '--usbip',
-        `127.0.0.1:${ipPort}`,
-        '--usbredir',
-        `127.0.0.1:${redirPort}=1-2`,
-        '--gadget-zero',
-        '--gadget-zero',
-      ],
-      { readyCount: 3 },
-    );
-    servers.push(srv);
-    await srv.ready;
-    const g = startGuest({
-      modules: ['vhci_hcd', 'xhci_pci', 'usbtest'],
-      guestfwd: [{ guestPort: 3240, hostPort: ipPort }],
-      qemuArgs: [
-        ...usbRedirArgs([redirPort], { deviceOptions: process.env.USBWIRE_GZ_DEBUG ? ',debug=4' : '' }),
-        ...(process.env.USBWIRE_GZ_DEBUG ? ['-trace', 'usb_xhci_*'] : []),
-      ],
-      timeoutMs: 300_000,
-      // usbtest's unlink1() retries usb_unlink_urb() in a loop that never sleeps while the URB
-      // is being given back ("unlink retry"); on one vCPU with voluntary preemption that loop
-      // starves the vhci-hcd rx thread that would complete it, and the guest livelocks. Full
-      // preemption lets the rx thread run; a quieter console keeps the retries cheap.
-      append: 'preempt=full loglevel=3',
-      script: guestScript(),
-    });
-    // A usbtest stuck in an uninterruptible wait keeps the guest from powering off (device_shutdown
-    // waits for the device lock): once guest.sh has finished, give it a few seconds, then stop QEMU.
-    const finished = waitForFile(g.path('guest.rc'), 300_000, g.done)
-      .then(() => sleep(10_000))
-      .then(g.kill, () => {});
-    res = await g.done;
-    void finished;
-    writeFileSync(join(res.shareDir, 'qemu-stderr.log'), res.qemuStderr);
-    const kv = readKV(res.shareDir);
-    if (srv) writeFileSync(join(res.shareDir, 'usbwire.log'), srv.output());
-    t.diagnostic(`guest run ${(res.durationMs / 1000).toFixed(1)} s`);
-    for (const p of PROTOCOLS) t.diagnostic(`${p}: ${kv[`${p}_dev`]} speed ${kv[`${p}_speed`]}`);
-    for (const p of PROTOCOLS) {
-      for (const c of cases) {
-        const got = kv[`${p}_t${c.num}`] ?? 'missing';
-        const name = `${p} test ${c.num}${c.args ? ` (${c.args})` : ''}: ${got}`;
-        const blocked = c.blocked?.[p];
-        await t.test(name, blocked ? { todo: blocked } : {}, () => {
-          if (c.expect === 'pass') assert.match(got, /^pass [0-9.]+$/, `${p} test ${c.num}\n${res!.describe()}`);
-          else assert.equal(got, 'skip', `${p} test ${c.num} should be skipped: ${c.expect.skip}`);
-        });
-      }
-      assert.equal(kv[`${p}_speed`], '480', `${p}: gadget zero should be a high-speed device`);
-    }
-    const rc = readFileSync(join(res.shareDir, 'guest.rc'), 'utf8').trim();
-    assert.equal(rc, '0', res.describe());
-    assert.equal(kv.done, 'yes', res.describe());
-    res.cleanup();
-  } catch (e) {
-    file.failed = true;
-    if (srv) process.stderr.write(`--- usbwire output (tail) ---\n${srv.output().slice(-8000)}\n`);
-    throw e;
-  }
-});
+test(
+  'gadget zero: usbtest/testusb over USB/IP (vhci-hcd) and usbredir (qemu-xhci), one guest',
+  {
+    skip: file.skip,
+    timeout: 360_000,
+  },
+  (t) =>
+    runUsbtestGuest(t, file, async () => {
+      const usbipPort = await freePort();
+      const usbredirPort = await freePort();
+      const srv = startUsbwire(
+        [
+          ...(GZ_DEBUG ? ['--log-level', 'debug'] : []),
+          '--usbip',
+          `127.0.0.1:${usbipPort}`,
+          '--usbredir',
+          `127.0.0.1:${usbredirPort}=1-2`,
+          '--gadget-zero',
+          '--gadget-zero',
+        ],
+        { readyCount: 3 },
+      );
+      await srv.ready;
+      return { usbipPort, usbredirPort, servers: [srv] };
+    }),
+);

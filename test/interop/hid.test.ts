@@ -5,6 +5,8 @@
 // reports into input events that evdev-read prints into the share; the host drives the devices
 // with the usbwire CLI and compares every frame with what it sent. Caps Lock set in the guest
 // (an EV_LED write: the kernel sends SET_REPORT(Output)) must show up in `usbwire leds`.
+// The bridged scenario does the same with the devices one usbwire further away: the exporting
+// usbwire imports them from the one that has them (--remote), over the other protocol.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -22,6 +24,7 @@ import {
   type UsbwireServer,
   usbRedirArgs,
 } from './rig.js';
+import { waitListed } from './usbip-wait.js';
 
 const file = interopFile('hid');
 const { skip, work, servers } = file;
@@ -80,7 +83,8 @@ wait
 }
 
 function server(args: string[]): UsbwireServer {
-  const s = startUsbwire(args, { readyPattern: /^control: listening/ });
+  const control = args.includes('--control');
+  const s = startUsbwire(args, control ? { readyPattern: /^control: listening/ } : {});
   servers.push(s);
   return s;
 }
@@ -137,27 +141,47 @@ const expectedMouse: ev.MouseFrame[] = [
 interface Scenario {
   hc: 'xhci' | 'ehci';
   paths: Path[];
+  /**
+   * The devices live in another usbwire that the exporting one imports them from over the other
+   * protocol: usb-redir ← usbwire ← USB/IP ← usbwire, and vhci-hcd ← usbwire ← usbredir ← usbwire.
+   */
+  bridged?: boolean;
 }
 
 /** Boot one guest with the paths asked for, drive every pair from the host, check every frame and the LEDs. */
-async function scenario({ hc, paths }: Scenario): Promise<void> {
+async function scenario({ hc, paths, bridged }: Scenario): Promise<void> {
   const [pa, pb, pc] = [await freePort(), await freePort(), await freePort()];
   const socks: Record<string, string> = {};
   const started: UsbwireServer[] = [];
   const redirPorts: number[] = [];
+  const tag = `${hc}${bridged ? '-bridged' : ''}`;
+  /** The keyboard and mouse with their control socket, exported by `exports`; bridged: imported from another usbwire. */
+  const devices = async (sock: string, exports: string[], originExports: string[], remotes: string[]) => {
+    if (!bridged) return server(['--keyboard', '--mouse', ...exports, '--control', `unix:${sock}`]);
+    const origin = server(['--keyboard', '--mouse', ...originExports, '--control', `unix:${sock}`]);
+    started.push(origin);
+    await origin.ready;
+    return server([...remotes.flatMap((r) => ['--remote', r]), ...exports]);
+  };
   if (paths.includes('redir')) {
-    socks.redir = join(work, `${hc}-redir.sock`);
+    socks.redir = join(work, `${tag}-redir.sock`);
     const redir = ['--usbredir', `127.0.0.1:${pa}=1-1`, '--usbredir', `127.0.0.1:${pb}=1-2`];
-    started.push(server(['--keyboard', '--mouse', ...redir, '--control', `unix:${socks.redir}`]));
+    const origin = await freePort();
+    const remotes = [`usbip://127.0.0.1:${origin}/1-1`, `usbip://127.0.0.1:${origin}/1-2`];
+    started.push(await devices(socks.redir, redir, ['--usbip', `127.0.0.1:${origin}`], remotes));
     redirPorts.push(pa, pb);
   }
   const qemuArgs = usbRedirArgs(redirPorts, { controller: hc === 'xhci' ? 'qemu-xhci' : 'usb-ehci' });
   if (paths.includes('usbip')) {
-    socks.usbip = join(work, `${hc}-usbip.sock`);
-    started.push(server(['--keyboard', '--mouse', '--usbip', `127.0.0.1:${pc}`, '--control', `unix:${socks.usbip}`]));
+    socks.usbip = join(work, `${tag}-usbip.sock`);
+    const [o1, o2] = [await freePort(), await freePort()];
+    const originExports = ['--usbredir', `127.0.0.1:${o1}=1-1`, '--usbredir', `127.0.0.1:${o2}=1-2`];
+    const remotes = [`usbredir://127.0.0.1:${o1}`, `usbredir://127.0.0.1:${o2}`];
+    started.push(await devices(socks.usbip, ['--usbip', `127.0.0.1:${pc}`], originExports, remotes));
   }
   try {
     await Promise.all(started.map((s) => s.ready));
+    if (bridged && paths.includes('usbip')) await waitListed(pc, ['1-1', '1-2']);
     const g = startGuest({
       script: guestScript(hc === 'xhci' ? 'xhci_pci' : 'ehci_pci', paths),
       ...(paths.includes('usbip') ? { guestfwd: [{ guestPort: 3240, hostPort: pc }] } : {}),
@@ -223,4 +247,13 @@ test('HID keyboard + mouse over usb-redir (xHCI) and USB/IP (vhci-hcd) in one gu
 
 test('HID keyboard + mouse over usb-redir on EHCI (high speed)', { skip, timeout: 420_000 }, () =>
   scenario({ hc: 'ehci', paths: ['redir'] }),
+);
+
+test(
+  'HID keyboard + mouse through bridges: usb-redir ← USB/IP and vhci-hcd ← usbredir, one guest',
+  {
+    skip,
+    timeout: 420_000,
+  },
+  () => scenario({ hc: 'xhci', paths: ['redir', 'usbip'], bridged: true }),
 );

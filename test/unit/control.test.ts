@@ -58,9 +58,23 @@ test('GET /devices lists busid, name, owner and actions', async () => {
   registry.list()[0]!.owner = undefined;
   assert.equal(r.status, 200);
   assert.deepEqual(r.body, [
-    { busid: '1-1', name: 'virtual keyboard', owner: 'usbip 10.0.2.15:1234', actions: ['type', 'key', 'leds'] },
-    { busid: '1-2', name: 'virtual mouse', owner: null, actions: ['move', 'wheel', 'click', 'button'] },
-    { busid: '1-3', name: 'demo disk (1 MiB in memory)', owner: null, actions: [] },
+    {
+      busid: '1-1',
+      name: 'virtual keyboard',
+      origin: null,
+      connected: true,
+      owner: 'usbip 10.0.2.15:1234',
+      actions: ['type', 'key', 'leds'],
+    },
+    {
+      busid: '1-2',
+      name: 'virtual mouse',
+      origin: null,
+      connected: true,
+      owner: null,
+      actions: ['move', 'wheel', 'click', 'button'],
+    },
+    { busid: '1-3', name: 'demo disk (1 MiB in memory)', origin: null, connected: true, owner: null, actions: [] },
   ]);
   assert.deepEqual((await call('GET', '/devices/1-2')).body, (r.body as unknown[])[1]);
   assert.deepEqual((await call('GET', '/')).body, { service: 'usbwire', pid: process.pid });

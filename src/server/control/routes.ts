@@ -1,6 +1,6 @@
 import { type ControllableDevice, DeviceActionError } from '../../devices/classes.js';
 import { createLogger } from '../../util/log.js';
-import type { DeviceRegistry, ExportedDevice } from '../registry.js';
+import { type DeviceRegistry, type ExportedDevice, entryName } from '../registry.js';
 
 const log = createLogger('control');
 
@@ -13,6 +13,10 @@ export interface Reply {
 export interface DeviceSummary {
   busid: string;
   name: string;
+  /** Where a remote device comes from, null for a local one. */
+  origin: string | null;
+  /** False while a remote device is away (its busid is kept for it). */
+  connected: boolean;
   /** Who holds the device ("usbip 10.0.2.15:51234", "usbredir ..."), null when free. */
   owner: string | null;
   actions: string[];
@@ -27,7 +31,9 @@ function actionsOf(entry: ExportedDevice): ControllableDevice['actions'] {
 export function summarize(entry: ExportedDevice): DeviceSummary {
   return {
     busid: entry.busid,
-    name: entry.device.name,
+    name: entryName(entry),
+    origin: entry.origin ?? null,
+    connected: entry.device !== undefined,
     owner: entry.owner ?? null,
     actions: Object.keys(actionsOf(entry) ?? {}),
   };
@@ -85,7 +91,7 @@ export async function route(registry: DeviceRegistry, method: string, url: strin
     const known = Object.keys(actions);
     return error(
       404,
-      `${busid} (${entry.device.name}) has no action "${name}"${known.length ? ` (it has: ${known.join(', ')})` : ' (it has none)'}`,
+      `${busid} (${entryName(entry)}) has no action "${name}"${known.length ? ` (it has: ${known.join(', ')})` : ' (it has none)'}`,
     );
   }
   if (body === undefined) body = {};

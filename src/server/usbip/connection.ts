@@ -5,11 +5,12 @@ import { encodeRepDevlist, encodeRepImport } from '../../protocol/usbip/op.js';
 import { type UsbipPacket, UsbipParser } from '../../protocol/usbip/parser.js';
 import { PduWriter } from '../../transport/pdu-writer.js';
 import { remoteName } from '../../transport/tcp.js';
+import type { UsbDevice } from '../../usb/device.js';
 import type { Logger } from '../../util/log.js';
 import { traceChunk, tracing } from '../../util/trace.js';
 import { type ConnectionLimits, resolveLimits } from '../limits.js';
 import { ReadThrottle } from '../read-throttle.js';
-import type { DeviceRegistry, ExportedDevice } from '../registry.js';
+import { type DeviceRegistry, type ExportedDevice, isPresent } from '../registry.js';
 import { describeExport } from './device-info.js';
 import { UrbSession } from './urb-session.js';
 
@@ -27,7 +28,10 @@ export class UsbipConnection {
   readonly #parser: UsbipParser;
   readonly #throttle: ReadThrottle;
   #opTimer: NodeJS.Timeout | undefined;
-  #imported: { entry: ExportedDevice; owner: string; session: UrbSession; onDisconnect: () => void } | undefined;
+  /** The device as it was when imported: a remote slot may hold another one by the time this connection lets go. */
+  #imported:
+    | { entry: ExportedDevice; device: UsbDevice; owner: string; session: UrbSession; onDisconnect: () => void }
+    | undefined;
   /** Resolves when the connection is closed and its device (if any) is released. */
   readonly closed: Promise<void>;
   #finished = false;
@@ -95,7 +99,7 @@ export class UsbipConnection {
   #onPacket(p: UsbipPacket): void {
     switch (p.kind) {
       case 'op-req-devlist': {
-        const entries = this.#registry.list().map(describeExport);
+        const entries = this.#registry.present().map(describeExport);
         this.#log.info(`${this.#peer}: device list (${entries.length} devices)`);
         this.#opDone();
         this.#writer.write(encodeRepDevlist(entries));
@@ -123,8 +127,12 @@ export class UsbipConnection {
   #import(busid: string): void {
     this.#opDone();
     const entry = this.#registry.get(busid);
-    if (!entry) {
-      this.#log.warn(`${this.#peer}: import of unknown busid "${busid}"`);
+    if (!entry || !isPresent(entry)) {
+      this.#log.warn(
+        entry
+          ? `${this.#peer}: import of ${busid} refused: ${entry.origin} is not connected now`
+          : `${this.#peer}: import of unknown busid "${busid}"`,
+      );
       this.#writer.write(encodeRepImport(OpStatus.NoDev));
       this.#finish();
       return;
@@ -140,15 +148,16 @@ export class UsbipConnection {
       this.#finish();
       return;
     }
+    const { device } = entry;
     const devid = ((entry.busnum << 16) | entry.devnum) >>> 0;
-    const session = new UrbSession(entry.device, devid, this.#writer, this.#throttle, this.#log.child(busid));
+    const session = new UrbSession(device, devid, this.#writer, this.#throttle, this.#log.child(busid));
     const onDisconnect = () => {
-      this.#log.warn(`${this.#peer}: device ${busid} (${entry.device.name}) disconnected, closing`);
+      this.#log.warn(`${this.#peer}: device ${busid} (${device.name}) disconnected, closing`);
       this.#socket.destroy();
     };
-    entry.device.on('disconnect', onDisconnect);
-    this.#imported = { entry, owner, session, onDisconnect };
-    this.#log.info(`${this.#peer}: imported ${busid} (${entry.device.name})`);
+    device.on('disconnect', onDisconnect);
+    this.#imported = { entry, device, owner, session, onDisconnect };
+    this.#log.info(`${this.#peer}: imported ${busid} (${device.name})`);
     this.#writer.write(encodeRepImport(OpStatus.Ok, describeExport(entry)));
     this.#parser.startUrbPhase();
   }
@@ -166,15 +175,15 @@ export class UsbipConnection {
       return;
     }
     this.#imported = undefined;
-    const { entry, owner, session, onDisconnect } = imported;
-    entry.device.off('disconnect', onDisconnect);
+    const { entry, device, owner, session, onDisconnect } = imported;
+    device.off('disconnect', onDisconnect);
     await session.close();
     try {
-      await entry.device.reset();
+      await device.reset();
     } catch (err) {
       this.#log.warn(`${entry.busid}: reset after release failed: ${String(err)}`);
     }
     this.#registry.release(entry, owner);
-    this.#log.info(`${this.#peer}: released ${entry.busid} (${entry.device.name})`);
+    this.#log.info(`${this.#peer}: released ${entry.busid} (${device.name})`);
   }
 }

@@ -8,14 +8,14 @@ import {
   parseDeviceDescriptor,
 } from '../../usb/descriptors.js';
 import type { UsbDevice } from '../../usb/device.js';
-import type { ExportedDevice } from '../registry.js';
+import type { PresentDevice } from '../registry.js';
 
 export function sysfsPath(busid: string): string {
   return `/sys/devices/usbwire/${busid}`;
 }
 
 /** The USB/IP view of an exported device; fields a broken descriptor cannot provide read as 0. */
-export function describeExport(entry: ExportedDevice): UsbipDevlistEntry {
+export function describeExport(entry: PresentDevice): UsbipDevlistEntry {
   const { device } = entry;
   let dev: ReturnType<typeof parseDeviceDescriptor> | undefined;
   try {

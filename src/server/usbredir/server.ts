@@ -3,7 +3,7 @@ import { connectTcp, listenTcp, remoteName } from '../../transport/tcp.js';
 import { formatHostPort, type HostPort } from '../../util/host-port.js';
 import { createLogger, type Logger } from '../../util/log.js';
 import type { ConnectionLimits } from '../limits.js';
-import type { DeviceRegistry, ExportedDevice } from '../registry.js';
+import { type DeviceRegistry, type ExportedDevice, entryName, type PresentDevice } from '../registry.js';
 import { UsbredirHostSession, type UsbredirHostSessionOptions } from './session.js';
 
 /** Session options a listener or connector passes on, limits (see limits.ts) included. */
@@ -18,7 +18,7 @@ export type SessionTuning = Pick<
  */
 function startSession(
   registry: DeviceRegistry,
-  entry: ExportedDevice,
+  entry: PresentDevice,
   socket: net.Socket,
   log: Logger,
   tuning: SessionTuning,
@@ -47,7 +47,13 @@ function startSession(
   return session;
 }
 
-/** --usbredir HOST:PORT[=BUSID]: listen; each guest that connects gets the device when it is free. */
+/** Guests that connected while a remote device is away and wait for it, per listener. */
+const MAX_WAITING = 8;
+
+/**
+ * --usbredir HOST:PORT[=BUSID]: listen; each guest that connects gets the device when it is free.
+ * While a remote device is away a guest's connection is held (unread) until the device is back.
+ */
 export class UsbredirListener {
   readonly #registry: DeviceRegistry;
   readonly #entry: ExportedDevice;
@@ -55,6 +61,7 @@ export class UsbredirListener {
   readonly #tuning: SessionTuning;
   readonly #log: Logger;
   readonly #sessions = new Set<UsbredirHostSession>();
+  readonly #waiting = new Set<AbortController>();
   #server: net.Server | undefined;
 
   constructor(registry: DeviceRegistry, entry: ExportedDevice, address: HostPort, tuning: SessionTuning = {}) {
@@ -72,18 +79,45 @@ export class UsbredirListener {
   }
 
   async listen(): Promise<void> {
-    this.#server = await listenTcp(this.#address, (socket) => {
-      const session = startSession(this.#registry, this.#entry, socket, this.#log, this.#tuning);
-      this.#sessions.add(session);
-      session.once('close', () => this.#sessions.delete(session));
-    });
+    this.#server = await listenTcp(this.#address, (socket) => void this.#accept(socket));
     const a = this.address;
     const where = a ? formatHostPort({ host: a.address, port: a.port }) : formatHostPort(this.#address);
     this.#log.info(`listening for usbredir guests on ${where}`);
   }
 
+  async #accept(socket: net.Socket): Promise<void> {
+    const entry = await this.#waitForDevice(socket);
+    if (!entry) return;
+    const session = startSession(this.#registry, entry, socket, this.#log, this.#tuning);
+    this.#sessions.add(session);
+    session.once('close', () => this.#sessions.delete(session));
+  }
+
+  async #waitForDevice(socket: net.Socket): Promise<PresentDevice | undefined> {
+    const entry = this.#entry;
+    if (entry.device) return entry as PresentDevice;
+    const peer = remoteName(socket);
+    if (this.#waiting.size >= MAX_WAITING) {
+      this.#log.warn(`${peer}: ${entryName(entry)}; ${MAX_WAITING} guests already wait for it, closing`);
+      socket.destroy();
+      return undefined;
+    }
+    this.#log.info(`${peer}: ${entryName(entry)}; holding the connection until it is`);
+    const waiter = new AbortController();
+    this.#waiting.add(waiter);
+    const onClose = () => waiter.abort();
+    socket.on('error', () => {});
+    socket.once('close', onClose);
+    const present = await this.#registry.whenPresent(entry, waiter.signal);
+    this.#waiting.delete(waiter);
+    socket.off('close', onClose);
+    if (!present) socket.destroy();
+    return present;
+  }
+
   /** Stop listening, detach the device from every guest and close their connections. */
   async close(): Promise<void> {
+    for (const waiter of this.#waiting) waiter.abort();
     const server = this.#server;
     this.#server = undefined;
     const closed = server ? new Promise<void>((resolve) => server.close(() => resolve())) : Promise.resolve();
@@ -127,6 +161,7 @@ export class UsbredirConnector {
   /** Stop reconnecting, detach the device from the guest and close the connection. */
   async close(): Promise<void> {
     this.#stopped = true;
+    this.#stop.abort();
     clearTimeout(this.#timer);
     this.#wake?.();
     await this.#session?.close();
@@ -134,6 +169,13 @@ export class UsbredirConnector {
   }
 
   #wake: (() => void) | undefined;
+  readonly #stop = new AbortController();
+
+  /** A remote device that is away: connect to the guest only once it is back. */
+  #waitForDevice(): Promise<PresentDevice | undefined> {
+    if (!this.#entry.device) this.#log.info(`${entryName(this.#entry)}; connecting once it is`);
+    return this.#registry.whenPresent(this.#entry, this.#stop.signal);
+  }
 
   async #run(): Promise<void> {
     const min = this.#opts.minRetryMs ?? 1000;
@@ -142,13 +184,15 @@ export class UsbredirConnector {
     while (!this.#stopped) {
       let worked = false;
       try {
+        const entry = await this.#waitForDevice();
+        if (!entry) break;
         const socket = await connectTcp(this.#address);
         if (this.#stopped) {
           socket.destroy();
           break;
         }
         this.#log.info(`connected to usbredir guest ${target}`);
-        const session = startSession(this.#registry, this.#entry, socket, this.#log, this.#opts);
+        const session = startSession(this.#registry, entry, socket, this.#log, this.#opts);
         this.#session = session;
         const started = Date.now();
         await session.done;

@@ -1,0 +1,459 @@
+import { EventEmitter } from 'node:events';
+import { Cap, endpointIndex, PacketType as T } from '../../protocol/usbredir/constants.js';
+import type {
+  AltSettingStatusPacket,
+  BulkPacket,
+  ConfigurationStatusPacket,
+  ControlPacket,
+  DeviceConnectPacket,
+  InterruptPacket,
+  Packet,
+} from '../../protocol/usbredir/packets.js';
+import { speedFromRedir } from '../../protocol/usbredir/status.js';
+import type { DeviceDescriptors, UsbDevice, UsbDeviceEvents } from '../../usb/device.js';
+import {
+  ConfigurationTracker,
+  DescriptorReadError,
+  readConfigurationValue,
+  readDescriptors,
+} from '../../usb/device-state.js';
+import type { SetupPacket } from '../../usb/setup.js';
+import type { UsbSpeed } from '../../usb/speed.js';
+import { TransferStatus } from '../../usb/status.js';
+import { Transfer } from '../../usb/transfer.js';
+import { BulkJob } from './bulk.js';
+import type { EndpointTable } from './endpoints.js';
+import { InterruptReceiver } from './interrupt-in.js';
+import { IsoStream, isoParams } from './iso.js';
+import { type DeviceLink, hex2 } from './link.js';
+import {
+  type ControlRoute,
+  completeControl,
+  completeStateRequest,
+  controlRequestPacket,
+  replyStatus,
+  routeControl,
+} from './standard-requests.js';
+import { StreamRequests } from './stream-requests.js';
+
+/** Transfers in flight at once per device; more fail with IoError instead of queueing without bound. */
+export const MAX_IN_FLIGHT = 4096;
+
+type Kind = 'control' | 'state' | 'bulk' | 'interrupt';
+
+interface Pending {
+  id: bigint;
+  kind: Kind;
+  transfer: Transfer;
+  resolve: () => void;
+  route?: ControlRoute;
+  bulk?: BulkJob;
+  cancelAsked: boolean;
+  cancelTimer?: NodeJS.Timeout;
+}
+
+export interface RemoteUsbredirDeviceOptions {
+  /** "usbredir 10.1.2.4:4000", for logs. */
+  where: string;
+  /** How long the host may take to answer a cancel or a descriptor read. */
+  timeoutMs: number;
+  /** Close the connection the device lives on. */
+  close: () => Promise<void>;
+}
+
+/**
+ * A device exported by a usbredir host (usbredirect, a SPICE client, usbwire), as a UsbDevice:
+ * the usb-guest side of the protocol, as QEMU's hw/usb/redirect.c plays it. Each transfer is a
+ * data packet with its own id; standard requests that change state have packets of their own
+ * (standard-requests.ts); interrupt IN and iso go through host-driven streams.
+ */
+export class RemoteUsbredirDevice extends EventEmitter<UsbDeviceEvents> implements UsbDevice {
+  readonly #link: DeviceLink;
+  readonly #opts: RemoteUsbredirDeviceOptions;
+  readonly info: DeviceConnectPacket;
+  readonly speed: UsbSpeed;
+  readonly #name: string;
+  readonly #table: EndpointTable;
+  readonly #tracker = new ConfigurationTracker();
+  #descriptors: DeviceDescriptors = { device: Buffer.alloc(0), configurations: [] };
+  readonly #pending = new Map<bigint, Pending>();
+  readonly #byTransfer = new Map<Transfer, Pending>();
+  readonly #interrupts = new Map<number, InterruptReceiver>();
+  readonly #isos = new Map<number, IsoStream>();
+  readonly #streams: StreamRequests;
+  #nextId = 1n;
+  #gone = false;
+  #warnedFull = false;
+
+  constructor(link: DeviceLink, connect: DeviceConnectPacket, table: EndpointTable, opts: RemoteUsbredirDeviceOptions) {
+    super();
+    this.#link = link;
+    this.#opts = opts;
+    this.info = connect;
+    this.#table = table;
+    this.speed = speedFromRedir(connect.speed) ?? 'full';
+    this.#name = `${opts.where} ${hex4(connect.vendorId)}:${hex4(connect.productId)}`;
+    this.#streams = new StreamRequests(link, table, opts.timeoutMs);
+  }
+
+  get name(): string {
+    return this.#name;
+  }
+  get descriptors(): DeviceDescriptors {
+    return this.#descriptors;
+  }
+  get configuration(): number {
+    return this.#tracker.configuration;
+  }
+  get gone(): boolean {
+    return this.#gone;
+  }
+  get inFlight(): number {
+    return this.#pending.size;
+  }
+  /** Both sides announced bulk_streams. */
+  get streamsSupported(): boolean {
+    return this.#link.neg.both(Cap.BulkStreams);
+  }
+
+  alternateSetting(interfaceNumber: number): number {
+    return this.#tracker.alternateSetting(interfaceNumber);
+  }
+
+  /** max_streams the host announced for an endpoint (0: none). */
+  maxStreams(endpoint: number): number {
+    return this.#table.get(endpoint).maxStreams;
+  }
+
+  /** alloc_bulk_streams: stream ids 1..streams become usable on these bulk endpoints. */
+  allocStreams(endpoints: number[], streams: number): Promise<TransferStatus> {
+    if (this.#gone) return Promise.resolve(TransferStatus.NoDevice);
+    return this.#streams.alloc(endpoints, streams);
+  }
+
+  freeStreams(endpoints: number[]): Promise<TransferStatus> {
+    if (this.#gone) return Promise.resolve(TransferStatus.NoDevice);
+    return this.#streams.free(endpoints);
+  }
+
+  /** Read the descriptors and the current configuration over EP0; the device is ready after this. */
+  async init(): Promise<void> {
+    this.#descriptors = await readDescriptors((s) => this.#controlIn(s));
+    const value = await readConfigurationValue((s) => this.#controlIn(s));
+    if (value !== undefined) this.#tracker.setConfiguration(value);
+  }
+
+  submit(t: Transfer): Promise<void> {
+    if (this.#gone) {
+      t.fail(TransferStatus.NoDevice);
+      return Promise.resolve();
+    }
+    const invalid = this.#validate(t);
+    if (invalid) {
+      this.#link.log.debug(`${t.describe()} rejected: ${invalid}`);
+      t.fail(TransferStatus.Invalid);
+      return Promise.resolve();
+    }
+    return new Promise<void>((resolve) => {
+      switch (t.type) {
+        case 'control':
+          return this.#control(t, resolve);
+        case 'bulk':
+          return this.#start(t, resolve, 'bulk');
+        case 'interrupt':
+          if (t.isIn) return this.#interrupt(t.endpoint).submit({ transfer: t, resolve });
+          return this.#start(t, resolve, 'interrupt');
+        case 'isochronous':
+          return this.#iso(t.endpoint).submit({ transfer: t, resolve });
+      }
+    });
+  }
+
+  cancel(t: Transfer): void {
+    if (this.#gone) return;
+    const p = this.#byTransfer.get(t);
+    if (!p) {
+      const parked = t.isIn && t.type === 'interrupt' ? this.#interrupts.get(t.endpoint) : this.#isos.get(t.endpoint);
+      parked?.cancel(t, TransferStatus.Cancelled);
+      return;
+    }
+    if (p.cancelAsked) return;
+    p.cancelAsked = true;
+    // State requests (set_configuration...) cannot be cancelled in usbredir: they only get a deadline.
+    if (p.kind !== 'state') this.#link.send({ type: T.CancelDataPacket, id: p.id });
+    p.cancelTimer = setTimeout(
+      () => this.#link.fail(`no reply to cancelled ${t.describe()} (id ${p.id}) within ${this.#opts.timeoutMs} ms`),
+      this.#opts.timeoutMs,
+    );
+  }
+
+  /** Port reset: everything pending is cancelled, streams stop, then the configuration is read again. */
+  async reset(): Promise<void> {
+    if (this.#gone) return;
+    this.#stopStreams(undefined, TransferStatus.Cancelled);
+    for (const p of [...this.#pending.values()]) this.cancel(p.transfer);
+    this.#link.send({ type: T.Reset, id: 0n });
+    this.#tracker.reset();
+    const value = await readConfigurationValue((s) => this.#controlIn(s));
+    if (value !== undefined) this.#tracker.setConfiguration(value);
+  }
+
+  /** Close the connection: the host releases the device; pending transfers complete with NoDevice. */
+  close(): Promise<void> {
+    return this.#opts.close();
+  }
+
+  /** A packet from the host for this device (the connection handles hello, connect, disconnect). */
+  handle(p: Packet): void {
+    switch (p.type) {
+      case T.InterfaceInfo:
+        this.#table.setInterfaces(p.interfaces);
+        break;
+      case T.EpInfo:
+        this.#table.setEndpoints(p.endpoints);
+        break;
+      case T.ConfigurationStatus:
+      case T.AltSettingStatus:
+        this.#stateReply(p);
+        break;
+      case T.ControlPacket:
+        this.#controlReply(p);
+        break;
+      case T.BulkPacket:
+        this.#bulkReply(p);
+        break;
+      case T.InterruptPacket:
+        if (!(p.endpoint & 0x80)) this.#interruptOutReply(p);
+        else if (this.#interrupts.has(p.endpoint)) this.#interrupts.get(p.endpoint)!.packet(p);
+        else this.#unexpected(p.endpoint, 'interrupt');
+        break;
+      case T.IsoPacket:
+        if (this.#isos.has(p.endpoint)) this.#isos.get(p.endpoint)!.packet(p);
+        else this.#unexpected(p.endpoint, 'iso');
+        break;
+      case T.InterruptReceivingStatus:
+        this.#interrupts.get(p.endpoint)?.status(p.status);
+        break;
+      case T.IsoStreamStatus:
+        this.#isos.get(p.endpoint)?.status(p.status);
+        break;
+      case T.BulkStreamsStatus:
+        this.#streams.status(p);
+        break;
+      case T.FilterFilter:
+        this.#link.log.debug(`host filter: ${p.filter}`);
+        break;
+      default:
+        this.#link.log.debug(`ignored packet type ${p.type} from the host`);
+    }
+  }
+
+  /** The device went away (device_disconnect, connection closed, protocol error). */
+  detach(reason: string): void {
+    if (this.#gone) return;
+    this.#gone = true;
+    this.#stopStreams(undefined, TransferStatus.NoDevice, false);
+    const pending = [...this.#byTransfer.values()];
+    this.#pending.clear();
+    this.#byTransfer.clear();
+    for (const p of pending) {
+      clearTimeout(p.cancelTimer);
+      p.transfer.fail(TransferStatus.NoDevice);
+      p.resolve();
+    }
+    this.#streams.abandon();
+    this.#link.log.info(`${this.#name}: disconnected (${reason})`);
+    this.emit('disconnect');
+  }
+
+  #validate(t: Transfer): string | undefined {
+    if (t.length < 0) return `length ${t.length}`;
+    if (!t.isIn && t.data.length < t.length) return `OUT data has ${t.data.length} bytes, length is ${t.length}`;
+    if (t.type === 'control') {
+      if (!t.setup) return 'control transfer without setup packet';
+      if (t.endpointNumber !== 0) return 'control transfer on a non-zero endpoint';
+      return undefined;
+    }
+    const mismatch = this.#table.mismatch(t.endpoint, t.type);
+    if (mismatch) return `ep ${hex2(t.endpoint)}: ${mismatch}`;
+    if (t.type === 'isochronous') {
+      const iso = t.isoPackets;
+      if (!iso || iso.length === 0) return 'iso transfer without packets';
+      if (iso.some((p) => p.offset < 0 || p.length < 0 || p.offset + p.length > t.length))
+        return 'iso packet beyond the buffer';
+      if (iso.some((p) => p.length > 0xffff)) return 'iso packet longer than 65535';
+    } else if (t.isoPackets) return 'iso packets on a non-iso transfer';
+    if (t.type === 'interrupt' && t.length > 0xffff) return `interrupt length ${t.length} > 65535`;
+    if (t.streamId !== 0 && !this.streamsSupported) return 'stream id without bulk_streams';
+    return undefined;
+  }
+
+  #control(t: Transfer, resolve: () => void): void {
+    const route = routeControl(t.setup!);
+    if (route.kind === 'local') {
+      t.status = TransferStatus.Ok;
+      t.actualLength = 0;
+      resolve();
+      return;
+    }
+    // As redirect.c: nothing may stream on endpoints whose configuration or alt setting changes.
+    if (route.kind === 'set-configuration') this.#stopStreams(undefined, TransferStatus.Cancelled);
+    if (route.kind === 'set-alt') this.#stopStreams(this.#table.addresses(route.interface), TransferStatus.Cancelled);
+    this.#start(t, resolve, route.kind === 'control' ? 'control' : 'state', route);
+  }
+
+  #start(t: Transfer, resolve: () => void, kind: Kind, route?: ControlRoute): void {
+    if (this.#pending.size >= MAX_IN_FLIGHT) {
+      if (!this.#warnedFull) this.#link.log.warn(`${MAX_IN_FLIGHT} transfers in flight: failing more`);
+      this.#warnedFull = true;
+      t.fail(TransferStatus.IoError);
+      resolve();
+      return;
+    }
+    const p: Pending = { id: this.#allocId(), kind, transfer: t, resolve, cancelAsked: false };
+    if (route) p.route = route;
+    if (kind === 'bulk') p.bulk = new BulkJob(t, this.#table.get(t.endpoint).maxPacketSize, this.#link.neg);
+    this.#pending.set(p.id, p);
+    this.#byTransfer.set(t, p);
+    this.#send(p);
+  }
+
+  #send(p: Pending): void {
+    const t = p.transfer;
+    if (p.bulk) this.#link.send(p.bulk.nextPacket(p.id));
+    else if (p.kind === 'interrupt') {
+      const data = t.data.subarray(0, t.length);
+      this.#link.send({
+        type: T.InterruptPacket,
+        id: p.id,
+        endpoint: t.endpoint,
+        status: 0,
+        length: data.length,
+        data,
+      });
+    } else this.#link.send(controlRequestPacket(p.route!, p.id, t)!);
+  }
+
+  #allocId(): bigint {
+    const max = this.#link.neg.layout.headerSize === 16 ? 0xffffffffffffffffn : 0xffffffffn;
+    let id = this.#nextId;
+    while (id === 0n || id > max || this.#pending.has(id)) id = id >= max ? 1n : id + 1n;
+    this.#nextId = id + 1n;
+    return id;
+  }
+
+  /** The pending request a reply is for; a reply for an id we never sent (or of the wrong kind) is fatal. */
+  #take(id: bigint, kind: Kind, what: string): Pending | undefined {
+    const p = this.#pending.get(id);
+    if (!p || p.kind !== kind) {
+      this.#link.fail(`${what} for id ${id}, which is not a pending ${kind} request`);
+      return undefined;
+    }
+    return p;
+  }
+
+  #finish(p: Pending): void {
+    this.#pending.delete(p.id);
+    this.#byTransfer.delete(p.transfer);
+    clearTimeout(p.cancelTimer);
+    p.resolve();
+  }
+
+  #controlReply(r: ControlPacket): void {
+    const p = this.#take(r.id, 'control', 'control_packet');
+    if (!p) return;
+    completeControl(p.transfer, r, replyStatus(r.status, p.cancelAsked));
+    this.#finish(p);
+  }
+
+  #stateReply(r: ConfigurationStatusPacket | AltSettingStatusPacket): void {
+    const what = r.type === T.ConfigurationStatus ? 'configuration_status' : 'alt_setting_status';
+    const p = this.#take(r.id, 'state', what);
+    if (!p) return;
+    const forConfig = p.route!.kind === 'set-configuration' || p.route!.kind === 'get-configuration';
+    if (forConfig !== (r.type === T.ConfigurationStatus)) {
+      this.#link.fail(`${what} answers a ${p.route!.kind} request (id ${r.id})`);
+      return;
+    }
+    const value = r.type === T.ConfigurationStatus ? r.configuration : r.alt;
+    completeStateRequest(p.transfer, p.route!, replyStatus(r.status, false), value, this.#tracker);
+    this.#finish(p);
+  }
+
+  #bulkReply(r: BulkPacket): void {
+    const p = this.#take(r.id, 'bulk', 'bulk_packet');
+    if (!p) return;
+    if (r.endpoint !== p.transfer.endpoint) {
+      this.#link.fail(`bulk_packet id ${r.id} for ep ${hex2(r.endpoint)}, sent on ep ${hex2(p.transfer.endpoint)}`);
+      return;
+    }
+    const job = p.bulk!;
+    if (job.reply(r, replyStatus(r.status, p.cancelAsked), p.cancelAsked)) {
+      this.#pending.delete(p.id);
+      p.id = this.#allocId();
+      this.#pending.set(p.id, p);
+      this.#send(p);
+      return;
+    }
+    job.finish();
+    this.#finish(p);
+  }
+
+  #interruptOutReply(r: InterruptPacket): void {
+    const p = this.#take(r.id, 'interrupt', 'interrupt_packet');
+    if (!p) return;
+    p.transfer.status = replyStatus(r.status, p.cancelAsked);
+    p.transfer.actualLength = Math.min(r.length, p.transfer.length);
+    this.#finish(p);
+  }
+
+  #unexpected(endpoint: number, kind: string): void {
+    this.#link.log.debug(`${kind} packet for ep ${hex2(endpoint)}, which has no ${kind} stream: dropped`);
+  }
+
+  #interrupt(endpoint: number): InterruptReceiver {
+    let r = this.#interrupts.get(endpoint);
+    if (!r) {
+      r = new InterruptReceiver(this.#link, endpoint);
+      this.#interrupts.set(endpoint, r);
+    }
+    return r;
+  }
+
+  #iso(endpoint: number): IsoStream {
+    let s = this.#isos.get(endpoint);
+    if (!s) {
+      const params = isoParams(this.speed, this.#table.get(endpoint).interval, (endpoint & 0x80) !== 0);
+      s = new IsoStream(this.#link, endpoint, params);
+      this.#isos.set(endpoint, s);
+    }
+    return s;
+  }
+
+  /** Stop interrupt receiving and iso streams (on some endpoints, or all). */
+  #stopStreams(endpoints: number[] | undefined, status: TransferStatus, tell = true): void {
+    const on = endpoints && new Set(endpoints.map(endpointIndex));
+    for (const map of [this.#interrupts, this.#isos] as Map<number, InterruptReceiver | IsoStream>[]) {
+      for (const [ep, s] of map) {
+        if (on && !on.has(endpointIndex(ep))) continue;
+        s.stop(status, tell);
+        map.delete(ep);
+      }
+    }
+  }
+
+  async #controlIn(setup: SetupPacket): Promise<Buffer> {
+    const t = new Transfer({ type: 'control', endpoint: 0x80, setup, length: setup.wLength });
+    const timer = setTimeout(() => this.cancel(t), this.#opts.timeoutMs);
+    await this.submit(t);
+    clearTimeout(timer);
+    if (t.status !== TransferStatus.Ok) {
+      throw new DescriptorReadError(`request 0x${hex2(setup.bRequest)} wValue 0x${hex4(setup.wValue)}: ${t.status}`);
+    }
+    return t.data.subarray(0, t.actualLength);
+  }
+}
+
+function hex4(n: number): string {
+  return n.toString(16).padStart(4, '0');
+}
