@@ -13,6 +13,7 @@ import {
   SS_BULK_IN,
   SS_ISO_IN,
 } from '../../src/devices/gadget-zero/index.js';
+import { createKeyboard } from '../../src/devices/hid/index.js';
 import {
   type CmdSubmit,
   type CmdUnlink,
@@ -27,6 +28,7 @@ import {
   type UsbipDeviceInfo,
   UsbipParser,
 } from '../../src/protocol/usbip/index.js';
+import { parseConfiguration } from '../../src/usb/descriptors.js';
 import type { DeviceDescriptors } from '../../src/usb/device.js';
 import { TransferStatus } from '../../src/usb/status.js';
 import { Transfer } from '../../src/usb/transfer.js';
@@ -47,6 +49,8 @@ interface FakeOptions {
   /** Non-EP0 URBs (and EP0 ones the fake does not know); default: left pending. */
   onUrb?: (conn: FakeConn, cmd: CmdSubmit) => void;
   onUnlink?: (conn: FakeConn, cmd: CmdUnlink) => void;
+  /** Linux enum usb_device_speed in the import reply (default high). */
+  speed?: number;
   /** Leave EP0 requests unanswered too. */
   silentEp0?: boolean;
 }
@@ -99,7 +103,9 @@ class FakeServer {
         if (Buffer.isBuffer(reply)) socket.write(reply);
         else if (typeof reply === 'number') socket.end(Buffer.concat(encodeRepImport(reply)));
         else {
-          socket.write(Buffer.concat(encodeRepImport(OpStatus.Ok, deviceInfo(p.busid, descriptors))));
+          socket.write(
+            Buffer.concat(encodeRepImport(OpStatus.Ok, { ...deviceInfo(p.busid, descriptors), speed: o.speed ?? 3 })),
+          );
           parser.startUrbPhase();
         }
       } else if (p.kind === 'cmd-submit') {
@@ -372,6 +378,42 @@ test('iso IN: packed data goes back to each packet offset, per-packet status and
   );
   assert.ok(t.data.subarray(0, 100).equals(Buffer.alloc(100, 0xa1)));
   assert.ok(t.data.subarray(400, 437).equals(Buffer.alloc(37, 0xc3)));
+});
+
+// ---- what the kernel's stub needs that a usbredir-born transfer lacks ----
+
+test('interrupt and iso transfers without an interval get the one a Linux driver would give', async () => {
+  const dev = await importFrom({
+    configuration: GZERO_SOURCE_SINK_CONFIG,
+    alternate: 1,
+    onUrb: (c, cmd) => c.retSubmit(cmd, { numberOfPackets: cmd.numberOfPackets, isoPackets: cmd.isoPackets }),
+  });
+  const packets = [{ offset: 0, length: 1024, actualLength: 0, status: TransferStatus.Ok }];
+  await dev.submit(new Transfer({ type: 'isochronous', endpoint: SS_ISO_IN, length: 1024, isoPackets: packets }));
+  await dev.submit(
+    new Transfer({ type: 'isochronous', endpoint: SS_ISO_IN, length: 1024, isoPackets: packets, interval: 2 }),
+  );
+  await dev.submit(bulkIn());
+  const conn = fake!.conns[0]!;
+  // Gadget zero's iso endpoints at high speed: bInterval 4 → 1 << 3 microframes.
+  assert.deepEqual(
+    [0, 1, 2].map((i) => conn.urb(i).interval),
+    [8, 2, 0],
+  );
+});
+
+test('keyboard interrupt IN at full speed: the interval is bInterval frames', async () => {
+  const kbd = createKeyboard();
+  const dev = await importFrom({ descriptors: kbd.descriptors, configuration: 1, speed: 2 });
+  const t = new Transfer({ type: 'interrupt', endpoint: 0x81, length: 8 });
+  const done = dev.submit(t);
+  await until(() => fake!.conns[0]!.urb(0) !== undefined, 'CMD_SUBMIT');
+  const bInterval = parseConfiguration(kbd.descriptors.configurations[0]!).interfaces[0]!.alternates[0]!.endpoints[0]!
+    .interval;
+  assert.equal(fake!.conns[0]!.urb(0).interval, bInterval);
+  assert.equal(dev.speed, 'full');
+  await dev.close();
+  await done;
 });
 
 // ---- bad input ----
