@@ -98,7 +98,7 @@ export class RemoteUsbipDevice extends EventEmitter<UsbDeviceEvents> implements 
     return device;
   }
 
-  constructor(socket: Socket, address: HostPort, busid: string, options: RemoteDeviceOptions = {}) {
+  private constructor(socket: Socket, address: HostPort, busid: string, options: RemoteDeviceOptions) {
     super();
     this.#socket = socket;
     this.busid = busid;
