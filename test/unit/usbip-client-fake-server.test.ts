@@ -34,6 +34,7 @@ import { TransferStatus } from '../../src/usb/status.js';
 import { Transfer } from '../../src/usb/transfer.js';
 import type { HostPort } from '../../src/util/host-port.js';
 import { createLogger, setLogSink } from '../../src/util/log.js';
+import { prng } from '../support/prng.js';
 import { until } from '../support/usbip-wire.js';
 
 const GZ_DESCRIPTORS: DeviceDescriptors = createGadgetZero().descriptors;
@@ -92,6 +93,7 @@ class FakeServer {
     const conn = new FakeConn(socket);
     this.conns.push(conn);
     const descriptors = o.descriptors ?? GZ_DESCRIPTORS;
+    socket.setNoDelay(true);
     socket.on('error', () => {});
     socket.on('close', () => {
       conn.closed = true;
@@ -623,4 +625,62 @@ test('descriptors that lie about their length are rejected at import', async () 
 
 test('descriptors that never come: rejected after the timeout', async () => {
   await importFails({ silentEp0: true }, /no descriptors within 300 ms/, 300);
+});
+
+// ---- fuzz ----
+
+/** A correct reply to `cmd`, with a few bytes changed at random and sometimes junk after it. */
+function mutatedReply(cmd: CmdSubmit, rnd: () => number): Buffer {
+  const iso = cmd.isoPackets;
+  const good = iso
+    ? retSubmitBytes(cmd.seqnum, {
+        actualLength: iso.length * 8,
+        numberOfPackets: iso.length,
+        data: Buffer.alloc(iso.length * 8, 0x11),
+        isoPackets: iso.map((p) => ({ ...p, actualLength: 8 })),
+      })
+    : retSubmitBytes(cmd.seqnum, {
+        actualLength: cmd.direction === 1 ? cmd.transferBufferLength : Math.min(cmd.transferBufferLength, 16),
+        data: cmd.direction === 1 ? Buffer.alloc(cmd.transferBufferLength, 0x22) : undefined,
+      });
+  const flips = Math.floor(rnd() * 4);
+  for (let k = 0; k < flips; k++) good[Math.floor(rnd() * good.length)] = Math.floor(rnd() * 256);
+  if (rnd() < 0.3) return Buffer.concat([good, Buffer.from(Array.from({ length: 60 }, () => Math.floor(rnd() * 256)))]);
+  return good;
+}
+
+test('fuzz: mutated replies never throw; every transfer settles once; at most one disconnect, logged once', async () => {
+  for (let seed = 1; seed <= 40; seed++) {
+    const rnd = prng(seed);
+    const dev = await importFrom({ onUrb: (c, cmd) => c.socket.write(mutatedReply(cmd, rnd)) });
+    let disconnects = 0;
+    dev.on('disconnect', () => disconnects++);
+    const transfers = [
+      bulkIn(64),
+      new Transfer({
+        type: 'isochronous',
+        endpoint: SS_ISO_IN,
+        length: 3 * 64,
+        isoPackets: [0, 1, 2].map((i) => ({ offset: i * 64, length: 64, actualLength: 0, status: TransferStatus.Ok })),
+      }),
+      new Transfer({ type: 'bulk', endpoint: 0x01, data: Buffer.alloc(32, 0x33) }),
+    ];
+    const settled = transfers.map(() => 0);
+    const done = transfers.map((t, i) =>
+      dev.submit(t).then(() => {
+        settled[i]!++;
+      }),
+    );
+    await tick(20);
+    await dev.close();
+    await Promise.all(done);
+    assert.deepEqual(settled, [1, 1, 1], `seed ${seed}`);
+    assert.equal(dev.inFlight, 0);
+    assert.ok(disconnects <= 1, `seed ${seed}: ${disconnects} disconnects`);
+    assert.ok(closeLines().length <= 1, `seed ${seed}: ${closeLines().join('\n')}`);
+    opened.length = 0;
+    lines.length = 0;
+    await fake!.close();
+    fake = undefined;
+  }
 });

@@ -324,7 +324,11 @@ export class RemoteUsbipDevice extends EventEmitter<UsbDeviceEvents> implements 
     if (!this.#ready) return; // The import's rejection carries the reason.
     const { why, level } = this.#closeReason ?? { why: 'connection closed', level: 'warn' as const };
     this.#log[level](`${this.#name}: disconnected: ${why}`);
-    this.emit('disconnect');
+    try {
+      this.emit('disconnect');
+    } catch (err) {
+      this.#log.error(`${this.#name}: a disconnect listener threw: ${String(err)}`);
+    }
   }
 }
 
