@@ -1,19 +1,19 @@
 import { parseArgs } from 'node:util';
 import { UsbipClient } from '../client/usbip/index.js';
-import { speedFromLinux } from '../protocol/usbip/status.js';
+import type { UsbipDevlistEntry } from '../protocol/usbip/op.js';
 import { setLogSink } from '../util/log.js';
+import { className, productName, UsbIds } from '../util/usb-ids.js';
 import { parseEndpoint, UsageError } from './args.js';
 
 export const LIST_HELP = `usage: usbwire list -r HOST[:PORT] [--tcp-port PORT]
 
-List the devices a USB/IP server exports (usbwire, usbipd or any other), like 'usbip list -r'.
+List the devices a USB/IP server exports (usbwire, usbipd or any other), in the format of
+'usbip list -r', with names from usb.ids.
 
   -r, --remote HOST[:PORT]   server to ask (port 3240 unless given)
   --tcp-port PORT            port, as 'usbip --tcp-port' takes it
   -h, --help                 show this help
 `;
-
-const hex = (n: number, w: number) => n.toString(16).padStart(w, '0');
 
 /** `usbwire list -r HOST`: print a server's exported devices. */
 export async function list(argv: string[]): Promise<number> {
@@ -44,21 +44,41 @@ export async function list(argv: string[]): Promise<number> {
     '-r',
   );
   setLogSink('silent');
-  const devices = await new UsbipClient({ timeoutMs: 5000 }).listDevices(where).catch((err: Error) => {
-    throw new UsageError(err.message);
-  });
-  console.log(`Exportable USB devices on ${where.host}:${where.port}`);
-  if (devices.length === 0) console.log('  (none)');
-  for (const d of devices) {
-    console.log(
-      `  ${d.busid}: ${hex(d.idVendor, 4)}:${hex(d.idProduct, 4)} ${speedFromLinux(d.speed)} speed, ` +
-        `class ${hex(d.bDeviceClass, 2)}/${hex(d.bDeviceSubClass, 2)}/${hex(d.bDeviceProtocol, 2)}, ${d.path}`,
-    );
-    for (const [i, f] of d.interfaces.entries()) {
-      console.log(
-        `      interface ${i}: class ${hex(f.interfaceClass, 2)}/${hex(f.interfaceSubClass, 2)}/${hex(f.interfaceProtocol, 2)}`,
-      );
-    }
+  let devices: UsbipDevlistEntry[];
+  try {
+    devices = await new UsbipClient({ timeoutMs: 5000 }).listDevices(where);
+  } catch (err) {
+    process.stderr.write(`usbwire: ${(err as Error).message}\n`);
+    return 1;
   }
+  if (devices.length === 0) {
+    process.stderr.write(`usbwire: info: no exportable devices found on ${where.host}\n`);
+    return 0;
+  }
+  process.stdout.write(Buffer.from(formatDevlist(where.host, devices, UsbIds.load()), 'latin1'));
   return 0;
+}
+
+/** snprintf into usbip's 100-byte name buffers. */
+const NAME_MAX = 99;
+
+/**
+ * What `usbip list -r HOST` prints (tools/usb/usbip/src/usbip_list.c), as latin1 text: one
+ * character per byte, names from usb.ids truncated where usbip's buffers truncate them.
+ */
+export function formatDevlist(host: string, devices: readonly UsbipDevlistEntry[], ids: UsbIds): string {
+  const bytes = (s: string) => Buffer.from(s, 'utf8').toString('latin1');
+  const field = (label: string, value: string) => `${label.padStart(11)}: ${value}\n`;
+  let out = `Exportable USB devices\n======================\n - ${bytes(host)}\n`;
+  for (const d of devices) {
+    out += field(bytes(d.busid), productName(ids, d.idVendor, d.idProduct).slice(0, NAME_MAX));
+    out += field('', bytes(d.path));
+    out += field('', className(ids, d.bDeviceClass, d.bDeviceSubClass, d.bDeviceProtocol).slice(0, NAME_MAX));
+    for (const [j, f] of d.interfaces.entries()) {
+      const name = className(ids, f.interfaceClass, f.interfaceSubClass, f.interfaceProtocol).slice(0, NAME_MAX);
+      out += field('', `${String(j).padStart(2)} - ${name}`);
+    }
+    out += '\n';
+  }
+  return out;
 }

@@ -18,12 +18,12 @@ test(
   },
   (t) =>
     runUsbtestGuest(t, file, async () => {
-      const [aUsbip, aRedir, usbipPort, usbredirPort] = await Promise.all([
-        freePort(),
-        freePort(),
-        freePort(),
-        freePort(),
-      ]);
+      const [aUsbip, aRedir, usbipPort, usbredirPort] = [
+        await freePort(),
+        await freePort(),
+        await freePort(),
+        await freePort(),
+      ];
       // A: the device side. 1-1 is imported over USB/IP, 1-2 is served to a usbredir client.
       const a = startUsbwire(
         [
@@ -51,9 +51,10 @@ test(
           '--remote',
           `usbip://127.0.0.1:${aUsbip}/1-1`,
         ],
-        { readyPattern: /\] 1-\d: .* connected \(/, readyCount: 2 },
+        { readyCount: 2 },
       );
       await b.ready;
+      await waitListed(usbipPort, ['1-1', '1-2']);
       return { usbipPort, usbredirPort, servers: [a, b] };
     }),
 );

@@ -1,6 +1,7 @@
 // UsbipSource: imports a device from a USB/IP server, sees it go when the server goes, retries
 // with backoff, and hands out a new device when the server is back.
 import assert from 'node:assert/strict';
+import net from 'node:net';
 import { after, before, test } from 'node:test';
 import { type RemoteUsbipDevice, UsbipSource } from '../../src/client/usbip/index.js';
 import { createGadgetZero, LB_BULK_IN, LB_BULK_OUT } from '../../src/devices/gadget-zero/index.js';
@@ -10,8 +11,9 @@ import type { UsbDevice } from '../../src/usb/device.js';
 import { TransferStatus } from '../../src/usb/status.js';
 import { Transfer } from '../../src/usb/transfer.js';
 import type { HostPort } from '../../src/util/host-port.js';
-import { createLogger, setLogSink } from '../../src/util/log.js';
+import { createLogger, setLogLevel, setLogSink } from '../../src/util/log.js';
 import { bulkIn, bulkOut, setConfiguration } from '../support/drive.js';
+import { until } from '../support/usbip-wire.js';
 
 const lines: string[] = [];
 before(() => setLogSink((l) => lines.push(l)));
@@ -113,4 +115,57 @@ test('import refused (unknown busid) is retried until close; close stops it', as
     await server.close();
   }
   assert.equal(source.state, 'closed');
+});
+
+function delays(source: UsbipSource): number[] {
+  const tag = `${source.description}: next import in `;
+  return lines.filter((l) => l.includes(tag)).map((l) => Number(l.slice(l.indexOf(tag) + tag.length).split(' ')[0]));
+}
+
+test('backoff doubles up to the maximum, and starts over after an import that lasted', async () => {
+  setLogLevel('debug');
+  const { server, address } = await startServer();
+  await server.close();
+  const source = new UsbipSource({ address, busid: '1-1', minRetryMs: 20, maxRetryMs: 100, timeoutMs: 2000 });
+  let restarted: UsbipServer | undefined;
+  try {
+    source.start();
+    await until(() => delays(source).length >= 6, 'six failed imports');
+    assert.deepEqual(delays(source).slice(0, 6), [20, 40, 80, 100, 100, 100]);
+    const device = nextDevice(source);
+    restarted = (await startServer(address.port)).server;
+    const dev = await device;
+    await new Promise((r) => setTimeout(r, 150));
+    const before = delays(source).length;
+    const gone = disconnected(dev);
+    await restarted.close();
+    await gone;
+    await until(() => delays(source).length > before, 'the retry after the disconnect');
+    assert.equal(delays(source)[before], 20, 'an import that lasted resets the backoff');
+  } finally {
+    setLogLevel('info');
+    await source.close();
+    await restarted?.close();
+  }
+});
+
+test('close() while an import waits for a silent server returns at once and leaves nothing open', async () => {
+  // Reads and ignores everything: the import reply never comes.
+  const silent = net.createServer((s) => s.on('error', () => {}).resume());
+  await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+  const port = (silent.address() as net.AddressInfo).port;
+  const source = new UsbipSource({ address: { host: '127.0.0.1', port }, busid: '1-1', timeoutMs: 10_000 });
+  try {
+    source.start();
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal(source.state, 'importing');
+    const started = Date.now();
+    await source.close();
+    assert.ok(Date.now() - started < 500, 'close did not wait for the import timeout');
+    const open = () => new Promise<number>((r) => silent.getConnections((_e, n) => r(n)));
+    for (let i = 0; i < 100 && (await open()) > 0; i++) await new Promise((r) => setTimeout(r, 10));
+    assert.equal(await open(), 0, 'the import connection was closed');
+  } finally {
+    await new Promise((r) => silent.close(r));
+  }
 });

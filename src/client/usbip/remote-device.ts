@@ -7,7 +7,7 @@ import { type OpRepImport, type UsbipPacket, UsbipParser } from '../../protocol/
 import { speedFromLinux } from '../../protocol/usbip/status.js';
 import { PduWriter } from '../../transport/pdu-writer.js';
 import { connectTcp } from '../../transport/tcp.js';
-import { parseConfiguration } from '../../usb/descriptors.js';
+import { activeEndpoints, type ParsedConfiguration, parseConfiguration } from '../../usb/descriptors.js';
 import type { DeviceDescriptors, UsbDevice, UsbDeviceEvents } from '../../usb/device.js';
 import { ConfigurationTracker, readConfigurationValue, readDescriptors } from '../../usb/device-state.js';
 import { RequestType, type SetupPacket, StandardRequest } from '../../usb/setup.js';
@@ -16,6 +16,7 @@ import { TransferStatus } from '../../usb/status.js';
 import { Transfer } from '../../usb/transfer.js';
 import { formatHostPort, type HostPort } from '../../util/host-port.js';
 import { createLogger, type Logger } from '../../util/log.js';
+import { linuxInterval } from './interval.js';
 import { ClientUrbSession } from './urb-session.js';
 
 export interface RemoteDeviceOptions {
@@ -67,6 +68,7 @@ export class RemoteUsbipDevice extends EventEmitter<UsbDeviceEvents> implements 
   #name: string;
   #speed: UsbSpeed = 'full';
   #descriptors: DeviceDescriptors = { device: Buffer.alloc(0), configurations: [] };
+  #configurations: ParsedConfiguration[] = [];
   #tracker = new ConfigurationTracker();
   readonly #socket: Socket;
   readonly #writer: PduWriter;
@@ -96,7 +98,7 @@ export class RemoteUsbipDevice extends EventEmitter<UsbDeviceEvents> implements 
     return device;
   }
 
-  constructor(socket: Socket, address: HostPort, busid: string, options: RemoteDeviceOptions = {}) {
+  private constructor(socket: Socket, address: HostPort, busid: string, options: RemoteDeviceOptions) {
     super();
     this.#socket = socket;
     this.busid = busid;
@@ -184,6 +186,7 @@ export class RemoteUsbipDevice extends EventEmitter<UsbDeviceEvents> implements 
       });
       this.#parser.startUrbPhase();
       this.#descriptors = await readDescriptors((s) => this.#controlIn(s));
+      this.#configurations = this.#descriptors.configurations.map((c) => parseConfiguration(c));
       await this.#readState(info.bConfigurationValue);
       this.#name = `${this.#name} ${hex4(info.idVendor)}:${hex4(info.idProduct)}`;
       if (this.#closed) throw new Error('connection closed');
@@ -220,9 +223,7 @@ export class RemoteUsbipDevice extends EventEmitter<UsbDeviceEvents> implements 
     const control = (s: SetupPacket) => this.#controlIn(s);
     const value = (await readConfigurationValue(control)) ?? fallbackConfiguration;
     const tracker = new ConfigurationTracker(value);
-    const config = this.#descriptors.configurations
-      .map((c) => parseConfiguration(c))
-      .find((c) => c.value === value && value !== 0);
+    const config = this.#configurations.find((c) => c.value === value && value !== 0);
     // Only interfaces with several settings can be elsewhere than 0; many devices stall GET_INTERFACE.
     for (const iface of config?.interfaces ?? []) {
       if (iface.alternates.length < 2) continue;
@@ -240,13 +241,18 @@ export class RemoteUsbipDevice extends EventEmitter<UsbDeviceEvents> implements 
 
   async #controlIn(setup: SetupPacket): Promise<Buffer> {
     const t = new Transfer({ type: 'control', endpoint: 0x80, setup, length: setup.wLength });
-    const timer = setTimeout(() => this.cancel(t), this.#timeoutMs);
-    await this.submit(t);
-    clearTimeout(timer);
+    await this.#submitBounded(t);
     if (t.status !== TransferStatus.Ok) {
       throw new Error(`control request 0x${setup.bRequest.toString(16)} wValue 0x${hex4(setup.wValue)}: ${t.status}`);
     }
     return t.data.subarray(0, t.actualLength);
+  }
+
+  /** Our own requests: cancelled if the server leaves them unanswered (the unlink timeout bounds the rest). */
+  async #submitBounded(t: Transfer): Promise<void> {
+    const timer = setTimeout(() => this.cancel(t), this.#timeoutMs);
+    await this.submit(t);
+    clearTimeout(timer);
   }
 
   submit(t: Transfer): Promise<void> {
@@ -254,7 +260,19 @@ export class RemoteUsbipDevice extends EventEmitter<UsbDeviceEvents> implements 
       t.fail(TransferStatus.NoDevice);
       return Promise.resolve();
     }
-    return this.#session.submit(t);
+    let interval = t.interval;
+    if ((t.type === 'interrupt' || t.type === 'isochronous') && !(t.interval > 0)) {
+      const ep = this.#endpoint(t.endpoint);
+      if (ep) interval = linuxInterval(ep, this.#speed);
+    }
+    return this.#session.submit(t, interval);
+  }
+
+  /** The endpoint in the active configuration and alternate settings, as the server's stub sees it. */
+  #endpoint(address: number) {
+    const config = this.#configurations.find((c) => c.value === this.#tracker.configuration);
+    if (!config) return undefined;
+    return activeEndpoints(config, (i) => this.#tracker.alternateSetting(i)).find((e) => e.address === address);
   }
 
   cancel(t: Transfer): void {
@@ -265,7 +283,7 @@ export class RemoteUsbipDevice extends EventEmitter<UsbDeviceEvents> implements 
   async reset(): Promise<void> {
     if (!this.#session || this.#closed) return;
     this.#session.cancelAll();
-    await this.submit(new Transfer({ type: 'control', endpoint: 0, setup: PORT_RESET }));
+    await this.#submitBounded(new Transfer({ type: 'control', endpoint: 0, setup: PORT_RESET }));
     // usbip-host's usb_reset_device restores the configuration; usbwire's server unconfigures.
     this.#tracker.reset();
     await this.#readState(0);
@@ -306,7 +324,11 @@ export class RemoteUsbipDevice extends EventEmitter<UsbDeviceEvents> implements 
     if (!this.#ready) return; // The import's rejection carries the reason.
     const { why, level } = this.#closeReason ?? { why: 'connection closed', level: 'warn' as const };
     this.#log[level](`${this.#name}: disconnected: ${why}`);
-    this.emit('disconnect');
+    try {
+      this.emit('disconnect');
+    } catch (err) {
+      this.#log.error(`${this.#name}: a disconnect listener threw: ${String(err)}`);
+    }
   }
 }
 

@@ -79,7 +79,8 @@ export class ClientUrbSession {
     return shape === 'unlink' ? undefined : shape;
   }
 
-  submit(t: Transfer): Promise<void> {
+  /** `interval`: the CMD_SUBMIT interval, when the transfer's own is not what the server needs. */
+  submit(t: Transfer, interval = t.interval): Promise<void> {
     if (this.#closed) {
       t.fail(TransferStatus.NoDevice);
       return Promise.resolve();
@@ -111,7 +112,7 @@ export class ClientUrbSession {
         transferBufferLength: t.length,
         startFrame: 0,
         numberOfPackets: iso ? iso.length : 0,
-        interval: t.interval,
+        interval,
         setup: t.setup,
         data: t.isIn ? undefined : t.data.subarray(0, t.length),
         isoPackets: iso?.map((p) => ({ offset: p.offset, length: p.length, actualLength: 0, status: 0 })),
