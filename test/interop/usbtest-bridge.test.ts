@@ -6,6 +6,7 @@
 import { test } from 'node:test';
 import { GZ_DEBUG, runUsbtestGuest } from './gadget-zero-run.js';
 import { freePort, interopFile, startUsbwire } from './rig.js';
+import { waitListed } from './usbip-wait.js';
 
 const file = interopFile('usbtest-bridge');
 const debug = GZ_DEBUG ? ['--log-level', 'debug'] : [];
