@@ -6,6 +6,7 @@ import { spawnSync } from 'node:child_process';
 import { connect, createServer, type Socket } from 'node:net';
 import { UsbipClient } from '../../src/client/usbip/index.js';
 import { GUEST_CAPS } from '../../src/client/usbredir/index.js';
+import { CSW_SIGNATURE, CSW_SIZE, encodeCbw } from '../../src/devices/mass-storage/bot-wire.js';
 import type { UsbipDevlistEntry } from '../../src/protocol/usbip/op.js';
 import { encodePacket } from '../../src/protocol/usbredir/codec.js';
 import { PacketType as T } from '../../src/protocol/usbredir/constants.js';
@@ -20,7 +21,6 @@ import type {
 import { UsbredirParser } from '../../src/protocol/usbredir/parser.js';
 import { parseConfiguration } from '../../src/usb/descriptors.js';
 import type { UsbDevice } from '../../src/usb/device.js';
-import { StandardRequest } from '../../src/usb/setup.js';
 import { TransferStatus } from '../../src/usb/status.js';
 import { Transfer } from '../../src/usb/transfer.js';
 
@@ -104,12 +104,12 @@ echo "usbredirect $! holds $BUSID"`;
 // Host-side probes
 
 /** `usbip --tcp-port PORT list -r 127.0.0.1` with the host's usbip tool. */
-export function hostUsbipList(port: number): { status: number | null; text: string } {
+export function hostUsbipList(port: number): { status: number | null; text: string; stdout: string } {
   const r = spawnSync('usbip', ['--tcp-port', String(port), 'list', '-r', '127.0.0.1'], {
     encoding: 'utf8',
     timeout: 30_000,
   });
-  return { status: r.status, text: `${r.stdout}${r.stderr}` };
+  return { status: r.status, text: `${r.stdout}${r.stderr}`, stdout: r.stdout };
 }
 
 export async function listWithClient(port: number): Promise<UsbipDevlistEntry[]> {
@@ -139,34 +139,22 @@ async function transfer(dev: UsbDevice, t: Transfer, what: string): Promise<Tran
   return t;
 }
 
-/** SET_CONFIGURATION through the device (usbip-host leaves a bound device unconfigured). */
-export async function setConfiguration(dev: UsbDevice, value: number): Promise<void> {
-  const setup = { bmRequestType: 0, bRequest: StandardRequest.SetConfiguration, wValue: value, wIndex: 0, wLength: 0 };
-  await transfer(dev, new Transfer({ type: 'control', endpoint: 0, setup }), `SET_CONFIGURATION ${value}`);
-}
-
 let botTag = 1;
 
 /** One BOT command: CBW, data IN of `dataIn` bytes (if any), CSW. Returns the data and CSW status. */
 async function botCommand(dev: UsbDevice, cdb: number[], dataIn: number): Promise<{ data: Buffer; cswStatus: number }> {
   const { bulkIn, bulkOut } = botEndpoints(dev);
   const tag = botTag++;
-  const cbw = Buffer.alloc(31);
-  cbw.writeUInt32LE(0x43425355, 0);
-  cbw.writeUInt32LE(tag, 4);
-  cbw.writeUInt32LE(dataIn, 8);
-  cbw[12] = dataIn > 0 ? 0x80 : 0;
-  cbw[14] = cdb.length;
-  Buffer.from(cdb).copy(cbw, 15);
+  const cbw = encodeCbw({ tag, dataTransferLength: dataIn, dataIn: dataIn > 0, lun: 0, cdb: Buffer.from(cdb) });
   await transfer(dev, new Transfer({ type: 'bulk', endpoint: bulkOut, data: cbw }), 'CBW');
   let data: Buffer = Buffer.alloc(0);
   if (dataIn > 0) {
     const t = await transfer(dev, new Transfer({ type: 'bulk', endpoint: bulkIn, length: dataIn }), 'data IN');
     data = t.data.subarray(0, t.actualLength);
   }
-  const csw = await transfer(dev, new Transfer({ type: 'bulk', endpoint: bulkIn, length: 13 }), 'CSW');
+  const csw = await transfer(dev, new Transfer({ type: 'bulk', endpoint: bulkIn, length: CSW_SIZE }), 'CSW');
   const b = csw.data.subarray(0, csw.actualLength);
-  if (b.length !== 13 || b.readUInt32LE(0) !== 0x53425355 || b.readUInt32LE(4) !== tag) {
+  if (b.length !== CSW_SIZE || b.readUInt32LE(0) !== CSW_SIGNATURE || b.readUInt32LE(4) !== tag) {
     throw new Error(`bad CSW for tag ${tag}: ${b.toString('hex')}`);
   }
   return { data, cswStatus: b[12]! };

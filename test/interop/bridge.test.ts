@@ -13,14 +13,15 @@
 //      guest vhci-hcd (usbip attach) → disk checks.
 //   5. direction B with usbredirect --to → usbwire --remote usbredir-listen:// → vhci-hcd → reads
 //      and direct writes.
-// Steps 2, 4, 5 need usbwire features (--remote, the usbredir client) and skip until they exist.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { Speed as RedirSpeed } from '../../src/protocol/usbredir/constants.js';
 import { parseDeviceDescriptor } from '../../src/usb/descriptors.js';
+import { TransferStatus } from '../../src/usb/status.js';
+import { setConfiguration } from '../support/drive.js';
 import {
   acceptOne,
   botRead10,
@@ -33,7 +34,6 @@ import {
   importWithClient,
   listWithClient,
   QEMU_STORAGE,
-  setConfiguration,
   usbredirGreeting,
 } from './bridge-peers.js';
 import { type InGuestChecks, KiB, MiB, prepareImage, runDiskChecksInGuest } from './disk-checks.js';
@@ -54,19 +54,6 @@ import {
 const file = interopFile('bridge');
 const { skip, work, servers } = file;
 
-/** What the usbwire build on this branch can do (the bridge lands in pieces). */
-function bridgeFeatures(): { remote: string | false; usbredirClient: string | false } {
-  const r = spawnSync(process.execPath, [join(repoRoot, 'bin', 'usbwire.js'), 'serve', '--help'], {
-    encoding: 'utf8',
-  });
-  const remote = /--remote/.test(`${r.stdout}${r.stderr}`);
-  const client = existsSync(join(repoRoot, 'dist', 'src', 'client', 'usbredir'));
-  return {
-    remote: remote ? false : 'usbwire serve has no --remote yet',
-    usbredirClient: !remote ? 'usbwire serve has no --remote yet' : client ? false : 'no usbredir client yet',
-  };
-}
-
 const SIZE = 32 * MiB;
 const GUEST_USBIPD = 3240;
 const GUEST_REDIR_AS = 4000;
@@ -84,7 +71,6 @@ test('bridge: kernel usbipd and Debian usbredirect in one guest, both directions
   skip,
   timeout: 1_500_000,
 }, async (t) => {
-  const features = bridgeFeatures();
   const imgA = join(work, 'a.img');
   const imgB = join(work, 'b.img');
   const shaA = prepareImage({ img: imgA, seed: 'bridge-a', size: SIZE });
@@ -130,49 +116,57 @@ log "guest done"
   };
 
   try {
-    await t.test('usbip-host + usbipd: usbip list -r, UsbipClient list/import, READ(10) = image bytes', async (t2) => {
-      const started = Date.now();
-      const out = await sh.ok(guestUsbipExport('usbwire-a'), 120_000);
-      busidA = out.trim().split('\n').pop()!;
-      const list = hostUsbipList(hpUsbipd);
-      assert.equal(list.status, 0, list.text);
-      assert.ok(list.text.includes(`${busidA}:`), `usbip list -r shows ${busidA}:\n${list.text}`);
-      assert.ok(list.text.includes(`(${QEMU_STORAGE.vid}:${QEMU_STORAGE.pid})`), list.text);
-      const entries = await listWithClient(hpUsbipd);
-      const e = entries.find((d) => d.busid === busidA);
-      assert.ok(e, `UsbipClient.listDevices has ${busidA}: ${entries.map((d) => d.busid)}`);
-      assert.equal(e.idVendor, 0x46f4);
-      assert.equal(e.idProduct, 0x0001);
-      const dev = await importWithClient(hpUsbipd, busidA);
-      try {
-        const desc = parseDeviceDescriptor(dev.descriptors.device);
-        assert.equal(desc.vendorId, 0x46f4);
-        assert.equal(desc.productId, 0x0001);
-        // usbip-host unconfigures the device it binds (vhci-hcd's enumeration configures it).
-        assert.equal(dev.configuration, 0, 'a device fresh from usbip-host is unconfigured');
-        await setConfiguration(dev, 1);
-        assert.equal(dev.configuration, 1, 'the client tracks SET_CONFIGURATION');
-        for (const [lba, blocks] of [
-          [0, 8],
-          [SIZE / 512 - 8, 8],
-          [4096 + 3, 128],
-        ] as const) {
-          const got = await botRead10(dev, lba, blocks);
-          const want = await readAt(imgA, lba * 512, blocks * 512);
-          assert.ok(got.equals(want), `READ(10) of ${blocks} blocks at LBA ${lba} differs from the image`);
+    await t.test(
+      'usbip-host + usbipd: usbip list -r = usbwire list -r, UsbipClient list/import, READ(10) = image bytes',
+      async (t2) => {
+        const started = Date.now();
+        const out = await sh.ok(guestUsbipExport('usbwire-a'), 120_000);
+        busidA = out.trim().split('\n').pop()!;
+        const list = hostUsbipList(hpUsbipd);
+        assert.equal(list.status, 0, list.text);
+        assert.ok(list.text.includes(`${busidA}:`), `usbip list -r shows ${busidA}:\n${list.text}`);
+        assert.ok(list.text.includes(`(${QEMU_STORAGE.vid}:${QEMU_STORAGE.pid})`), list.text);
+        const ours = spawnSync(
+          process.execPath,
+          [join(repoRoot, 'bin', 'usbwire.js'), 'list', '-r', '127.0.0.1', '--tcp-port', String(hpUsbipd)],
+          { encoding: 'utf8', timeout: 30_000 },
+        );
+        assert.equal(ours.status, 0, `${ours.stdout}${ours.stderr}`);
+        assert.equal(ours.stdout, list.stdout, 'usbwire list -r prints what usbip list -r prints (kernel usbipd)');
+        const entries = await listWithClient(hpUsbipd);
+        const e = entries.find((d) => d.busid === busidA);
+        assert.ok(e, `UsbipClient.listDevices has ${busidA}: ${entries.map((d) => d.busid)}`);
+        assert.equal(e.idVendor, 0x46f4);
+        assert.equal(e.idProduct, 0x0001);
+        const dev = await importWithClient(hpUsbipd, busidA);
+        try {
+          const desc = parseDeviceDescriptor(dev.descriptors.device);
+          assert.equal(desc.vendorId, 0x46f4);
+          assert.equal(desc.productId, 0x0001);
+          // usbip-host unconfigures the device it binds (vhci-hcd's enumeration configures it).
+          assert.equal(dev.configuration, 0, 'a device fresh from usbip-host is unconfigured');
+          assert.equal((await setConfiguration(dev, 1)).status, TransferStatus.Ok, 'SET_CONFIGURATION 1');
+          assert.equal(dev.configuration, 1, 'the client tracks SET_CONFIGURATION');
+          for (const [lba, blocks] of [
+            [0, 8],
+            [SIZE / 512 - 8, 8],
+            [4096 + 3, 128],
+          ] as const) {
+            const got = await botRead10(dev, lba, blocks);
+            const want = await readAt(imgA, lba * 512, blocks * 512);
+            assert.ok(got.equals(want), `READ(10) of ${blocks} blocks at LBA ${lba} differs from the image`);
+          }
+        } finally {
+          await dev.close();
         }
-      } finally {
-        await dev.close();
-      }
-      t2.diagnostic(`${((Date.now() - started) / 1000).toFixed(1)} s`);
-    });
+        t2.diagnostic(`${((Date.now() - started) / 1000).toFixed(1)} s`);
+      },
+    );
 
     await t.test(
       'direction A: usbipd → usbwire --remote usbip:// → QEMU usb-redir: disk checks; connection dropped → re-import, disk back',
-      {
-        skip: features.remote,
-      },
       async () => {
+        assert.ok(busidA, 'the first step exported disk A');
         const srv = server([
           '--usbredir',
           `127.0.0.1:${pUsbredir}`,
@@ -294,9 +288,6 @@ rig_time sha_back sh -c "sha256sum /dev/$D | cut -d' ' -f1"`);
 
     await t.test(
       'direction B: usbredirect --as → usbwire --remote usbredir:// → vhci-hcd: disk checks; usbredirect restarted → disk back',
-      {
-        skip: features.usbredirClient,
-      },
       () =>
         directionB({
           remote: `usbredir://127.0.0.1:${hpRedirAs}`,
@@ -309,9 +300,6 @@ rig_time sha_back sh -c "sha256sum /dev/$D | cut -d' ' -f1"`);
 
     await t.test(
       'direction B: usbredirect --to → usbwire --remote usbredir-listen:// → vhci-hcd: reads, direct writes',
-      {
-        skip: features.usbredirClient,
-      },
       () =>
         directionB({
           remote: `usbredir-listen://127.0.0.1:${hpRedirTo}`,
