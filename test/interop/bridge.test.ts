@@ -15,7 +15,7 @@
 //      and direct writes.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { Speed as RedirSpeed } from '../../src/protocol/usbredir/constants.js';
@@ -109,9 +109,13 @@ log "guest done"
   });
   const sh = new GuestShell(g);
   let busidA = '';
+  // A failed step stops its server, so the next step starts from a quiet guest.
   const failed = async (e: unknown, srv?: UsbwireServer) => {
     file.failed = true;
-    if (srv) process.stderr.write(`--- usbwire output ---\n${srv.output()}\n`);
+    if (srv) {
+      await srv.stop();
+      process.stderr.write(`--- usbwire output ---\n${srv.output()}\n`);
+    }
     throw e;
   };
 
@@ -318,6 +322,10 @@ rig_time sha_back sh -c "sha256sum /dev/$D | cut -d' ' -f1"`);
     for (const [i, s] of servers.entries()) writeFileSync(join(work, `usbwire-${i + 1}.log`), s.output());
     sh.exit();
     const res = await g.done;
+    // whole-disk reads (32 MiB) in step order: A, A after re-import, B, B after restart, B --to
+    t.diagnostic(
+      `guest read times (s): ${readFileSync(join(res.shareDir, 'times.txt'), 'utf8').trim().replace(/\n/g, ', ')}`,
+    );
     if (res.rc !== 0) {
       file.failed = true;
       assert.fail(`guest did not end cleanly\n${res.describe()}`);
