@@ -194,7 +194,8 @@ log "guest done"
 rig_wait_disk_gone $(cat /tmp/disk-a) 30 || fail "disk still there after usbip-host dropped the connection"`);
           const back = await sh.ok(`D=$(rig_wait_disk_via ${REDIR_HC_PATH} 60) || fail "the disk did not come back"
 echo $D > /tmp/disk-a
-rig_time sha_back sh -c "sha256sum /dev/$D | cut -d' ' -f1"`);
+rig_time sha_back sh -c "sha256sum /dev/$D | cut -d' ' -f1"
+rig_time dd16k_x500 dd if=/dev/$D of=/dev/null bs=16k count=500 iflag=direct 2>/dev/null`);
           assert.equal(back.trim().split('\n').pop(), sha256File(imgA), 'whole disk after the re-import vs the image');
           assert.match(srv.output(), /disconnected/, 'usbwire logged the disconnect');
           await srv.stop();
@@ -279,7 +280,8 @@ rig_wait_disk_gone $(cat /tmp/disk-${o.tag}) 30 || fail "vhci disk still there a
           await sh.ok(guestUsbipAttach(), 120_000);
           const back = await sh.ok(`D=$(rig_wait_disk_via vhci_hcd 60) || fail "the disk did not come back"
 echo $D > /tmp/disk-${o.tag}
-rig_time sha_back sh -c "sha256sum /dev/$D | cut -d' ' -f1"`);
+rig_time sha_back sh -c "sha256sum /dev/$D | cut -d' ' -f1"
+rig_time dd16k_x500 dd if=/dev/$D of=/dev/null bs=16k count=500 iflag=direct 2>/dev/null`);
           assert.equal(back.trim().split('\n').pop(), sha256File(imgB), 'whole disk after usbredirect came back');
         }
         await sh.ok(guestUsbipDetach(o.tag));
@@ -322,7 +324,8 @@ rig_time sha_back sh -c "sha256sum /dev/$D | cut -d' ' -f1"`);
     for (const [i, s] of servers.entries()) writeFileSync(join(work, `usbwire-${i + 1}.log`), s.output());
     sh.exit();
     const res = await g.done;
-    // whole-disk reads (32 MiB) in step order: A, A after re-import, B, B after restart, B --to
+    // whole-disk reads (32 MiB) and 16 KiB × 500 direct reads in step order: A, A after
+    // re-import, B, B after restart, B --to
     t.diagnostic(
       `guest read times (s): ${readFileSync(join(res.shareDir, 'times.txt'), 'utf8').trim().replace(/\n/g, ', ')}`,
     );
