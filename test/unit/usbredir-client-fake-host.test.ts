@@ -492,3 +492,139 @@ test('bad input: the host closes mid-transfer', async () => {
   assert.equal(t.status, TransferStatus.NoDevice);
   await host.close();
 });
+
+function isoIn(endpoint: number, packets: number, size: number): Transfer {
+  const isoPackets = Array.from({ length: packets }, (_, i) => ({
+    offset: i * size,
+    length: size,
+    actualLength: 0,
+    status: TransferStatus.Ok,
+  }));
+  return new Transfer({ type: 'isochronous', endpoint, length: packets * size, isoPackets });
+}
+
+const ISO_ENDPOINTS: FakeEndpoint[] = [
+  { address: 0x85, type: EndpointKind.Iso, maxPacketSize: 192, interval: 4 },
+  { address: 0x06, type: EndpointKind.Iso, maxPacketSize: 192, interval: 4 },
+];
+
+function pushIso(host: FakeUsbredirHost, from: number, count: number): void {
+  for (let i = from; i < from + count; i++) {
+    const data = Buffer.alloc(4);
+    data.writeUInt32LE(i);
+    host.send({ type: T.IsoPacket, id: BigInt(i), endpoint: 0x85, status: 0, length: 4, data });
+  }
+}
+
+const packetIds = (t: Transfer) => t.isoPackets!.map((p) => (p.actualLength ? t.data.readUInt32LE(p.offset) : -1));
+
+test('iso IN: stream parameters as redirect.c, ~60 ms jitter buffer, underrun gives empty packets, overflow bounded, stall restarts', async () => {
+  const { host, conn, dev, disconnected } = await openDevice({ endpoints: ISO_ENDPOINTS });
+  const t1 = isoIn(0x85, 4, 192);
+  const t1Done = dev.submit(t1);
+  const start = await host.next(T.StartIsoStream);
+  // bInterval 4 at high speed = 1 ms: 60 packets make 60 ms, 10 per host transfer, 6 transfers.
+  assert.deepEqual([start.endpoint, start.pktsPerUrb, start.noUrbs], [0x85, 10, 6]);
+  host.send({ type: T.IsoStreamStatus, id: 0n, status: 0, endpoint: 0x85 });
+  pushIso(host, 0, 59);
+  await new Promise((r) => setTimeout(r, 20));
+  assert.equal(t1.actualLength, 0, 'not before the buffer holds the target');
+  pushIso(host, 59, 1);
+  await t1Done;
+  assert.deepEqual(packetIds(t1), [0, 1, 2, 3]);
+  assert.equal(t1.actualLength, 16);
+  const t2 = isoIn(0x85, 56, 192);
+  await dev.submit(t2);
+  assert.deepEqual(
+    packetIds(t2),
+    Array.from({ length: 56 }, (_, i) => 4 + i),
+  );
+  // Underrun: nothing buffered, the transfer ends at its service time with empty packets.
+  const t3 = isoIn(0x85, 4, 192);
+  const before = performance.now();
+  await dev.submit(t3);
+  assert.ok(performance.now() - before >= 50);
+  assert.deepEqual([t3.status, t3.actualLength, packetIds(t3)], [TransferStatus.Ok, 0, [-1, -1, -1, -1]]);
+  // Overflow: 1000 packets pushed, nobody reading: as QEMU, beyond twice the target (120) new
+  // packets are dropped until the buffer is back at the target.
+  pushIso(host, 1000, 1000);
+  await new Promise((r) => setTimeout(r, 100));
+  const t4 = isoIn(0x85, 200, 192);
+  await dev.submit(t4);
+  const kept = packetIds(t4).filter((id) => id >= 0);
+  assert.deepEqual(
+    kept,
+    Array.from({ length: 120 }, (_, i) => 1000 + i),
+  );
+  // The host stops the stream (stall): the waiting transfer gets an error, the next one restarts it.
+  const parked = isoIn(0x85, 200, 192);
+  const parkedDone = dev.submit(parked);
+  host.send({ type: T.IsoStreamStatus, id: 0n, status: Status.Stall, endpoint: 0x85 });
+  await parkedDone;
+  assert.equal(parked.status, TransferStatus.IoError);
+  const t5 = isoIn(0x85, 1, 192);
+  const t5Done = dev.submit(t5);
+  await host.next(T.StartIsoStream);
+  // Disconnect: the waiting iso transfer ends NoDevice.
+  host.send({ type: T.DeviceDisconnect, id: 0n });
+  await disconnected;
+  await t5Done;
+  assert.equal(t5.status, TransferStatus.NoDevice);
+  await host.close();
+  await conn.closed;
+});
+
+test('iso OUT: start_iso_stream with twice the transfers, packets sent as they come, completed at stream pace', async () => {
+  const { host, conn, dev } = await openDevice({ endpoints: ISO_ENDPOINTS });
+  const data = Buffer.alloc(3 * 192);
+  for (let i = 0; i < data.length; i++) data[i] = i & 0xff;
+  const isoPackets = [0, 1, 2].map((i) => ({
+    offset: i * 192,
+    length: 192,
+    actualLength: 0,
+    status: TransferStatus.Ok,
+  }));
+  const t = new Transfer({ type: 'isochronous', endpoint: 0x06, data, isoPackets });
+  await dev.submit(t);
+  assert.deepEqual([t.status, t.actualLength], [TransferStatus.Ok, 576]);
+  const start = await host.next(T.StartIsoStream);
+  assert.deepEqual([start.endpoint, start.pktsPerUrb, start.noUrbs], [0x06, 10, 12]);
+  for (let i = 0; i < 3; i++) {
+    const p = await host.next(T.IsoPacket);
+    assert.deepEqual(p.data, data.subarray(i * 192, (i + 1) * 192));
+  }
+  // 200 packets of 1 ms each: beyond 60 ms ahead of the stream, completions wait.
+  const started = performance.now();
+  for (let i = 0; i < 20; i++) {
+    const pk = Array.from({ length: 10 }, (_, j) => ({
+      offset: j * 4,
+      length: 4,
+      actualLength: 0,
+      status: TransferStatus.Ok,
+    }));
+    await dev.submit(new Transfer({ type: 'isochronous', endpoint: 0x06, data: Buffer.alloc(40), isoPackets: pk }));
+  }
+  const ms = performance.now() - started;
+  assert.ok(ms >= 100, `203 packets at 1 ms with 60 ms ahead take over 100 ms, took ${ms.toFixed(0)}`);
+  await host.close();
+  await conn.closed;
+});
+
+test('a host that unredirects reports cancelled for what we did not cancel: an I/O error; in-flight transfers are capped', async () => {
+  const { host, conn, dev } = await openDevice();
+  const t = bulk(0x81, 8);
+  const done = dev.submit(t);
+  const p = await host.next(T.BulkPacket);
+  host.send({ ...p, status: Status.Cancelled, length: 0, data: Buffer.alloc(0) });
+  await done;
+  assert.equal(t.status, TransferStatus.IoError);
+  const many = Array.from({ length: 4097 }, () => bulk(0x81, 8));
+  const all = many.map((x) => dev.submit(x));
+  await all[4096];
+  assert.equal(many[4096]!.status, TransferStatus.IoError);
+  assert.equal(dev.inFlight, 4096);
+  await host.close();
+  await Promise.all(all);
+  assert.ok(many.slice(0, 4096).every((x) => x.status === TransferStatus.NoDevice));
+  await conn.closed;
+});

@@ -272,6 +272,8 @@ export class RemoteUsbredirDevice extends EventEmitter<UsbDeviceEvents> implemen
     if (t.type === 'control') {
       if (!t.setup) return 'control transfer without setup packet';
       if (t.endpointNumber !== 0) return 'control transfer on a non-zero endpoint';
+      const out = (t.setup.bmRequestType & 0x80) === 0;
+      if (out && t.data.length < t.setup.wLength) return `wLength ${t.setup.wLength} but ${t.data.length} data bytes`;
       return undefined;
     }
     const mismatch = this.#table.mismatch(t.endpoint, t.type);
