@@ -628,3 +628,14 @@ test('a host that unredirects reports cancelled for what we did not cancel: an I
   assert.ok(many.slice(0, 4096).every((x) => x.status === TransferStatus.NoDevice));
   await conn.closed;
 });
+
+test('iso stream parameters follow redirect.c: ~100 host completions a second, 60 ms of packets, OUT doubled, at most 32 × 16', async () => {
+  const { isoParams } = await import('../../src/client/usbredir/iso.js');
+  const pick = (p: ReturnType<typeof isoParams>) => [p.target, p.pktsPerUrb, p.noUrbs];
+  assert.deepEqual(pick(isoParams('high', 1, true)), [480, 32, 15]);
+  assert.deepEqual(pick(isoParams('high', 1, false)), [480, 32, 16]);
+  assert.deepEqual(pick(isoParams('full', 1, true)), [60, 10, 6]);
+  assert.deepEqual(pick(isoParams('full', 1, false)), [60, 10, 12]);
+  // bInterval 7 at high speed: one packet every 8 ms, 7 of them make the 60 ms.
+  assert.deepEqual(pick(isoParams('high', 7, true)), [7, 1, 7]);
+});

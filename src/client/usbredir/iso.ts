@@ -57,7 +57,7 @@ export class IsoStream {
   readonly #buffer = new PacketQueue();
   readonly #waiting: Waiting[] = [];
   #timer: NodeJS.Timeout | undefined;
-  /** OUT: when the host will have played everything sent so far. */
+  /** When the host will have played everything sent (OUT) or asked for (IN) so far. */
   #clock = 0;
   readonly #outPending = new Set<Waiting>();
 
@@ -162,9 +162,9 @@ export class IsoStream {
   }
 
   #submitIn(p: Parked): void {
-    const n = p.transfer.isoPackets!.length;
-    const deadline = performance.now() + n * this.#params.periodMs + ISO_TARGET_MS;
-    this.#waiting.push({ ...p, deadline });
+    // Transfers queued behind each other are served one after the other, as on a bus.
+    this.#clock = Math.max(this.#clock, performance.now()) + p.transfer.isoPackets!.length * this.#params.periodMs;
+    this.#waiting.push({ ...p, deadline: this.#clock + ISO_TARGET_MS });
     this.#pump();
   }
 
