@@ -623,9 +623,20 @@ test('a host that unredirects reports cancelled for what we did not cancel: an I
   await all[4096];
   assert.equal(many[4096]!.status, TransferStatus.IoError);
   assert.equal(dev.inFlight, 4096);
+  // Transfers parked on an interrupt stream count too.
+  for (let i = 0; i < 100; i++) {
+    host.send({ ...(await host.next(T.BulkPacket)), status: Status.Stall, length: 0, data: Buffer.alloc(0) });
+  }
+  await Promise.all(all.slice(0, 100));
+  const parked = Array.from({ length: 101 }, () => new Transfer({ type: 'interrupt', endpoint: 0x83, length: 8 }));
+  const parkedDone = parked.map((x) => dev.submit(x));
+  await parkedDone[100];
+  assert.equal(parked[100]!.status, TransferStatus.IoError);
+  assert.equal(dev.inFlight, 4096);
   await host.close();
-  await Promise.all(all);
-  assert.ok(many.slice(0, 4096).every((x) => x.status === TransferStatus.NoDevice));
+  await Promise.all([...all, ...parkedDone]);
+  assert.ok(many.slice(100, 4096).every((x) => x.status === TransferStatus.NoDevice));
+  assert.ok(parked.slice(0, 100).every((x) => x.status === TransferStatus.NoDevice));
   await conn.closed;
 });
 

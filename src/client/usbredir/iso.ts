@@ -75,6 +75,11 @@ export class IsoStream {
     return this.#buffer.length;
   }
 
+  /** Transfers submitted and not completed yet. */
+  get waiting(): number {
+    return this.#waiting.length + this.#outPending.size;
+  }
+
   submit(p: Parked): void {
     if (!this.#started && this.#error === 0) this.#start();
     if (this.isIn) this.#submitIn(p);

@@ -108,8 +108,12 @@ export class RemoteUsbredirDevice extends EventEmitter<UsbDeviceEvents> implemen
   get gone(): boolean {
     return this.#gone;
   }
+  /** Transfers submitted and not completed yet (sent, or parked on an interrupt / iso stream). */
   get inFlight(): number {
-    return this.#pending.size;
+    let n = this.#pending.size;
+    for (const s of this.#interrupts.values()) n += s.waiting;
+    for (const s of this.#isos.values()) n += s.waiting;
+    return n;
   }
   /** Both sides announced bulk_streams. */
   get streamsSupported(): boolean {
@@ -152,6 +156,12 @@ export class RemoteUsbredirDevice extends EventEmitter<UsbDeviceEvents> implemen
     if (invalid) {
       this.#link.log.debug(`${t.describe()} rejected: ${invalid}`);
       t.fail(TransferStatus.Invalid);
+      return Promise.resolve();
+    }
+    if (this.inFlight >= MAX_IN_FLIGHT) {
+      if (!this.#warnedFull) this.#link.log.warn(`${MAX_IN_FLIGHT} transfers in flight: failing more`);
+      this.#warnedFull = true;
+      t.fail(TransferStatus.IoError);
       return Promise.resolve();
     }
     return new Promise<void>((resolve) => {
@@ -305,13 +315,6 @@ export class RemoteUsbredirDevice extends EventEmitter<UsbDeviceEvents> implemen
   }
 
   #start(t: Transfer, resolve: () => void, kind: Kind, route?: ControlRoute): void {
-    if (this.#pending.size >= MAX_IN_FLIGHT) {
-      if (!this.#warnedFull) this.#link.log.warn(`${MAX_IN_FLIGHT} transfers in flight: failing more`);
-      this.#warnedFull = true;
-      t.fail(TransferStatus.IoError);
-      resolve();
-      return;
-    }
     const p: Pending = { id: this.#allocId(), kind, transfer: t, resolve, cancelAsked: false };
     if (route) p.route = route;
     if (kind === 'bulk') p.bulk = new BulkJob(t, this.#table.get(t.endpoint).maxPacketSize, this.#link.neg);
