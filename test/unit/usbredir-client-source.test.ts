@@ -93,3 +93,13 @@ test('usbredir:// source: nobody listening: retries with backoff, never throws, 
   await new Promise((r) => setTimeout(r, 150));
   await source.close();
 });
+
+test('usbredir:// source: close does not wait for a connect attempt that hangs', async () => {
+  // A non-routable address keeps the attempt pending until the connect timeout (where routed).
+  const source = new UsbredirConnectSource({ address: { host: '10.255.255.1', port: 9 }, timeoutMs: 5000 });
+  source.start();
+  await new Promise((r) => setTimeout(r, 50));
+  const started = performance.now();
+  await source.close();
+  assert.ok(performance.now() - started < 1000);
+});
