@@ -650,3 +650,25 @@ test('iso stream parameters follow redirect.c: ~100 host completions a second, 6
   // bInterval 7 at high speed: one packet every 8 ms, 7 of them make the 60 ms.
   assert.deepEqual(pick(isoParams('high', 7, true)), [7, 1, 7]);
 });
+
+test('cancel between two pieces of a split transfer: the rest is not sent, it ends Cancelled with the first piece', async () => {
+  const { host, conn, dev } = await openDevice({ caps: ALL_HOST_CAPS.filter((c) => c !== 6) });
+  const t = bulk(0x81, 100_000);
+  const tr = track(dev, t);
+  const first = await host.next(T.BulkPacket);
+  dev.cancel(t);
+  const cancel = await host.next(T.CancelDataPacket);
+  assert.equal(cancel.id, first.id);
+  // The first piece had completed: its reply wins the race, and no second piece follows.
+  host.send({ ...first, length: 65024, data: Buffer.alloc(65024, 5) });
+  await tr.done;
+  assert.deepEqual([t.status, t.actualLength, tr.count()], [TransferStatus.Cancelled, 65024, 1]);
+  const probe = bulk(0x81, 8);
+  const probeDone = dev.submit(probe);
+  const p = await host.next(T.BulkPacket);
+  assert.equal(p.length, 8, 'the next packet is the probe, not a second piece');
+  host.send({ ...p, length: 0, data: Buffer.alloc(0) });
+  await probeDone;
+  await host.close();
+  await conn.closed;
+});
