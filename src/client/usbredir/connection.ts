@@ -129,8 +129,8 @@ export class UsbredirClientConnection extends EventEmitter<UsbredirClientConnect
     try {
       this.#parser.push(chunk);
     } catch (err) {
-      if (!(err instanceof UsbredirProtocolError)) throw err;
-      this.#fail(`${err.reason}: ${err.message}`);
+      if (err instanceof UsbredirProtocolError) this.#fail(`${err.reason}: ${err.message}`);
+      else this.#fail(`internal error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
     }
   }
 
