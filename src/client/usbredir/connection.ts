@@ -211,7 +211,11 @@ export class UsbredirClientConnection extends EventEmitter<UsbredirClientConnect
     if (device.gone) return;
     this.#devicesReady++;
     this.#log.info(`${device.name}: ready, ${device.speed} speed`);
-    this.emit('device', device);
+    try {
+      this.emit('device', device);
+    } catch (err) {
+      this.#log.error(`${device.name}: a device listener failed: ${(err as Error).stack ?? err}`);
+    }
   }
 
   #deviceDisconnect(): void {
