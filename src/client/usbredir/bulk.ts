@@ -52,13 +52,16 @@ export class BulkJob {
     }
     this.#done += got;
     this.status = status;
-    if (status !== TransferStatus.Ok || stop) return false;
-    if (this.#done < t.length) return !t.isIn || got === this.#requested;
-    if (this.#zlp && !this.#zlpSent) {
-      this.#zlpSent = true;
-      return true;
+    if (status !== TransferStatus.Ok) return false;
+    const more = this.#done < t.length ? !t.isIn || got === this.#requested : this.#zlp && !this.#zlpSent;
+    if (!more) return false;
+    // Cancelled between two pieces: what was done stays done, the rest is not sent.
+    if (stop) {
+      this.status = TransferStatus.Cancelled;
+      return false;
     }
-    return false;
+    if (this.#done >= t.length) this.#zlpSent = true;
+    return true;
   }
 
   status: TransferStatus = TransferStatus.Ok;

@@ -129,8 +129,8 @@ export class UsbredirClientConnection extends EventEmitter<UsbredirClientConnect
     try {
       this.#parser.push(chunk);
     } catch (err) {
-      if (!(err instanceof UsbredirProtocolError)) throw err;
-      this.#fail(`${err.reason}: ${err.message}`);
+      if (err instanceof UsbredirProtocolError) this.#fail(`${err.reason}: ${err.message}`);
+      else this.#fail(`internal error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
     }
   }
 
@@ -211,7 +211,11 @@ export class UsbredirClientConnection extends EventEmitter<UsbredirClientConnect
     if (device.gone) return;
     this.#devicesReady++;
     this.#log.info(`${device.name}: ready, ${device.speed} speed`);
-    this.emit('device', device);
+    try {
+      this.emit('device', device);
+    } catch (err) {
+      this.#log.error(`${device.name}: a device listener failed: ${(err as Error).stack ?? err}`);
+    }
   }
 
   #deviceDisconnect(): void {
