@@ -13,10 +13,10 @@ import type {
 import { UsbredirParser } from '../../protocol/usbredir/parser.js';
 import { PduWriter } from '../../transport/pdu-writer.js';
 import type { Logger } from '../../util/log.js';
+import { usbwireVersion } from '../../util/version.js';
 import { EndpointTable } from './endpoints.js';
 import type { DeviceLink } from './link.js';
 import { RemoteUsbredirDevice } from './remote-device.js';
-import { helloVersion } from './version.js';
 
 /** What QEMU's usb-redir announces, without bulk_receiving (buffered bulk input is not implemented). */
 export const GUEST_CAPS: readonly number[] = [
@@ -104,7 +104,7 @@ export class UsbredirClientConnection extends EventEmitter<UsbredirClientConnect
     socket.on('data', (chunk: Buffer) => this.#onData(chunk));
     socket.on('error', (err) => this.#log.debug(`connection error: ${err.message}`));
     this.#helloTimer = setTimeout(() => this.#fail(`no hello within ${this.#opts.timeoutMs} ms`), this.#opts.timeoutMs);
-    this.#send({ type: T.Hello, id: 0n, version: helloVersion(), caps: [...this.#neg.ourCaps] });
+    this.#send({ type: T.Hello, id: 0n, version: `usbwire ${usbwireVersion()}`, caps: [...this.#neg.ourCaps] });
   }
 
   close(): Promise<void> {
