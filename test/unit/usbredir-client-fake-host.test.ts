@@ -367,17 +367,20 @@ async function badInput(misbehave: (host: FakeUsbredirHost, req: bigint) => void
   const { host, conn, dev, disconnected } = await openDevice({ timeoutMs: 300 });
   const t = bulk(0x81, 512);
   const tr = track(dev, t);
-  const req = await host.next(T.BulkPacket);
-  misbehave(host, req.id);
-  await disconnected;
-  await tr.done;
-  await conn.closed;
-  assert.equal(t.status, TransferStatus.NoDevice);
-  assert.equal(tr.count(), 1);
-  const closes = lines.filter((l) => l.includes('closing the connection'));
-  assert.equal(closes.length, 1, closes.join('\n'));
-  assert.match(closes[0]!, reason);
-  await host.close();
+  try {
+    const req = await host.next(T.BulkPacket);
+    misbehave(host, req.id);
+    await disconnected;
+    await tr.done;
+    await conn.closed;
+    assert.equal(t.status, TransferStatus.NoDevice);
+    assert.equal(tr.count(), 1);
+    const closes = lines.filter((l) => l.includes('closing the connection'));
+    assert.equal(closes.length, 1, closes.join('\n'));
+    assert.match(closes[0]!, reason);
+  } finally {
+    await host.close();
+  }
 }
 
 test('bad input: garbage bytes', async () => {
@@ -416,7 +419,23 @@ test('bad input: a reply for an id the client never sent', async () => {
         streamId: 0,
         data: Buffer.from([1]),
       }),
-    /not a pending bulk request/,
+    /bulk_packet id \d+ with 1 bytes answers nothing we sent/,
+  );
+});
+
+test('bad input: a reply with more data than its request asked for is refused before it is buffered', async () => {
+  await badInput(
+    (host, id) =>
+      host.send({
+        type: T.BulkPacket,
+        id,
+        endpoint: 0x81,
+        status: 0,
+        length: 8 << 20,
+        streamId: 0,
+        data: Buffer.alloc(8 << 20),
+      }),
+    /bulk_packet id \d+ carries 8388608 bytes, at most \d+ expected/,
   );
 });
 

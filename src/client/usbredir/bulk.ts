@@ -38,6 +38,11 @@ export class BulkJob {
     return { type: T.BulkPacket, id, endpoint: t.endpoint, status: 0, length: len, streamId: t.streamId, data };
   }
 
+  /** Most data the reply to the last packet may carry. */
+  get replyLimit(): number {
+    return this.transfer.isIn ? this.#requested : 0;
+  }
+
   /** Take the host's reply to the last packet; true when another packet must follow. */
   reply(r: BulkPacket, status: TransferStatus, stop: boolean): boolean {
     const t = this.transfer;

@@ -73,7 +73,11 @@ export class UsbredirClientConnection extends EventEmitter<UsbredirClientConnect
     this.#opts = opts;
     this.#log = opts.logger;
     this.#neg = new Negotiation('guest', capsFrom(opts.caps ?? GUEST_CAPS));
-    this.#parser = new UsbredirParser(this.#neg, (p) => this.#received(p));
+    this.#parser = new UsbredirParser(
+      this.#neg,
+      (p) => this.#received(p),
+      (p, dataLength) => this.#checkData(p, dataLength),
+    );
     this.#writer = new PduWriter(socket);
     this.#link = {
       neg: this.#neg,
@@ -131,6 +135,27 @@ export class UsbredirClientConnection extends EventEmitter<UsbredirClientConnect
     } catch (err) {
       if (err instanceof UsbredirProtocolError) this.#fail(`${err.reason}: ${err.message}`);
       else this.#fail(`internal error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+    }
+  }
+
+  /** A packet's data length, checked before the parser gathers the data. */
+  #checkData(p: Packet, dataLength: number): void {
+    if (dataLength === 0 || !this.#device || this.#device.gone) return;
+    const limit = this.#device.dataLimit(p);
+    const name = packetTypeName(p.type);
+    if (limit === undefined) {
+      throw new UsbredirProtocolError(
+        'unexpected-reply',
+        `${name} id ${p.id} with ${dataLength} bytes answers nothing we sent`,
+        p.type,
+      );
+    }
+    if (dataLength > limit) {
+      throw new UsbredirProtocolError(
+        'unexpected-reply',
+        `${name} id ${p.id} carries ${dataLength} bytes, at most ${limit} expected`,
+        p.type,
+      );
     }
   }
 

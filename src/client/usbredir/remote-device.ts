@@ -39,6 +39,9 @@ export interface RemoteUsbredirDeviceOptions {
  * data packet with its own id; standard requests that change state have packets of their own
  * (standard-requests.ts); interrupt IN and iso go through host-driven streams.
  */
+/** One interrupt or iso service interval at most: SuperSpeed Plus iso is 3 × 16 × 1024 bytes. */
+const MAX_STREAMED_PACKET = 64 * 1024;
+
 export class RemoteUsbredirDevice extends EventEmitter<UsbDeviceEvents> implements UsbDevice {
   readonly #link: DeviceLink;
   readonly #opts: RemoteUsbredirDeviceOptions;
@@ -170,6 +173,25 @@ export class RemoteUsbredirDevice extends EventEmitter<UsbDeviceEvents> implemen
   /** Close the connection: the host releases the device; pending transfers complete with NoDevice. */
   close(): Promise<void> {
     return this.#opts.close();
+  }
+
+  /**
+   * Most data a packet from the host may carry, checked before it is buffered: a reply at most
+   * what its request asked for (undefined: no request has its id), a streamed interrupt or iso
+   * packet at most one service interval's worth.
+   */
+  dataLimit(p: Packet): number | undefined {
+    switch (p.type) {
+      case T.ControlPacket:
+      case T.BulkPacket:
+        return this.#requests.replyLimit(p.id);
+      case T.InterruptPacket:
+        return p.endpoint & 0x80 ? MAX_STREAMED_PACKET : this.#requests.replyLimit(p.id);
+      case T.IsoPacket:
+        return MAX_STREAMED_PACKET;
+      default:
+        return Number.POSITIVE_INFINITY;
+    }
   }
 
   /** A packet from the host for this device (the connection handles hello, connect, disconnect). */

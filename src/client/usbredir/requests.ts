@@ -108,6 +108,14 @@ export class PendingRequests {
     }
   }
 
+  /** Most data a reply with this id may carry; undefined when no such request is pending. */
+  replyLimit(id: bigint): number | undefined {
+    const p = this.#byId.get(id);
+    if (!p) return undefined;
+    if (p.bulk) return p.bulk.replyLimit;
+    return p.transfer.isIn ? p.transfer.length : 0;
+  }
+
   reply(r: ReplyPacket): void {
     switch (r.type) {
       case T.ControlPacket:
