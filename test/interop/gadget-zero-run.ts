@@ -79,7 +79,7 @@ rig_result done yes
 export interface GadgetZeroServers {
   usbipPort: number;
   usbredirPort: number;
-  /** Everything started, to stop afterwards and to show when something fails. */
+  /** Everything started, to show when something fails (the caller adds each to file.servers as it starts it). */
   servers: UsbwireServer[];
 }
 
@@ -89,7 +89,6 @@ export async function runUsbtestGuest(t: TestContext, file: InteropFile, start: 
   let res: GuestResult | undefined;
   try {
     started = await start();
-    file.servers.push(...started.servers);
     const g = startGuest({
       modules: ['vhci_hcd', 'xhci_pci', 'usbtest'],
       guestfwd: [{ guestPort: 3240, hostPort: started.usbipPort }],
@@ -135,7 +134,7 @@ export async function runUsbtestGuest(t: TestContext, file: InteropFile, start: 
     res.cleanup();
   } catch (e) {
     file.failed = true;
-    for (const s of started?.servers ?? []) {
+    for (const s of started?.servers ?? file.servers) {
       process.stderr.write(`--- usbwire output (tail) ---\n${s.output().slice(-8000)}\n`);
     }
     throw e;

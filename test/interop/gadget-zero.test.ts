@@ -29,6 +29,7 @@ test(
         ],
         { readyCount: 3 },
       );
+      file.servers.push(srv);
       await srv.ready;
       return { usbipPort, usbredirPort, servers: [srv] };
     }),

@@ -38,6 +38,7 @@ test(
         ],
         { readyCount: 3 },
       );
+      file.servers.push(a);
       await a.ready;
       // B: the bridge. 1-1 comes over usbredir and goes to vhci-hcd; 1-2 comes over USB/IP and goes to QEMU.
       const b = startUsbwire(
@@ -54,6 +55,7 @@ test(
         ],
         { readyCount: 2 },
       );
+      file.servers.push(b);
       await b.ready;
       await waitListed(usbipPort, ['1-1', '1-2']);
       return { usbipPort, usbredirPort, servers: [a, b] };

@@ -92,3 +92,57 @@ test('loopback through the usbredir client: data out comes back in', async () =>
     await pair.close();
   }
 });
+
+test('cancel through our usbredir host, both orders: pending IN cancelled; IN racing its completion ends once, no data lost', async (ctx) => {
+  const gz = createGadgetZero();
+  const pair = await importOverUsbredir(gz);
+  const dev = pair.remote;
+  try {
+    assert.equal((await setConfiguration(dev, GZERO_LOOPBACK_CONFIG)).status, TransferStatus.Ok);
+    // Nothing to loop back: the IN stays pending until cancelled.
+    const idle = bulkIn(dev, LB_BULK_IN, 512);
+    await new Promise((r) => setTimeout(r, 20));
+    dev.cancel(idle);
+    await idle.done;
+    assert.equal(idle.status, TransferStatus.Cancelled);
+    assert.equal(dev.inFlight, 0);
+
+    // An IN waits on the device; the cancel and the data that completes it race to the host.
+    let cancelled = 0;
+    let completed = 0;
+    for (let i = 0; i < 40; i++) {
+      const data = Buffer.from(`packet ${i}`);
+      const t = bulkIn(dev, LB_BULK_IN, 512);
+      let ends = 0;
+      const counted = t.done.then(() => ends++);
+      await new Promise((r) => setTimeout(r, 1));
+      let out: Promise<unknown>;
+      if (i % 2) {
+        dev.cancel(t);
+        out = bulkOut(dev, LB_BULK_OUT, data);
+      } else {
+        out = bulkOut(dev, LB_BULK_OUT, data);
+        dev.cancel(t);
+      }
+      await Promise.all([counted, out]);
+      assert.equal(ends, 1);
+      if (t.status === TransferStatus.Ok) {
+        completed++;
+        assert.deepEqual(t.data.subarray(0, t.actualLength), data);
+        continue;
+      }
+      assert.equal(t.status, TransferStatus.Cancelled);
+      cancelled++;
+      // Cancelled before the data came: the data is still there for the next IN.
+      const again = bulkIn(dev, LB_BULK_IN, 512);
+      await again.done;
+      assert.deepEqual(again.data.subarray(0, again.actualLength), data);
+    }
+    ctx.diagnostic(`cancel won ${cancelled} times, the completion ${completed} times`);
+    assert.ok(cancelled > 0 && completed > 0, 'both orders happened');
+    assert.equal(cancelled + completed, 40);
+    assert.equal(dev.inFlight, 0);
+  } finally {
+    await pair.close();
+  }
+});

@@ -38,6 +38,11 @@ export class BulkJob {
     return { type: T.BulkPacket, id, endpoint: t.endpoint, status: 0, length: len, streamId: t.streamId, data };
   }
 
+  /** Most data the reply to the last packet may carry. */
+  get replyLimit(): number {
+    return this.transfer.isIn ? this.#requested : 0;
+  }
+
   /** Take the host's reply to the last packet; true when another packet must follow. */
   reply(r: BulkPacket, status: TransferStatus, stop: boolean): boolean {
     const t = this.transfer;
@@ -52,13 +57,16 @@ export class BulkJob {
     }
     this.#done += got;
     this.status = status;
-    if (status !== TransferStatus.Ok || stop) return false;
-    if (this.#done < t.length) return !t.isIn || got === this.#requested;
-    if (this.#zlp && !this.#zlpSent) {
-      this.#zlpSent = true;
-      return true;
+    if (status !== TransferStatus.Ok) return false;
+    const more = this.#done < t.length ? !t.isIn || got === this.#requested : this.#zlp && !this.#zlpSent;
+    if (!more) return false;
+    // Cancelled between two pieces: what was done stays done, the rest is not sent.
+    if (stop) {
+      this.status = TransferStatus.Cancelled;
+      return false;
     }
-    return false;
+    if (this.#done >= t.length) this.#zlpSent = true;
+    return true;
   }
 
   status: TransferStatus = TransferStatus.Ok;

@@ -13,10 +13,10 @@ import type {
 import { UsbredirParser } from '../../protocol/usbredir/parser.js';
 import { PduWriter } from '../../transport/pdu-writer.js';
 import type { Logger } from '../../util/log.js';
+import { usbwireVersion } from '../../util/version.js';
 import { EndpointTable } from './endpoints.js';
 import type { DeviceLink } from './link.js';
 import { RemoteUsbredirDevice } from './remote-device.js';
-import { helloVersion } from './version.js';
 
 /** What QEMU's usb-redir announces, without bulk_receiving (buffered bulk input is not implemented). */
 export const GUEST_CAPS: readonly number[] = [
@@ -73,7 +73,11 @@ export class UsbredirClientConnection extends EventEmitter<UsbredirClientConnect
     this.#opts = opts;
     this.#log = opts.logger;
     this.#neg = new Negotiation('guest', capsFrom(opts.caps ?? GUEST_CAPS));
-    this.#parser = new UsbredirParser(this.#neg, (p) => this.#received(p));
+    this.#parser = new UsbredirParser(
+      this.#neg,
+      (p) => this.#received(p),
+      (p, dataLength) => this.#checkData(p, dataLength),
+    );
     this.#writer = new PduWriter(socket);
     this.#link = {
       neg: this.#neg,
@@ -104,7 +108,7 @@ export class UsbredirClientConnection extends EventEmitter<UsbredirClientConnect
     socket.on('data', (chunk: Buffer) => this.#onData(chunk));
     socket.on('error', (err) => this.#log.debug(`connection error: ${err.message}`));
     this.#helloTimer = setTimeout(() => this.#fail(`no hello within ${this.#opts.timeoutMs} ms`), this.#opts.timeoutMs);
-    this.#send({ type: T.Hello, id: 0n, version: helloVersion(), caps: [...this.#neg.ourCaps] });
+    this.#send({ type: T.Hello, id: 0n, version: `usbwire ${usbwireVersion()}`, caps: [...this.#neg.ourCaps] });
   }
 
   close(): Promise<void> {
@@ -129,8 +133,29 @@ export class UsbredirClientConnection extends EventEmitter<UsbredirClientConnect
     try {
       this.#parser.push(chunk);
     } catch (err) {
-      if (!(err instanceof UsbredirProtocolError)) throw err;
-      this.#fail(`${err.reason}: ${err.message}`);
+      if (err instanceof UsbredirProtocolError) this.#fail(`${err.reason}: ${err.message}`);
+      else this.#fail(`internal error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+    }
+  }
+
+  /** A packet's data length, checked before the parser gathers the data. */
+  #checkData(p: Packet, dataLength: number): void {
+    if (dataLength === 0 || !this.#device || this.#device.gone) return;
+    const limit = this.#device.dataLimit(p);
+    const name = packetTypeName(p.type);
+    if (limit === undefined) {
+      throw new UsbredirProtocolError(
+        'unexpected-reply',
+        `${name} id ${p.id} with ${dataLength} bytes answers nothing we sent`,
+        p.type,
+      );
+    }
+    if (dataLength > limit) {
+      throw new UsbredirProtocolError(
+        'unexpected-reply',
+        `${name} id ${p.id} carries ${dataLength} bytes, at most ${limit} expected`,
+        p.type,
+      );
     }
   }
 
@@ -211,7 +236,11 @@ export class UsbredirClientConnection extends EventEmitter<UsbredirClientConnect
     if (device.gone) return;
     this.#devicesReady++;
     this.#log.info(`${device.name}: ready, ${device.speed} speed`);
-    this.emit('device', device);
+    try {
+      this.emit('device', device);
+    } catch (err) {
+      this.#log.error(`${device.name}: a device listener failed: ${(err as Error).stack ?? err}`);
+    }
   }
 
   #deviceDisconnect(): void {

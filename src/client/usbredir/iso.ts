@@ -57,9 +57,10 @@ export class IsoStream {
   readonly #buffer = new PacketQueue();
   readonly #waiting: Waiting[] = [];
   #timer: NodeJS.Timeout | undefined;
-  /** OUT: when the host will have played everything sent so far. */
+  /** When the host will have played everything sent (OUT) or asked for (IN) so far. */
   #clock = 0;
   readonly #outPending = new Set<Waiting>();
+  #longest = 0;
 
   constructor(link: DeviceLink, endpoint: number, params: IsoParams) {
     this.#link = link;
@@ -73,6 +74,11 @@ export class IsoStream {
 
   get buffered(): number {
     return this.#buffer.length;
+  }
+
+  /** Transfers submitted and not completed yet. */
+  get waiting(): number {
+    return this.#waiting.length + this.#outPending.size;
   }
 
   submit(p: Parked): void {
@@ -162,16 +168,17 @@ export class IsoStream {
   }
 
   #submitIn(p: Parked): void {
-    const n = p.transfer.isoPackets!.length;
-    const deadline = performance.now() + n * this.#params.periodMs + ISO_TARGET_MS;
-    this.#waiting.push({ ...p, deadline });
+    // Transfers queued behind each other are served one after the other, as on a bus.
+    this.#clock = Math.max(this.#clock, performance.now()) + p.transfer.isoPackets!.length * this.#params.periodMs;
+    this.#waiting.push({ ...p, deadline: this.#clock + ISO_TARGET_MS });
+    this.#longest = Math.max(this.#longest, p.transfer.isoPackets!.length);
     this.#pump();
   }
 
+  /** Packets of the longest transfer waiting since the queue was last empty (keeps the buffer cap above it). */
   #longestWaiting(): number {
-    let n = 0;
-    for (const w of this.#waiting) n = Math.max(n, w.transfer.isoPackets!.length);
-    return n;
+    if (this.#waiting.length === 0) this.#longest = 0;
+    return this.#longest;
   }
 
   #pump(): void {

@@ -1,14 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { Cap, endpointIndex, PacketType as T } from '../../protocol/usbredir/constants.js';
-import type {
-  AltSettingStatusPacket,
-  BulkPacket,
-  ConfigurationStatusPacket,
-  ControlPacket,
-  DeviceConnectPacket,
-  InterruptPacket,
-  Packet,
-} from '../../protocol/usbredir/packets.js';
+import type { DeviceConnectPacket, Packet } from '../../protocol/usbredir/packets.js';
 import { speedFromRedir } from '../../protocol/usbredir/status.js';
 import type { DeviceDescriptors, UsbDevice, UsbDeviceEvents } from '../../usb/device.js';
 import {
@@ -21,36 +13,16 @@ import type { SetupPacket } from '../../usb/setup.js';
 import type { UsbSpeed } from '../../usb/speed.js';
 import { TransferStatus } from '../../usb/status.js';
 import { Transfer } from '../../usb/transfer.js';
-import { BulkJob } from './bulk.js';
 import type { EndpointTable } from './endpoints.js';
 import { InterruptReceiver } from './interrupt-in.js';
 import { IsoStream, isoParams } from './iso.js';
 import { type DeviceLink, hex2 } from './link.js';
-import {
-  type ControlRoute,
-  completeControl,
-  completeStateRequest,
-  controlRequestPacket,
-  replyStatus,
-  routeControl,
-} from './standard-requests.js';
+import { PendingRequests } from './requests.js';
+import { routeControl } from './standard-requests.js';
 import { StreamRequests } from './stream-requests.js';
 
 /** Transfers in flight at once per device; more fail with IoError instead of queueing without bound. */
 export const MAX_IN_FLIGHT = 4096;
-
-type Kind = 'control' | 'state' | 'bulk' | 'interrupt';
-
-interface Pending {
-  id: bigint;
-  kind: Kind;
-  transfer: Transfer;
-  resolve: () => void;
-  route?: ControlRoute;
-  bulk?: BulkJob;
-  cancelAsked: boolean;
-  cancelTimer?: NodeJS.Timeout;
-}
 
 export interface RemoteUsbredirDeviceOptions {
   /** "usbredir 10.1.2.4:4000", for logs. */
@@ -67,6 +39,9 @@ export interface RemoteUsbredirDeviceOptions {
  * data packet with its own id; standard requests that change state have packets of their own
  * (standard-requests.ts); interrupt IN and iso go through host-driven streams.
  */
+/** One interrupt or iso service interval at most: SuperSpeed Plus iso is 3 × 16 × 1024 bytes. */
+const MAX_STREAMED_PACKET = 64 * 1024;
+
 export class RemoteUsbredirDevice extends EventEmitter<UsbDeviceEvents> implements UsbDevice {
   readonly #link: DeviceLink;
   readonly #opts: RemoteUsbredirDeviceOptions;
@@ -76,12 +51,10 @@ export class RemoteUsbredirDevice extends EventEmitter<UsbDeviceEvents> implemen
   readonly #table: EndpointTable;
   readonly #tracker = new ConfigurationTracker();
   #descriptors: DeviceDescriptors = { device: Buffer.alloc(0), configurations: [] };
-  readonly #pending = new Map<bigint, Pending>();
-  readonly #byTransfer = new Map<Transfer, Pending>();
+  readonly #requests: PendingRequests;
   readonly #interrupts = new Map<number, InterruptReceiver>();
   readonly #isos = new Map<number, IsoStream>();
   readonly #streams: StreamRequests;
-  #nextId = 1n;
   #gone = false;
   #warnedFull = false;
 
@@ -94,6 +67,7 @@ export class RemoteUsbredirDevice extends EventEmitter<UsbDeviceEvents> implemen
     this.speed = speedFromRedir(connect.speed) ?? 'full';
     this.#name = `${opts.where} ${hex4(connect.vendorId)}:${hex4(connect.productId)}`;
     this.#streams = new StreamRequests(link, table, opts.timeoutMs);
+    this.#requests = new PendingRequests(link, table, this.#tracker, opts.timeoutMs);
   }
 
   get name(): string {
@@ -108,8 +82,12 @@ export class RemoteUsbredirDevice extends EventEmitter<UsbDeviceEvents> implemen
   get gone(): boolean {
     return this.#gone;
   }
+  /** Transfers submitted and not completed yet (sent, or parked on an interrupt / iso stream). */
   get inFlight(): number {
-    return this.#pending.size;
+    let n = this.#requests.size;
+    for (const s of this.#interrupts.values()) n += s.waiting;
+    for (const s of this.#isos.values()) n += s.waiting;
+    return n;
   }
   /** Both sides announced bulk_streams. */
   get streamsSupported(): boolean {
@@ -154,15 +132,21 @@ export class RemoteUsbredirDevice extends EventEmitter<UsbDeviceEvents> implemen
       t.fail(TransferStatus.Invalid);
       return Promise.resolve();
     }
+    if (this.inFlight >= MAX_IN_FLIGHT) {
+      if (!this.#warnedFull) this.#link.log.warn(`${MAX_IN_FLIGHT} transfers in flight: failing more`);
+      this.#warnedFull = true;
+      t.fail(TransferStatus.IoError);
+      return Promise.resolve();
+    }
     return new Promise<void>((resolve) => {
       switch (t.type) {
         case 'control':
           return this.#control(t, resolve);
         case 'bulk':
-          return this.#start(t, resolve, 'bulk');
+          return this.#requests.start(t, resolve, 'bulk');
         case 'interrupt':
           if (t.isIn) return this.#interrupt(t.endpoint).submit({ transfer: t, resolve });
-          return this.#start(t, resolve, 'interrupt');
+          return this.#requests.start(t, resolve, 'interrupt');
         case 'isochronous':
           return this.#iso(t.endpoint).submit({ transfer: t, resolve });
       }
@@ -170,28 +154,16 @@ export class RemoteUsbredirDevice extends EventEmitter<UsbDeviceEvents> implemen
   }
 
   cancel(t: Transfer): void {
-    if (this.#gone) return;
-    const p = this.#byTransfer.get(t);
-    if (!p) {
-      const parked = t.isIn && t.type === 'interrupt' ? this.#interrupts.get(t.endpoint) : this.#isos.get(t.endpoint);
-      parked?.cancel(t, TransferStatus.Cancelled);
-      return;
-    }
-    if (p.cancelAsked) return;
-    p.cancelAsked = true;
-    // State requests (set_configuration...) cannot be cancelled in usbredir: they only get a deadline.
-    if (p.kind !== 'state') this.#link.send({ type: T.CancelDataPacket, id: p.id });
-    p.cancelTimer = setTimeout(
-      () => this.#link.fail(`no reply to cancelled ${t.describe()} (id ${p.id}) within ${this.#opts.timeoutMs} ms`),
-      this.#opts.timeoutMs,
-    );
+    if (this.#gone || this.#requests.cancel(t)) return;
+    const parked = t.isIn && t.type === 'interrupt' ? this.#interrupts.get(t.endpoint) : this.#isos.get(t.endpoint);
+    parked?.cancel(t, TransferStatus.Cancelled);
   }
 
   /** Port reset: everything pending is cancelled, streams stop, then the configuration is read again. */
   async reset(): Promise<void> {
     if (this.#gone) return;
     this.#stopStreams(undefined, TransferStatus.Cancelled);
-    for (const p of [...this.#pending.values()]) this.cancel(p.transfer);
+    this.#requests.cancelAll();
     this.#link.send({ type: T.Reset, id: 0n });
     this.#tracker.reset();
     const value = await readConfigurationValue((s) => this.#controlIn(s));
@@ -201,6 +173,25 @@ export class RemoteUsbredirDevice extends EventEmitter<UsbDeviceEvents> implemen
   /** Close the connection: the host releases the device; pending transfers complete with NoDevice. */
   close(): Promise<void> {
     return this.#opts.close();
+  }
+
+  /**
+   * Most data a packet from the host may carry, checked before it is buffered: a reply at most
+   * what its request asked for (undefined: no request has its id), a streamed interrupt or iso
+   * packet at most one service interval's worth.
+   */
+  dataLimit(p: Packet): number | undefined {
+    switch (p.type) {
+      case T.ControlPacket:
+      case T.BulkPacket:
+        return this.#requests.replyLimit(p.id);
+      case T.InterruptPacket:
+        return p.endpoint & 0x80 ? MAX_STREAMED_PACKET : this.#requests.replyLimit(p.id);
+      case T.IsoPacket:
+        return MAX_STREAMED_PACKET;
+      default:
+        return Number.POSITIVE_INFINITY;
+    }
   }
 
   /** A packet from the host for this device (the connection handles hello, connect, disconnect). */
@@ -214,16 +205,12 @@ export class RemoteUsbredirDevice extends EventEmitter<UsbDeviceEvents> implemen
         break;
       case T.ConfigurationStatus:
       case T.AltSettingStatus:
-        this.#stateReply(p);
-        break;
       case T.ControlPacket:
-        this.#controlReply(p);
-        break;
       case T.BulkPacket:
-        this.#bulkReply(p);
+        this.#requests.reply(p);
         break;
       case T.InterruptPacket:
-        if (!(p.endpoint & 0x80)) this.#interruptOutReply(p);
+        if (!(p.endpoint & 0x80)) this.#requests.reply(p);
         else if (this.#interrupts.has(p.endpoint)) this.#interrupts.get(p.endpoint)!.packet(p);
         else this.#unexpected(p.endpoint, 'interrupt');
         break;
@@ -253,14 +240,7 @@ export class RemoteUsbredirDevice extends EventEmitter<UsbDeviceEvents> implemen
     if (this.#gone) return;
     this.#gone = true;
     this.#stopStreams(undefined, TransferStatus.NoDevice, false);
-    const pending = [...this.#byTransfer.values()];
-    this.#pending.clear();
-    this.#byTransfer.clear();
-    for (const p of pending) {
-      clearTimeout(p.cancelTimer);
-      p.transfer.fail(TransferStatus.NoDevice);
-      p.resolve();
-    }
+    this.#requests.abandon(TransferStatus.NoDevice);
     this.#streams.abandon();
     this.#link.log.info(`${this.#name}: disconnected (${reason})`);
     this.emit('disconnect');
@@ -272,6 +252,8 @@ export class RemoteUsbredirDevice extends EventEmitter<UsbDeviceEvents> implemen
     if (t.type === 'control') {
       if (!t.setup) return 'control transfer without setup packet';
       if (t.endpointNumber !== 0) return 'control transfer on a non-zero endpoint';
+      const out = (t.setup.bmRequestType & 0x80) === 0;
+      if (out && t.data.length < t.setup.wLength) return `wLength ${t.setup.wLength} but ${t.data.length} data bytes`;
       return undefined;
     }
     const mismatch = this.#table.mismatch(t.endpoint, t.type);
@@ -299,112 +281,7 @@ export class RemoteUsbredirDevice extends EventEmitter<UsbDeviceEvents> implemen
     // As redirect.c: nothing may stream on endpoints whose configuration or alt setting changes.
     if (route.kind === 'set-configuration') this.#stopStreams(undefined, TransferStatus.Cancelled);
     if (route.kind === 'set-alt') this.#stopStreams(this.#table.addresses(route.interface), TransferStatus.Cancelled);
-    this.#start(t, resolve, route.kind === 'control' ? 'control' : 'state', route);
-  }
-
-  #start(t: Transfer, resolve: () => void, kind: Kind, route?: ControlRoute): void {
-    if (this.#pending.size >= MAX_IN_FLIGHT) {
-      if (!this.#warnedFull) this.#link.log.warn(`${MAX_IN_FLIGHT} transfers in flight: failing more`);
-      this.#warnedFull = true;
-      t.fail(TransferStatus.IoError);
-      resolve();
-      return;
-    }
-    const p: Pending = { id: this.#allocId(), kind, transfer: t, resolve, cancelAsked: false };
-    if (route) p.route = route;
-    if (kind === 'bulk') p.bulk = new BulkJob(t, this.#table.get(t.endpoint).maxPacketSize, this.#link.neg);
-    this.#pending.set(p.id, p);
-    this.#byTransfer.set(t, p);
-    this.#send(p);
-  }
-
-  #send(p: Pending): void {
-    const t = p.transfer;
-    if (p.bulk) this.#link.send(p.bulk.nextPacket(p.id));
-    else if (p.kind === 'interrupt') {
-      const data = t.data.subarray(0, t.length);
-      this.#link.send({
-        type: T.InterruptPacket,
-        id: p.id,
-        endpoint: t.endpoint,
-        status: 0,
-        length: data.length,
-        data,
-      });
-    } else this.#link.send(controlRequestPacket(p.route!, p.id, t)!);
-  }
-
-  #allocId(): bigint {
-    const max = this.#link.neg.layout.headerSize === 16 ? 0xffffffffffffffffn : 0xffffffffn;
-    let id = this.#nextId;
-    while (id === 0n || id > max || this.#pending.has(id)) id = id >= max ? 1n : id + 1n;
-    this.#nextId = id + 1n;
-    return id;
-  }
-
-  /** The pending request a reply is for; a reply for an id we never sent (or of the wrong kind) is fatal. */
-  #take(id: bigint, kind: Kind, what: string): Pending | undefined {
-    const p = this.#pending.get(id);
-    if (!p || p.kind !== kind) {
-      this.#link.fail(`${what} for id ${id}, which is not a pending ${kind} request`);
-      return undefined;
-    }
-    return p;
-  }
-
-  #finish(p: Pending): void {
-    this.#pending.delete(p.id);
-    this.#byTransfer.delete(p.transfer);
-    clearTimeout(p.cancelTimer);
-    p.resolve();
-  }
-
-  #controlReply(r: ControlPacket): void {
-    const p = this.#take(r.id, 'control', 'control_packet');
-    if (!p) return;
-    completeControl(p.transfer, r, replyStatus(r.status, p.cancelAsked));
-    this.#finish(p);
-  }
-
-  #stateReply(r: ConfigurationStatusPacket | AltSettingStatusPacket): void {
-    const what = r.type === T.ConfigurationStatus ? 'configuration_status' : 'alt_setting_status';
-    const p = this.#take(r.id, 'state', what);
-    if (!p) return;
-    const forConfig = p.route!.kind === 'set-configuration' || p.route!.kind === 'get-configuration';
-    if (forConfig !== (r.type === T.ConfigurationStatus)) {
-      this.#link.fail(`${what} answers a ${p.route!.kind} request (id ${r.id})`);
-      return;
-    }
-    const value = r.type === T.ConfigurationStatus ? r.configuration : r.alt;
-    completeStateRequest(p.transfer, p.route!, replyStatus(r.status, false), value, this.#tracker);
-    this.#finish(p);
-  }
-
-  #bulkReply(r: BulkPacket): void {
-    const p = this.#take(r.id, 'bulk', 'bulk_packet');
-    if (!p) return;
-    if (r.endpoint !== p.transfer.endpoint) {
-      this.#link.fail(`bulk_packet id ${r.id} for ep ${hex2(r.endpoint)}, sent on ep ${hex2(p.transfer.endpoint)}`);
-      return;
-    }
-    const job = p.bulk!;
-    if (job.reply(r, replyStatus(r.status, p.cancelAsked), p.cancelAsked)) {
-      this.#pending.delete(p.id);
-      p.id = this.#allocId();
-      this.#pending.set(p.id, p);
-      this.#send(p);
-      return;
-    }
-    job.finish();
-    this.#finish(p);
-  }
-
-  #interruptOutReply(r: InterruptPacket): void {
-    const p = this.#take(r.id, 'interrupt', 'interrupt_packet');
-    if (!p) return;
-    p.transfer.status = replyStatus(r.status, p.cancelAsked);
-    p.transfer.actualLength = Math.min(r.length, p.transfer.length);
-    this.#finish(p);
+    this.#requests.start(t, resolve, route.kind === 'control' ? 'control' : 'state', route);
   }
 
   #unexpected(endpoint: number, kind: string): void {

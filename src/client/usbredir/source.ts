@@ -48,6 +48,8 @@ export class UsbredirConnectSource extends EventEmitter<DeviceSourceEvents> impl
   #loop: Promise<void> | undefined;
   #timer: NodeJS.Timeout | undefined;
   #wake: (() => void) | undefined;
+  /** A connect attempt is in progress (it cannot be aborted; its socket is dropped when it lands). */
+  #connecting = false;
 
   constructor(opts: UsbredirConnectSourceOptions) {
     super();
@@ -68,7 +70,7 @@ export class UsbredirConnectSource extends EventEmitter<DeviceSourceEvents> impl
     clearTimeout(this.#timer);
     this.#wake?.();
     await this.#connection?.close();
-    await this.#loop;
+    if (!this.#connecting) await this.#loop;
   }
 
   async #run(): Promise<void> {
@@ -77,7 +79,10 @@ export class UsbredirConnectSource extends EventEmitter<DeviceSourceEvents> impl
     while (!this.#stopped) {
       let worked = false;
       try {
-        const socket = await connectTcp(this.#address, this.#timeoutMs);
+        this.#connecting = true;
+        const socket = await connectTcp(this.#address, this.#timeoutMs).finally(() => {
+          this.#connecting = false;
+        });
         if (this.#stopped) {
           socket.destroy();
           break;

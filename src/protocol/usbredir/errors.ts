@@ -10,7 +10,9 @@ export type ProtocolErrorReason =
   | 'missing-capability'
   | 'not-an-in-endpoint'
   | 'bad-filter-data'
-  | 'bad-value';
+  | 'bad-value'
+  /** A reply the receiver did not ask for, or with more data than it asked for. */
+  | 'unexpected-reply';
 
 /**
  * A packet that breaks the usbredir rules (the cases usbredirparser.c rejects), found while

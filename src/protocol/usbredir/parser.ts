@@ -9,6 +9,13 @@ import { checkTypeAndDirection, mayCarryData, typeHeaderSize, verifyTypeHeader }
 type Step = () => void;
 
 /**
+ * Called with each packet's header (data not attached yet) and its data length, before the data
+ * is gathered: a receiver that knows what it asked for throws a UsbredirProtocolError here for a
+ * reply it never asked for, so a lying peer cannot make it buffer up to MAX_PACKET_SIZE.
+ */
+export type HeaderCheck = (p: Packet, dataLength: number) => void;
+
+/**
  * Streaming usbredir parser for one side (`neg.role`) of a connection. Received chunks are kept
  * as they are; a packet's data is a view into its chunk, copied only when it straddles chunks.
  * Every check that usbredirparser.c makes happens as soon as the bytes it needs are in, and
@@ -20,6 +27,7 @@ type Step = () => void;
 export class UsbredirParser {
   readonly #neg: Negotiation;
   readonly #onPacket: (p: Packet) => void;
+  readonly #checkHeader: HeaderCheck | undefined;
   readonly #queue = new ByteQueue();
   #need: number;
   #step: Step;
@@ -33,9 +41,10 @@ export class UsbredirParser {
   #dataLength = 0;
   #packet: Packet | undefined;
 
-  constructor(neg: Negotiation, onPacket: (p: Packet) => void) {
+  constructor(neg: Negotiation, onPacket: (p: Packet) => void, checkHeader?: HeaderCheck) {
     this.#neg = neg;
     this.#onPacket = onPacket;
+    this.#checkHeader = checkHeader;
     this.#need = neg.layout.headerSize;
     this.#step = this.#header;
   }
@@ -108,6 +117,7 @@ export class UsbredirParser {
   #typeHeader = (): void => {
     const packet = decodeTypeHeader(this.#type, this.#id, this.#queue.take(this.#typeHeaderSize), this.#neg.layout);
     verifyTypeHeader(packet, this.#dataLength, this.#neg, false);
+    this.#checkHeader?.(packet, this.#dataLength);
     this.#packet = packet;
     this.#expect(this.#dataLength, this.#data);
   };

@@ -10,6 +10,7 @@ import { PduWriter } from '../../transport/pdu-writer.js';
 import type { UsbDevice } from '../../usb/device.js';
 import { createLogger, type Logger } from '../../util/log.js';
 import { type TransferTrace, traceChunk, tracing } from '../../util/trace.js';
+import { usbwireVersion } from '../../util/version.js';
 import { type ConnectionLimits, resolveLimits } from '../limits.js';
 import { ReadThrottle } from '../read-throttle.js';
 import { ConfigurationRequests } from './configuration.js';
@@ -24,7 +25,6 @@ import { PendingRequests, packetBytes } from './pending.js';
 import { quiesceAndReset } from './quiesce.js';
 import type { SessionContext } from './session-context.js';
 import { EndpointStreams } from './streams.js';
-import { usbwireVersion } from './version.js';
 
 export interface UsbredirHostSessionOptions extends ConnectionLimits {
   device: UsbDevice;

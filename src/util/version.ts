@@ -2,8 +2,8 @@ import { readFileSync } from 'node:fs';
 
 let cached: string | undefined;
 
-/** "usbwire <version>" for our hello: the nearest usbwire package.json above this file (src or dist). */
-export function helloVersion(): string {
+/** usbwire's package version: the nearest usbwire package.json above this file (src or dist). */
+export function usbwireVersion(): string {
   if (cached) return cached;
   let version = '0.0.0';
   for (let url = new URL('./', import.meta.url); url.pathname !== '/'; url = new URL('../', url)) {
@@ -17,6 +17,6 @@ export function helloVersion(): string {
       // none here: look one level up
     }
   }
-  cached = `usbwire ${version}`;
+  cached = version;
   return cached;
 }
