@@ -87,13 +87,15 @@ export class UsbredirConnectSource extends EventEmitter<DeviceSourceEvents> impl
           socket.destroy();
           break;
         }
-        this.#log.info(`connected to usbredir host ${where}`);
+        this.#log.debug(`connected to usbredir host ${where}, waiting for its hello`);
         const connection = startConnection(this, socket, where, this.#log, this.#timeoutMs);
         this.#connection = connection;
         await connection.closed;
         this.#connection = undefined;
         worked = connection.devicesReady > 0;
-        this.#log.info(`connection to ${where} ended`);
+        // A forwarder (QEMU hostfwd, ssh -L) accepts even when nothing listens behind it: quiet then.
+        if (worked) this.#log.info(`connection to ${where} ended`);
+        else this.#log.debug(`connection to ${where} ended before a device was ready`);
       } catch (err) {
         this.#log.debug((err as Error).message);
       }
