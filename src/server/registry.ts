@@ -100,14 +100,15 @@ export class DeviceRegistry extends EventEmitter<DeviceRegistryEvents> {
 
   /**
    * Resolves with the entry once its device is here (at once if it is), or with undefined when
-   * `signal` aborts first.
+   * `signal` aborts first. `other` than a given device: wait for its successor.
    */
-  whenPresent(entry: ExportedDevice, signal: AbortSignal): Promise<PresentDevice | undefined> {
-    if (isPresent(entry)) return Promise.resolve(entry);
+  whenPresent(entry: ExportedDevice, signal: AbortSignal, other?: UsbDevice): Promise<PresentDevice | undefined> {
+    const wanted = (e: ExportedDevice): e is PresentDevice => e === entry && isPresent(e) && e.device !== other;
+    if (wanted(entry)) return Promise.resolve(entry);
     if (signal.aborted) return Promise.resolve(undefined);
     return new Promise((resolve) => {
       const onPlugged = (e: PresentDevice) => {
-        if (e !== entry) return;
+        if (!wanted(e)) return;
         done(e);
       };
       const onAbort = () => done(undefined);

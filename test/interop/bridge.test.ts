@@ -189,7 +189,8 @@ log "guest done"
             findDisk: `D=$(rig_wait_disk_via ${REDIR_HC_PATH} 120) || fail "no disk through usb-redir"`,
           });
           // usbip-host drops the connection (as if the server went away): usbwire's device
-          // disconnects, the disk leaves the guest; usbwire imports again and the disk comes back.
+          // disconnects, the disk leaves the guest; usbwire imports again and the disk comes back
+          // to the same QEMU connection.
           await sh.ok(`echo -1 > /sys/bus/usb/devices/${busidA}/usbip_sockfd || fail "usbip_sockfd"
 rig_wait_disk_gone $(cat /tmp/disk-a) 30 || fail "disk still there after usbip-host dropped the connection"`);
           const back = await sh.ok(`D=$(rig_wait_disk_via ${REDIR_HC_PATH} 60) || fail "the disk did not come back"
@@ -198,6 +199,10 @@ rig_time sha_back sh -c "sha256sum /dev/$D | cut -d' ' -f1"
 rig_time dd16k_x500 dd if=/dev/$D of=/dev/null bs=16k count=500 iflag=direct 2>/dev/null`);
           assert.equal(back.trim().split('\n').pop(), sha256File(imgA), 'whole disk after the re-import vs the image');
           assert.match(srv.output(), /disconnected/, 'usbwire logged the disconnect');
+          // QEMU kept its connection: device_disconnect, then the re-imported disk as a new
+          // device_connect on the same connection (one hello from QEMU in the whole step).
+          assert.match(srv.output(), /went away; the connection stays open for its return/);
+          assert.equal((srv.output().match(/guest "qemu usb-redir guest/g) ?? []).length, 1, srv.output());
           await srv.stop();
           await sh.ok(`rig_wait_disk_gone $(cat /tmp/disk-a) 30 || fail "disk still there after usbwire stopped"`);
         } catch (e) {

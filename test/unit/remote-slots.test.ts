@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import { RemoteSlots } from '../../src/cli/remotes.js';
 import type { DeviceSource, DeviceSourceEvents } from '../../src/client/source.js';
 import { UsbipClient } from '../../src/client/usbip/index.js';
-import { createKeyboard } from '../../src/devices/hid/index.js';
+import { createKeyboard, createMouse } from '../../src/devices/hid/index.js';
 import { PacketType as T } from '../../src/protocol/usbredir/constants.js';
 import { DeviceRegistry } from '../../src/server/registry.js';
 import { UsbipServer } from '../../src/server/usbip/index.js';
@@ -93,7 +93,7 @@ test('USB/IP: a remote slot is listed only while its device is here, and keeps i
   assert.ok(source.closed);
 });
 
-test('usbredir: a guest that connects while the remote device is away is held until it arrives', async () => {
+test('usbredir: a guest is held until the remote device arrives, and keeps its connection while it is away', async () => {
   const registry = new DeviceRegistry();
   const slots = new RemoteSlots(registry);
   const source = new HandSource();
@@ -102,18 +102,37 @@ test('usbredir: a guest that connects while the remote device is away is held un
   const listener = new UsbredirListener(registry, slot, { host: '127.0.0.1', port: 0 });
   await listener.listen();
   const wire = await UsbredirWire.connect(listener.address!.port);
+  const count = (type: number) => wire.packets.filter((p) => p.type === type).length;
   try {
     wire.send([{ type: T.Hello, id: 0n, version: 'wire guest', caps: [...wire.neg.ourCaps] }]);
     await new Promise((r) => setTimeout(r, 200));
     assert.equal(wire.packets.length, 0, 'no hello while there is no device');
     assert.equal(wire.closed, false);
     source.arrive(createKeyboard());
-    await until(() => wire.packets.some((p) => p.type === T.DeviceConnect), 'device_connect');
+    await until(() => count(T.DeviceConnect) === 1, 'device_connect');
+    const owner = slot.owner;
+    assert.match(owner ?? '', /^usbredir /);
     await unplug(slot.device!);
-    await until(() => wire.packets.some((p) => p.type === T.DeviceDisconnect), 'device_disconnect');
-    await until(() => wire.closed, 'the connection closed');
+    await until(() => count(T.DeviceDisconnect) === 1, 'device_disconnect');
+    wire.send([{ type: T.DeviceDisconnectAck, id: 0n }]);
+    await new Promise((r) => setTimeout(r, 200));
+    assert.equal(wire.closed, false, 'the connection stays open while the device is away');
+    assert.equal(slot.owner, owner, 'and the guest keeps its claim');
+
+    const packetsBefore = wire.packets.length;
+    source.arrive(createMouse());
+    await until(() => count(T.DeviceConnect) === 2, 'a second device_connect on the same connection');
+    const again = wire.packets.slice(packetsBefore);
+    assert.deepEqual(
+      again.map((p) => p.type),
+      [T.InterfaceInfo, T.EpInfo, T.DeviceConnect],
+      'fresh interface and endpoint info before the new device_connect',
+    );
+    const connect = again[2] as { productId: number };
+    assert.equal(connect.productId, 3, 'the new device is the mouse');
   } finally {
     wire.socket.destroy();
+    await until(() => slot.owner === undefined, 'the claim released when the connection closes');
     await listener.close();
     await slots.close();
     await registry.closeAll();

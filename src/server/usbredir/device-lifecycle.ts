@@ -17,7 +17,8 @@ export interface LifecycleHooks {
   ending(): boolean;
   /** Queue work behind everything received before it. */
   run(work: () => Promise<void> | void): Promise<void>;
-  close(reason: string): Promise<void>;
+  /** The device went away and the guest has been told. */
+  gone(): Promise<void>;
   /** The device is free for others. */
   release(): void;
 }
@@ -29,7 +30,8 @@ export interface LifecycleHooks {
 export class DeviceLifecycle {
   readonly #host: HostContext;
   readonly #hooks: LifecycleHooks;
-  #filter: FilterRule[] | undefined;
+  /** The guest's filter (filter_filter), carried over to the next device on the connection. */
+  filter: FilterRule[] | undefined;
   #ackWaiter: (() => void) | undefined;
   readonly #onDeviceDisconnect = () => this.#deviceDisconnected();
 
@@ -42,10 +44,14 @@ export class DeviceLifecycle {
     this.#host.device.on('disconnect', this.#onDeviceDisconnect);
   }
 
+  unwatchDevice(): void {
+    this.#host.device.off('disconnect', this.#onDeviceDisconnect);
+  }
+
   /** The connection closed: stop waiting for an ack. True if the device had been released already. */
   connectionClosed(): boolean {
-    const { device, guest } = this.#host;
-    device.off('disconnect', this.#onDeviceDisconnect);
+    const { guest } = this.#host;
+    this.unwatchDevice();
     this.#ackWaiter?.();
     const wasReleased = guest.state === 'released';
     guest.state = 'released';
@@ -60,8 +66,8 @@ export class DeviceLifecycle {
       this.#hooks.socket.destroy();
       return;
     }
-    if (this.#filter) {
-      const verdict = checkFilter(this.#filter, filterInfo(view));
+    if (this.filter) {
+      const verdict = checkFilter(this.filter, filterInfo(view));
       if (!verdict.allowed) {
         log.info(
           `${device.name} not offered: the guest's filter ${verdict.reason === 'denied' ? 'denies' : 'does not allow'} it`,
@@ -136,7 +142,7 @@ export class DeviceLifecycle {
       log.warn(`ignoring the guest's filter "${text}": ${err.message}`);
       return;
     }
-    this.#filter = rules;
+    this.filter = rules;
     log.debug(`guest filter: ${text}`);
     if (guest.attached && guest.view) {
       const verdict = checkFilter(rules, filterInfo(guest.view));
@@ -164,6 +170,6 @@ export class DeviceLifecycle {
         if (guest.attached) await this.detach(true);
         guest.state = 'released';
       })
-      .then(() => this.#hooks.close('device gone'));
+      .then(() => this.#hooks.gone());
   }
 }

@@ -1,5 +1,6 @@
 import type net from 'node:net';
 import { connectTcp, listenTcp, remoteName } from '../../transport/tcp.js';
+import type { UsbDevice } from '../../usb/device.js';
 import { formatHostPort, type HostPort } from '../../util/host-port.js';
 import { createLogger, type Logger } from '../../util/log.js';
 import type { ConnectionLimits } from '../limits.js';
@@ -35,11 +36,19 @@ function startSession(
     log.info(`${peer}: device ${entry.busid} is in use by ${entry.owner}, closing`);
     return false;
   };
+  // A remote device that goes away may come back: the guest keeps its connection (and its claim)
+  // and gets the successor with a new device_connect.
+  const nextDevice =
+    entry.origin === undefined
+      ? undefined
+      : async (previous: UsbDevice, signal: AbortSignal) =>
+          (await registry.whenPresent(entry, signal, previous))?.device;
   const session = new UsbredirHostSession(socket, {
     device: entry.device,
     peer,
     logger: log.child(peer),
     claim,
+    ...(nextDevice ? { nextDevice } : {}),
     ...tuning,
   });
   session.once('release', () => registry.release(entry, owner));

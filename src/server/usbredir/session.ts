@@ -44,6 +44,12 @@ export interface UsbredirHostSessionOptions extends ConnectionLimits {
    * says hello holds nothing). False: the device is busy and the connection is closed.
    */
   claim?: () => boolean;
+  /**
+   * For a device that may come back (a remote one): after it went away (device_disconnect sent),
+   * wait for its successor and offer it on this connection with a new device_connect, instead of
+   * closing. Resolves undefined when `signal` aborts (the connection closed meanwhile).
+   */
+  nextDevice?: (previous: UsbDevice, signal: AbortSignal) => Promise<UsbDevice | undefined>;
 }
 
 export interface UsbredirHostSessionEvents {
@@ -59,7 +65,7 @@ export interface UsbredirHostSessionEvents {
  * device_connect once the guest's hello is in, then requests in arrival order.
  */
 export class UsbredirHostSession extends EventEmitter<UsbredirHostSessionEvents> {
-  readonly device: UsbDevice;
+  #device: UsbDevice;
   readonly peer: string;
   readonly log: Logger;
   readonly #socket: Duplex;
@@ -72,10 +78,14 @@ export class UsbredirHostSession extends EventEmitter<UsbredirHostSessionEvents>
   #handshakeTimer: NodeJS.Timeout | undefined;
   /** The device is ours: the guest said hello and the claim succeeded. */
   #claimed = false;
-  readonly #host: HostContext;
-  readonly #handlers: RequestHandlers;
-  readonly #lifecycle: DeviceLifecycle;
-  readonly #data: DataRequests;
+  #host: HostContext;
+  #handlers: RequestHandlers;
+  #lifecycle: DeviceLifecycle;
+  #data: DataRequests;
+  readonly #drainTimeoutMs: number;
+  readonly #nextDevice: UsbredirHostSessionOptions['nextDevice'];
+  /** Aborts the wait for a device that went away to come back. */
+  readonly #stopWaiting = new AbortController();
   readonly #version: string;
   readonly #ackTimeoutMs: number;
   #helloSeen = false;
@@ -90,7 +100,7 @@ export class UsbredirHostSession extends EventEmitter<UsbredirHostSessionEvents>
   constructor(socket: Duplex, opts: UsbredirHostSessionOptions) {
     super();
     this.#socket = socket;
-    this.device = opts.device;
+    this.#device = opts.device;
     this.peer = opts.peer;
     this.log = opts.logger ?? createLogger(`usbredir ${opts.peer}`);
     this.#version = opts.version ?? `usbwire ${usbwireVersion()}`;
@@ -111,26 +121,51 @@ export class UsbredirHostSession extends EventEmitter<UsbredirHostSessionEvents>
     this.#writer = new PduWriter(socket, (congested) => this.#throttle.writerCongested(congested));
     this.#claim = opts.claim ?? (() => true);
     this.#handshakeTimeoutMs = resolveLimits(opts).handshakeTimeoutMs;
-    this.#host = this.#hostContext(opts.drainTimeoutMs ?? 5000);
-    this.#lifecycle = new DeviceLifecycle(this.#host, {
-      socket,
+    this.#drainTimeoutMs = opts.drainTimeoutMs ?? 5000;
+    this.#nextDevice = opts.nextDevice;
+    [this.#host, this.#lifecycle, this.#data, this.#handlers] = this.#bind(opts.device);
+    this.#done = new Promise((resolve) => {
+      this.#resolveDone = resolve;
+    });
+  }
+
+  /** The device this connection offers (a remote one is replaced when it comes back). */
+  get device(): UsbDevice {
+    return this.#device;
+  }
+
+  /** Everything that belongs to one device on this connection. */
+  #bind(device: UsbDevice): [HostContext, DeviceLifecycle, DataRequests, RequestHandlers] {
+    this.#device = device;
+    const host = this.#hostContext(this.#drainTimeoutMs);
+    const lifecycle = new DeviceLifecycle(host, {
+      socket: this.#socket,
       neg: this.#neg,
       ackTimeoutMs: this.#ackTimeoutMs,
       ending: () => this.#closing || this.#closed,
       run: (work) => this.#run(work),
-      close: (reason) => this.close(reason),
+      gone: () => this.#deviceGone(),
       release: () => this.#release(),
     });
-    this.#data = new DataRequests(this.#host);
-    this.#handlers = {
-      host: this.#host,
-      data: this.#data,
-      configuration: new ConfigurationRequests(this.#host),
-      lifecycle: this.#lifecycle,
-    };
-    this.#done = new Promise((resolve) => {
-      this.#resolveDone = resolve;
-    });
+    const data = new DataRequests(host);
+    const handlers = { host, data, configuration: new ConfigurationRequests(host), lifecycle };
+    return [host, lifecycle, data, handlers];
+  }
+
+  /** The device went away and the guest was told: close, or wait for it to come back. */
+  async #deviceGone(): Promise<void> {
+    const previous = this.#device;
+    if (!this.#nextDevice || this.#closing || this.#closed) return this.close('device gone');
+    await this.#host.transfers.drain();
+    this.log.info(`${previous.name} went away; the connection stays open for its return`);
+    const next = await this.#nextDevice(previous, this.#stopWaiting.signal);
+    if (!next || this.#closing || this.#closed) return;
+    const filter = this.#lifecycle.filter;
+    this.#lifecycle.unwatchDevice();
+    [this.#host, this.#lifecycle, this.#data, this.#handlers] = this.#bind(next);
+    this.#lifecycle.filter = filter;
+    this.#lifecycle.watchDevice();
+    await this.#run(() => this.#lifecycle.attach());
   }
 
   /** Resolves once the connection is closed and the device quiet (reset, claim releasable). */
@@ -172,10 +207,11 @@ export class UsbredirHostSession extends EventEmitter<UsbredirHostSessionEvents>
 
   #hostContext(drainTimeoutMs: number): HostContext {
     const send = (p: Packet, trace?: TransferTrace) => this.#send(p, trace);
-    const guest = new GuestDevice(this.device, this.log, send);
-    const transfers = new InFlightTransfers(this.device, this.log, drainTimeoutMs);
+    const device = this.#device;
+    const guest = new GuestDevice(device, this.log, send);
+    const transfers = new InFlightTransfers(device, this.log, drainTimeoutMs);
     const ctx: SessionContext = {
-      device: this.device,
+      device,
       log: this.log,
       get attached() {
         return guest.attached;
@@ -187,7 +223,7 @@ export class UsbredirHostSession extends EventEmitter<UsbredirHostSessionEvents>
       budget: this.#throttle,
     };
     return {
-      device: this.device,
+      device,
       log: this.log,
       guest,
       pending: new PendingRequests(ctx),
@@ -293,6 +329,7 @@ export class UsbredirHostSession extends EventEmitter<UsbredirHostSessionEvents>
   async #teardown(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    this.#stopWaiting.abort();
     this.#throttle.stop();
     clearTimeout(this.#handshakeTimer);
     if (!this.#claimed) {
