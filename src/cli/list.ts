@@ -4,26 +4,31 @@ import type { UsbipDevlistEntry } from '../protocol/usbip/op.js';
 import { setLogSink } from '../util/log.js';
 import { className, productName, UsbIds } from '../util/usb-ids.js';
 import { parseEndpoint, UsageError } from './args.js';
+import { listLocal } from './list-local.js';
 
 export const LIST_HELP = `usage: usbwire list -r HOST[:PORT] [--tcp-port PORT]
+       usbwire list -l
 
 List the devices a USB/IP server exports (usbwire, usbipd or any other), in the format of
-'usbip list -r', with names from usb.ids.
+'usbip list -r', with names from usb.ids; or this host's USB devices (port path, VID:PID,
+speed, class, names, kernel driver, and whether a mounted or open disk holds them).
 
   -r, --remote HOST[:PORT]   server to ask (port 3240 unless given)
+  -l, --local                this host's USB devices
   --tcp-port PORT            port, as 'usbip --tcp-port' takes it
   -h, --help                 show this help
 `;
 
 /** `usbwire list -r HOST`: print a server's exported devices. */
 export async function list(argv: string[]): Promise<number> {
-  let values: { remote?: string; 'tcp-port'?: string; help?: boolean };
+  let values: { remote?: string; 'tcp-port'?: string; local?: boolean; help?: boolean };
   try {
     ({ values } = parseArgs({
       args: argv,
       options: {
         remote: { type: 'string', short: 'r' },
         'tcp-port': { type: 'string' },
+        local: { type: 'boolean', short: 'l' },
         help: { type: 'boolean', short: 'h' },
       },
       strict: true,
@@ -35,7 +40,12 @@ export async function list(argv: string[]): Promise<number> {
     process.stdout.write(LIST_HELP);
     return 0;
   }
-  if (!values.remote) throw new UsageError('list needs -r HOST (see usbwire list --help)');
+  if (values.local) {
+    if (values.remote) throw new UsageError('list takes -r HOST or -l, not both');
+    process.stdout.write(listLocal());
+    return 0;
+  }
+  if (!values.remote) throw new UsageError('list needs -r HOST or -l (see usbwire list --help)');
   const remote = values.remote;
   const withPort = /^\[.*\]:\d+$|^[^:]+:\d+$/.test(remote);
   const host = withPort ? remote : remote.includes(':') && !remote.startsWith('[') ? `[${remote}]` : remote;
