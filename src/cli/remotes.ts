@@ -1,4 +1,4 @@
-import type { DeviceSource } from '../client/source.js';
+import type { DeviceSource } from '../usb/source.js';
 import type { DeviceRegistry, ExportedDevice } from '../server/registry.js';
 import type { UsbDevice } from '../usb/device.js';
 import { createLogger } from '../util/log.js';

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { EventEmitter } from 'node:events';
 import { test } from 'node:test';
 import { RemoteSlots } from '../../src/cli/remotes.js';
-import type { DeviceSource, DeviceSourceEvents } from '../../src/client/source.js';
+import type { DeviceSource, DeviceSourceEvents } from '../../src/usb/source.js';
 import { UsbipClient } from '../../src/client/usbip/index.js';
 import { createKeyboard, createMouse } from '../../src/devices/hid/index.js';
 import { PacketType as T } from '../../src/protocol/usbredir/constants.js';
