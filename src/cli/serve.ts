@@ -14,7 +14,7 @@ import { UsbipServer } from '../server/usbip/index.js';
 import { UsbredirConnector, UsbredirListener } from '../server/usbredir/index.js';
 import { createLogger, setLogLevel } from '../util/log.js';
 import { deviceFlag, type Endpoint, parseServeArgs, SERVE_HELP, type ServeOptions, UsageError } from './args.js';
-import { RemoteSlots } from './remotes.js';
+import { DeviceSlots } from './device-slots.js';
 
 const log = createLogger('serve');
 
@@ -54,23 +54,23 @@ export async function serve(argv: string[]): Promise<number> {
   for (const [name, handler] of Object.entries(handlers)) process.on(name, handler);
   const frontEnds: FrontEnd[] = [];
   const registry = new DeviceRegistry();
-  const remotes = new RemoteSlots(registry);
+  const slots = new DeviceSlots(registry);
   try {
-    await openDevices(parsed, registry, remotes);
+    await openDevices(parsed, registry, slots);
     await startFrontEnds(parsed, registry, frontEnds);
     const control = await startControl(parsed, registry);
     if (control) frontEnds.push(control);
-    remotes.start();
+    slots.start();
   } catch (err) {
     for (const [name, handler] of Object.entries(handlers)) process.off(name, handler);
     await Promise.allSettled(frontEnds.map((f) => f.close()));
-    await remotes.close();
+    await slots.close();
     await registry.closeAll();
     throw err;
   }
   log.info(`${await signal}: shutting down`);
   await Promise.allSettled(frontEnds.map((f) => f.close()));
-  await remotes.close();
+  await slots.close();
   await registry.closeAll();
   log.info('all devices closed and flushed');
   // The handlers stay until the process exits (they do not keep it alive): a late signal must
@@ -78,7 +78,7 @@ export async function serve(argv: string[]): Promise<number> {
   return 0;
 }
 
-async function openDevices(opts: ServeOptions, registry: DeviceRegistry, remotes: RemoteSlots): Promise<void> {
+async function openDevices(opts: ServeOptions, registry: DeviceRegistry, slots: DeviceSlots): Promise<void> {
   if (opts.exports.length === 0) {
     registry.add(createDemoDisk(opts.demoSizeMiB, 0));
     return;
@@ -97,7 +97,7 @@ async function openDevices(opts: ServeOptions, registry: DeviceRegistry, remotes
   let index = 0;
   for (const e of opts.exports) {
     if (e.kind === 'remote') {
-      remotes.add(createSource(e.remote));
+      slots.add(createSource(e.remote));
       continue;
     }
     const { spec } = e;

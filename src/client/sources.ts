@@ -1,5 +1,5 @@
-import type { RemoteSpec } from './remote-url.js';
 import type { DeviceSource } from '../usb/source.js';
+import type { RemoteSpec } from './remote-url.js';
 import { UsbipSource } from './usbip/source.js';
 import { UsbredirConnectSource, UsbredirListenSource } from './usbredir/source.js';
 

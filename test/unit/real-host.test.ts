@@ -1,37 +1,20 @@
 // The host's USB devices as sysfs shows them, selectors, and "try disconnect" (what holds a disk),
 // on a fake /sys + /proc tree laid out as Linux 6.1 lays them out for a usb-storage disk.
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
 import { after, test } from 'node:test';
 import { listLocal } from '../../src/cli/list-local.js';
 import { whatHolds } from '../../src/devices/real-host/holders.js';
 import { parseSelector, SelectorError, selectDevice } from '../../src/devices/real-host/selector.js';
 import { type HostRoot, listHostDevices } from '../../src/devices/real-host/sysfs.js';
+import { FakeSysfs } from '../support/fake-sysfs.js';
 
-const root = mkdtempSync(join(tmpdir(), 'usbwire-sysfs-'));
-after(() => rmSync(root, { recursive: true, force: true }));
-const host: HostRoot = { root };
-
-function file(path: string, text: string): void {
-  mkdirSync(dirname(join(root, path)), { recursive: true });
-  writeFileSync(join(root, path), `${text}\n`);
-}
-function link(path: string, target: string): void {
-  mkdirSync(dirname(join(root, path)), { recursive: true });
-  symlinkSync(target, join(root, path));
-}
-
-const PCI = '/sys/devices/pci0000:00/0000:00:04.0/usb2';
-function device(path: string, attrs: Record<string, string>, iface: Record<string, string>, driver?: string) {
-  for (const [k, v] of Object.entries(attrs)) file(`${PCI}/${path}/${k}`, v);
-  const ifName = `${path}:1.0`;
-  for (const [k, v] of Object.entries(iface)) file(`${PCI}/${path}/${ifName}/${k}`, v);
-  if (driver) link(`${PCI}/${path}/${ifName}/driver`, `../../../../../../bus/usb/drivers/${driver}`);
-  link(`/sys/bus/usb/devices/${path}`, `../../../devices/pci0000:00/0000:00:04.0/usb2/${path}`);
-  link(`/sys/bus/usb/devices/${ifName}`, `../../../devices/pci0000:00/0000:00:04.0/usb2/${path}/${ifName}`);
-}
+const fake = new FakeSysfs();
+after(() => fake.remove());
+const host: HostRoot = fake;
+const file = (path: string, text: string) => fake.file(path, text);
+const link = (path: string, target: string) => fake.link(path, target);
+const device = fake.device.bind(fake);
+const PCI = FakeSysfs.PCI;
 
 const disk = { busnum: '2', devnum: '3', idVendor: '46f4', idProduct: '0001', bDeviceClass: '00', speed: '5000' };
 device(
@@ -56,7 +39,7 @@ const BLOCK = `${PCI}/2-1/2-1:1.0/host0/target0:0:0/0:0:0:0/block`;
 file(`${BLOCK}/sda/dev`, '8:0');
 file(`${BLOCK}/sda/sda1/partition`, '1');
 file(`${BLOCK}/sda/sda1/dev`, '8:1');
-mkdirSync(join(root, BLOCK, 'sda/holders'), { recursive: true });
+fake.mkdir(`${BLOCK}/sda/holders`);
 
 test('sysfs: devices in port-path order with ids, names, speed, interfaces and their drivers', () => {
   const devices = listHostDevices(host);

@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
+import type { DeviceSource, DeviceSourceEvents } from '../../usb/source.js';
 import { formatHostPort, type HostPort } from '../../util/host-port.js';
 import { createLogger, type Logger } from '../../util/log.js';
-import type { DeviceSource, DeviceSourceEvents } from '../../usb/source.js';
 import { RemoteUsbipDevice } from './remote-device.js';
 
 export interface UsbipSourceOptions {

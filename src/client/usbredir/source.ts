@@ -1,9 +1,9 @@
 import { EventEmitter } from 'node:events';
 import type net from 'node:net';
 import { connectTcp, listenTcp, remoteName } from '../../transport/tcp.js';
+import type { DeviceSource, DeviceSourceEvents } from '../../usb/source.js';
 import { formatHostPort, type HostPort } from '../../util/host-port.js';
 import { createLogger, type Logger } from '../../util/log.js';
-import type { DeviceSource, DeviceSourceEvents } from '../../usb/source.js';
 import { UsbredirClientConnection } from './connection.js';
 
 const DEFAULT_TIMEOUT_MS = 10_000;

@@ -1,17 +1,17 @@
-import type { DeviceSource } from '../usb/source.js';
 import type { DeviceRegistry, ExportedDevice } from '../server/registry.js';
 import type { UsbDevice } from '../usb/device.js';
+import type { DeviceSource } from '../usb/source.js';
 import { createLogger } from '../util/log.js';
 
-const log = createLogger('remote');
+const log = createLogger('slots');
 
 /**
- * Remote devices in the registry: each `--remote` gets a slot (a busid) at start, in the order
- * given; the slot holds the source's device while it is connected and keeps its busid while it is
- * away. A source that yields several devices at once (a listener several hosts connect to) gets
+ * Devices that come and go in the registry (remote ones, host devices): each `--remote` gets a
+ * slot (a busid) at start, in the order given; the slot holds the source's device while it is
+ * connected and keeps its busid while it is away. A source that yields several devices at once (a listener several hosts connect to) gets
  * more slots as needed.
  */
-export class RemoteSlots {
+export class DeviceSlots {
   readonly #registry: DeviceRegistry;
   readonly #sources: DeviceSource[] = [];
 

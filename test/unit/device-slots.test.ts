@@ -3,8 +3,7 @@
 import assert from 'node:assert/strict';
 import { EventEmitter } from 'node:events';
 import { test } from 'node:test';
-import { RemoteSlots } from '../../src/cli/remotes.js';
-import type { DeviceSource, DeviceSourceEvents } from '../../src/usb/source.js';
+import { DeviceSlots } from '../../src/cli/device-slots.js';
 import { UsbipClient } from '../../src/client/usbip/index.js';
 import { createKeyboard, createMouse } from '../../src/devices/hid/index.js';
 import { PacketType as T } from '../../src/protocol/usbredir/constants.js';
@@ -12,6 +11,7 @@ import { DeviceRegistry } from '../../src/server/registry.js';
 import { UsbipServer } from '../../src/server/usbip/index.js';
 import { UsbredirListener } from '../../src/server/usbredir/index.js';
 import type { UsbDevice } from '../../src/usb/device.js';
+import type { DeviceSource, DeviceSourceEvents } from '../../src/usb/source.js';
 import { TransferStatus } from '../../src/usb/status.js';
 import { getDescriptor } from '../support/drive.js';
 import { until } from '../support/usbip-wire.js';
@@ -42,7 +42,7 @@ function unplug(device: UsbDevice): Promise<void> {
 test('USB/IP: a remote slot is listed only while its device is here, and keeps its busid', async () => {
   const registry = new DeviceRegistry();
   registry.add(createKeyboard());
-  const slots = new RemoteSlots(registry);
+  const slots = new DeviceSlots(registry);
   const source = new HandSource();
   const slot = slots.add(source);
   assert.equal(slot.busid, '1-2');
@@ -95,7 +95,7 @@ test('USB/IP: a remote slot is listed only while its device is here, and keeps i
 
 test('usbredir: a guest is held until the remote device arrives, and keeps its connection while it is away', async () => {
   const registry = new DeviceRegistry();
-  const slots = new RemoteSlots(registry);
+  const slots = new DeviceSlots(registry);
   const source = new HandSource();
   const slot = slots.add(source);
   slots.start();
@@ -141,7 +141,7 @@ test('usbredir: a guest is held until the remote device arrives, and keeps its c
 
 test('a source that yields a second device while the first is here gets a second slot', async () => {
   const registry = new DeviceRegistry();
-  const slots = new RemoteSlots(registry);
+  const slots = new DeviceSlots(registry);
   const source = new HandSource();
   slots.add(source);
   slots.start();

@@ -1,0 +1,143 @@
+import { EventEmitter } from 'node:events';
+import type { UsbDevice } from '../../usb/device.js';
+import type { DeviceSource, DeviceSourceEvents } from '../../usb/source.js';
+import { createLogger, type Logger } from '../../util/log.js';
+import { whatHolds } from './holders.js';
+import { type DeviceSelector, formatSelector, hex4, selectDevice } from './selector.js';
+import { type HostRoot, type HostUsbDevice, listHostDevices, REAL_HOST } from './sysfs.js';
+
+export interface HostDeviceSourceOptions {
+  selector: DeviceSelector;
+  /** Open a host device for export (libusb). */
+  open: (device: HostUsbDevice) => Promise<UsbDevice>;
+  /** Export a disk even while the host has it mounted or open ("try disconnect" overridden). */
+  force?: boolean;
+  host?: HostRoot;
+  /** How often sysfs is looked at for the device to appear or go (default 1 s). */
+  pollMs?: number;
+  logger?: Logger;
+}
+
+/**
+ * A host device for export: watches sysfs for the selected device, opens it when it is plugged
+ * (unless a mounted or open disk holds it), and notices when it goes. A port path keeps the
+ * port: whatever is plugged there next, another VID:PID after a firmware upload included, is the
+ * next device.
+ */
+export class HostDeviceSource extends EventEmitter<DeviceSourceEvents> implements DeviceSource {
+  readonly description: string;
+  readonly #opts: HostDeviceSourceOptions;
+  readonly #host: HostRoot;
+  readonly #log: Logger;
+  #timer: NodeJS.Timeout | undefined;
+  #current: { device: UsbDevice; host: HostUsbDevice; gone: boolean } | undefined;
+  #opening = false;
+  #stopped = false;
+  /** Last thing said about why nothing is exported, so it is said once. */
+  #lastNote = '';
+
+  constructor(opts: HostDeviceSourceOptions) {
+    super();
+    this.#opts = opts;
+    this.#host = opts.host ?? REAL_HOST;
+    this.description = `host device ${formatSelector(opts.selector)}`;
+    this.#log = opts.logger ?? createLogger('host-device');
+  }
+
+  start(): void {
+    if (this.#timer || this.#stopped) return;
+    this.#timer = setInterval(() => void this.#poll(), this.#opts.pollMs ?? 1000);
+    void this.#poll();
+  }
+
+  async close(): Promise<void> {
+    this.#stopped = true;
+    clearInterval(this.#timer);
+    const current = this.#current;
+    if (current) await this.#drop(current);
+  }
+
+  /** Run one look at sysfs (tests call it instead of waiting for the timer). */
+  async poll(): Promise<void> {
+    await this.#poll();
+  }
+
+  async #poll(): Promise<void> {
+    if (this.#stopped || this.#opening) return;
+    let found: HostUsbDevice | undefined;
+    try {
+      found = selectDevice(this.#opts.selector, listHostDevices(this.#host));
+    } catch (err) {
+      this.#note('warn', (err as Error).message);
+      return;
+    }
+    const current = this.#current;
+    if (current) {
+      // Gone, or something else now sits on the port: the exported device is unplugged.
+      if (!found || found.busnum !== current.host.busnum || found.devnum !== current.host.devnum) {
+        this.#log.info(`${this.description}: ${describe(current.host)} unplugged`);
+        await this.#drop(current);
+      }
+      return;
+    }
+    if (!found) {
+      this.#note('info', `${this.description}: nothing plugged; exported when it appears`);
+      return;
+    }
+    const held = whatHolds(found, this.#host);
+    if (held.length > 0 && !this.#opts.force) {
+      this.#note(
+        'warn',
+        `${this.description}: not exporting ${describe(found)}: ${held.join('; ')} ` +
+          '(unmount or close it first, or give force to take it anyway)',
+      );
+      return;
+    }
+    this.#opening = true;
+    let device: UsbDevice;
+    try {
+      device = await this.#opts.open(found);
+    } catch (err) {
+      this.#note('warn', `${this.description}: cannot open ${describe(found)}: ${(err as Error).message}`);
+      return;
+    } finally {
+      this.#opening = false;
+    }
+    if (this.#stopped) {
+      await device.close();
+      return;
+    }
+    if (held.length > 0)
+      this.#log.warn(`${this.description}: exporting ${describe(found)} although ${held.join('; ')}`);
+    const entry = { device, host: found, gone: false };
+    this.#current = entry;
+    this.#lastNote = '';
+    device.once('disconnect', () => {
+      entry.gone = true;
+      if (this.#current === entry) this.#current = undefined;
+    });
+    this.#log.info(`${this.description}: exporting ${describe(found)}`);
+    this.emit('device', device);
+  }
+
+  /** Close the device; if it did not say so itself, tell its users it is gone. */
+  async #drop(entry: { device: UsbDevice; gone: boolean }): Promise<void> {
+    if (this.#current === entry) this.#current = undefined;
+    await entry.device.close().catch((err: Error) => this.#log.warn(`closing ${entry.device.name}: ${err.message}`));
+    if (!entry.gone) {
+      entry.gone = true;
+      entry.device.emit('disconnect');
+    }
+  }
+
+  #note(level: 'info' | 'warn', text: string): void {
+    if (text === this.#lastNote) return;
+    this.#lastNote = text;
+    this.#log[level](text);
+  }
+}
+
+function describe(d: HostUsbDevice): string {
+  const name = [d.manufacturer, d.product].filter(Boolean).join(' ');
+  return `${d.path} (${hex4(d.vendorId)}:${hex4(d.productId)}${name ? ` ${name}` : ''})`;
+}
