@@ -1,0 +1,137 @@
+// A real device through libusb, end to end in one guest: a configfs SourceSink gadget on
+// dummy_hcd → usbwire in the guest (LibusbDevice) → USB/IP on the guest's 127.0.0.1 → the same
+// guest's vhci-hcd → the kernel's usbtest + testusb against the vhci copy. At the end usbwire
+// gets SIGTERM and the gadget's own usbtest binding must come back (kernel driver re-attached).
+import assert from 'node:assert/strict';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { GUEST_HELPERS } from './gadget-zero-plan.js';
+import { GUEST_NODE, guestNodeSkip, prepareGadgetModules, prepareGuestNode } from './real-guest-node.js';
+import { interopGate, readKV, sleep, startGuest, waitForFile } from './rig.js';
+
+/** testusb arguments that suit SourceSink (real-devices.md); unlink cases (11, 12, 24) last. */
+const CASES: [number, string][] = [
+  [0, ''],
+  [1, '-c 20 -s 4096'],
+  [2, '-c 20 -s 4096'],
+  [3, '-c 20 -s 4096 -v 421'],
+  [4, '-c 20 -s 4096'],
+  [5, '-c 10 -s 4096 -g 8'],
+  [6, '-c 10 -s 4096 -g 8'],
+  [7, '-c 10 -s 4096 -g 8 -v 579'],
+  [8, '-c 10 -s 4096 -g 8'],
+  [9, '-c 10 -s 512'],
+  [10, '-c 10 -s 512 -g 16'],
+  [13, '-c 10'],
+  [14, '-c 20 -s 1024 -v 512'],
+  [17, '-c 20 -s 4096'],
+  [18, '-c 20 -s 4096'],
+  [19, '-c 20 -s 4096'],
+  [20, '-c 20 -s 4096'],
+  [21, '-c 20 -s 1024 -v 512'],
+  [27, '-c 10 -s 65536 -g 8'],
+  [28, '-c 10 -s 65536 -g 8'],
+  [29, '-c 10'],
+  [11, '-c 20 -s 4096'],
+  [12, '-c 20 -s 4096'],
+  [24, '-c 10 -s 4096 -g 8'],
+];
+
+const SPEED = process.env.USBWIRE_REAL_SPEED === 'super' ? 'super' : 'high';
+
+function guestScript(): string {
+  const hcd = SPEED === 'super' ? 'is_super_speed=1' : 'is_high_speed=1';
+  return `${GUEST_HELPERS}
+${GUEST_NODE}
+guest_gadget_modules ${hcd}
+mount -t configfs none /sys/kernel/config 2>/dev/null
+G=/sys/kernel/config/usb_gadget/ss
+mkdir $G || fail "configfs gadget"
+echo 0x0525 > $G/idVendor
+echo 0xa4a0 > $G/idProduct
+mkdir $G/strings/0x409 && echo usbwire-real > $G/strings/0x409/serialnumber
+mkdir $G/functions/SourceSink.0 || fail "SourceSink function"
+# gadget zero's SourceSink configuration is number 3 (gz_wait looks for interface :3.0)
+mkdir $G/configs/c.3
+ln -s $G/functions/SourceSink.0 $G/configs/c.3/
+echo dummy_udc.0 > $G/UDC || fail "bind dummy_udc.0"
+R=$(gz_wait usbredir) || { rig_dmesg; fail "gadget did not enumerate with usbtest bound"; }
+set -- $R
+GADGET=$2
+log "gadget $R speed $(cat /sys/bus/usb/devices/$GADGET/speed)"
+rig_result gadget_speed $(cat /sys/bus/usb/devices/$GADGET/speed)
+read t0 _x < /proc/uptime
+$NODE "$RIG_SHARE/app/dist/test/interop/real-serve.js" 0525:a4a0 3240 > "$RIG_SHARE/serve.log" 2>&1 &
+SERVE=$!
+n=0
+until grep -q "real-serve: ready" "$RIG_SHARE/serve.log"; do
+  n=$((n + 1)); [ $n -gt 600 ] && fail "usbwire did not start"
+  kill -0 $SERVE 2>/dev/null || fail "usbwire exited"
+  sleep 0.1
+done
+read t1 _x < /proc/uptime
+log "usbwire ready after $t0 -> $t1"
+[ -e /sys/bus/usb/drivers/usbtest/$GADGET:3.0 ] && fail "usbtest still bound to the gadget after detach"
+usbip --tcp-port 3240 attach -r 127.0.0.1 -b 1-1 || fail "usbip attach"
+R=$(gz_wait usbip) || { rig_dmesg; fail "vhci copy did not enumerate with usbtest bound"; }
+set -- $R
+rig_result usbip_speed $(cat /sys/bus/usb/devices/$2/speed)
+RUN_CASE_LIMIT=60
+${CASES.map(([n, a]) => `run_case usbip $1 ${n} ${a}`).join('\n')}
+usbip detach -p 0
+sleep 1
+kill -TERM $SERVE
+n=0
+while kill -0 $SERVE 2>/dev/null; do n=$((n + 1)); [ $n -gt 100 ] && break; sleep 0.1; done
+grep -q "real-serve: closed" "$RIG_SHARE/serve.log" && rig_result closed yes
+n=0
+until [ -e /sys/bus/usb/drivers/usbtest/$GADGET:3.0 ]; do n=$((n + 1)); [ $n -gt 50 ] && break; sleep 0.1; done
+[ -e /sys/bus/usb/drivers/usbtest/$GADGET:3.0 ] && rig_result reattached yes
+rig_dmesg end
+rig_result done yes
+`;
+}
+
+const gate = interopGate();
+const skip = gate.skip || guestNodeSkip();
+
+test(`real device through libusb (SourceSink gadget, ${SPEED} speed): usbtest over USB/IP in one guest`, {
+  skip,
+  timeout: 600_000,
+}, async (t) => {
+  const share = mkdtempSync(join(tmpdir(), 'usbwire-real-'));
+  prepareGuestNode(share);
+  prepareGadgetModules(share);
+  writeFileSync(join(share, 'results.txt'), '');
+  const g = startGuest({
+    shareDir: share,
+    net: false,
+    modules: ['vhci_hcd', 'usbtest'],
+    memoryMiB: 1024,
+    append: 'preempt=full loglevel=3',
+    timeoutMs: 540_000,
+    script: guestScript(),
+  });
+  waitForFile(g.path('guest.rc'), 540_000, g.done)
+    .then(() => sleep(10_000))
+    .then(g.kill, () => {});
+  const res = await g.done;
+  const kv = readKV(share);
+  if (kv.done !== 'yes') t.diagnostic(res.describe());
+  t.diagnostic(
+    `guest run ${(res.durationMs / 1000).toFixed(1)} s, gadget ${kv.gadget_speed}, vhci copy ${kv.usbip_speed}`,
+  );
+  for (const [n, args] of CASES) {
+    const got = kv[`usbip_t${n}`] ?? 'missing';
+    await t.test(`test ${n} (${args}): ${got}`, () => {
+      assert.match(got, /^pass [0-9.]+$/, `test ${n}: ${got}`);
+    });
+  }
+  assert.equal(kv.usbip_speed, SPEED === 'super' ? '5000' : '480', res.describe());
+  assert.equal(kv.closed, 'yes', `usbwire did not close on SIGTERM\n${res.describe()}`);
+  assert.equal(kv.reattached, 'yes', `kernel driver not re-attached\n${res.describe()}`);
+  assert.equal(kv.done, 'yes', res.describe());
+  res.cleanup();
+});
