@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { test } from 'node:test';
+import { type TestContext, test } from 'node:test';
 import { GUEST_HELPERS } from './gadget-zero-plan.js';
 import { GUEST_NODE, guestNodeSkip, prepareGadgetModules, prepareGuestNode } from './real-guest-node.js';
 import { interopGate, readKV, sleep, startGuest, waitForFile } from './rig.js';
@@ -39,10 +39,12 @@ const CASES: [number, string][] = [
   [24, '-c 10 -s 4096 -g 8'],
 ];
 
-const SPEED = process.env.USBWIRE_REAL_SPEED === 'super' ? 'super' : 'high';
+type Speed = 'high' | 'super';
+/** USBWIRE_REAL_SPEED=high or super runs only that one. */
+const SPEEDS = (process.env.USBWIRE_REAL_SPEED?.split(',') ?? ['high', 'super']) as Speed[];
 
-function guestScript(): string {
-  const hcd = SPEED === 'super' ? 'is_super_speed=1' : 'is_high_speed=1';
+function guestScript(speed: Speed): string {
+  const hcd = speed === 'super' ? 'is_super_speed=1' : 'is_high_speed=1';
   return `${GUEST_HELPERS}
 ${GUEST_NODE}
 guest_gadget_modules ${hcd}
@@ -97,10 +99,18 @@ rig_result done yes
 const gate = interopGate();
 const skip = gate.skip || guestNodeSkip();
 
-test(`real device through libusb (SourceSink gadget, ${SPEED} speed): usbtest over USB/IP in one guest`, {
-  skip,
-  timeout: 600_000,
-}, async (t) => {
+for (const speed of SPEEDS) {
+  test(
+    `real device through libusb (SourceSink gadget, ${speed} speed): usbtest over USB/IP in one guest`,
+    {
+      skip,
+      timeout: 600_000,
+    },
+    (t) => runSpeed(t, speed),
+  );
+}
+
+async function runSpeed(t: TestContext, speed: Speed): Promise<void> {
   const share = mkdtempSync(join(tmpdir(), 'usbwire-real-'));
   prepareGuestNode(share);
   prepareGadgetModules(share);
@@ -112,7 +122,7 @@ test(`real device through libusb (SourceSink gadget, ${SPEED} speed): usbtest ov
     memoryMiB: 1024,
     append: 'preempt=full loglevel=3',
     timeoutMs: 540_000,
-    script: guestScript(),
+    script: guestScript(speed),
   });
   waitForFile(g.path('guest.rc'), 540_000, g.done)
     .then(() => sleep(10_000))
@@ -129,9 +139,9 @@ test(`real device through libusb (SourceSink gadget, ${SPEED} speed): usbtest ov
       assert.match(got, /^pass [0-9.]+$/, `test ${n}: ${got}`);
     });
   }
-  assert.equal(kv.usbip_speed, SPEED === 'super' ? '5000' : '480', res.describe());
+  assert.equal(kv.usbip_speed, speed === 'super' ? '5000' : '480', res.describe());
   assert.equal(kv.closed, 'yes', `usbwire did not close on SIGTERM\n${res.describe()}`);
   assert.equal(kv.reattached, 'yes', `kernel driver not re-attached\n${res.describe()}`);
   assert.equal(kv.done, 'yes', res.describe());
   res.cleanup();
-});
+}

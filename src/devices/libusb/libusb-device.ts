@@ -348,7 +348,8 @@ export class LibusbDevice extends EventEmitter<UsbDeviceEvents> implements UsbDe
     this.#completions = [];
     for (const lt of done) lt.done();
     if (this.#inflight.size === 0) this.#drained?.();
-    if (this.#gone && this.#inflight.size === 0) this.#emitDisconnect();
+    // After the submitters' continuations: they see their NoDevice before the disconnect.
+    if (this.#gone && this.#inflight.size === 0) setImmediate(() => this.#emitDisconnect());
   }
 
   #cancelAll(): Promise<void> {

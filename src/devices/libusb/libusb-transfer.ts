@@ -50,7 +50,11 @@ export class LibusbTransfer {
   static create(lib: Libusb, handle: Pointer, callback: Pointer, t: Transfer, done: () => void): LibusbTransfer {
     const iso = t.type === 'isochronous' ? (t.isoPackets ?? []) : [];
     const control = t.type === 'control';
-    const length = control ? SETUP_SIZE + t.length : t.length;
+    const length = control
+      ? SETUP_SIZE + t.length
+      : iso.length > 0
+        ? iso.reduce((sum, p) => sum + p.length, 0)
+        : t.length;
     const buffer = lib.allocBuffer(length);
     let pointer: Pointer;
     try {
@@ -115,7 +119,7 @@ export class LibusbTransfer {
         const base = TRANSFER.isoPackets + i * TRANSFER.isoPacketSize;
         p.actualLength = h.readUInt32LE(base + 4);
         p.status = statusOf(h.readInt32LE(base + 8));
-        if (t.isIn) this.#buffer.view.copy(data, p.offset, at, at + p.actualLength);
+        if (t.isIn && p.offset < data.length) this.#buffer.view.copy(data, p.offset, at, at + p.actualLength);
         total += p.actualLength;
         at += p.length;
       });
