@@ -39,6 +39,48 @@ const CASES: [number, string][] = [
   [24, '-c 10 -s 4096 -g 8'],
 ];
 
+/**
+ * USBWIRE_REAL_COMPARE=1: larger runs timed for usbwire and then for the kernel's usbip-host on
+ * the same gadget in the same boot, with the guest's busy CPU time (jiffies, /proc/stat) for each.
+ * usbip-host is left out of the unlink cases (GPF in stub_rx_loop on test 11, kernel 6.1).
+ */
+const COMPARE = process.env.USBWIRE_REAL_COMPARE === '1';
+const COMPARE_CASES: [number, string][] = [
+  [1, '-c 500 -s 4096'],
+  [2, '-c 500 -s 4096'],
+  [9, '-c 100 -s 512'],
+  [10, '-c 100 -s 512 -g 16'],
+  [27, '-c 80 -s 65536 -g 8'],
+  [28, '-c 80 -s 65536 -g 8'],
+];
+const UNLINK = [11, 12, 24];
+
+const COMPARE_HELPERS = `
+busy() { read _c u n s i w q sq _r < /proc/stat; echo $((u + n + s + q + sq)); }
+cmp_case() { _b0=$(busy); run_case "$@"; _b1=$(busy); rig_result $1_cpu$3 $((_b1 - _b0)); }
+`;
+
+function comparePhase(proto: string, cases: [number, string][]): string {
+  return cases.map(([n, a]) => `cmp_case ${proto} $1 ${n} ${a}`).join('\n');
+}
+
+function kernelPhase(): string {
+  return `
+modprobe usbip-host || fail "usbip-host"
+usbipd -D || fail "usbipd"
+sleep 1
+usbip bind -b $GADGET || fail "usbip bind $GADGET"
+usbip attach -r 127.0.0.1 -b $GADGET || fail "usbip attach (usbip-host)"
+R=$(gz_wait usbip) || { rig_dmesg; fail "usbip-host copy did not enumerate"; }
+set -- $R
+${CASES.filter(([n]) => !UNLINK.includes(n))
+  .map(([n, a]) => `run_case kernel $1 ${n} ${a}`)
+  .join('\n')}
+${comparePhase('kcmp', COMPARE_CASES)}
+usbip detach -p 0
+`;
+}
+
 type Speed = 'high' | 'super';
 /** USBWIRE_REAL_SPEED=high or super runs only that one. */
 const SPEEDS = (process.env.USBWIRE_REAL_SPEED?.split(',') ?? ['high', 'super']) as Speed[];
@@ -47,6 +89,7 @@ function guestScript(speed: Speed): string {
   const hcd = speed === 'super' ? 'is_super_speed=1' : 'is_high_speed=1';
   return `${GUEST_HELPERS}
 ${GUEST_NODE}
+${COMPARE_HELPERS}
 guest_gadget_modules ${hcd}
 mount -t configfs none /sys/kernel/config 2>/dev/null
 G=/sys/kernel/config/usb_gadget/ss
@@ -82,6 +125,7 @@ set -- $R
 rig_result usbip_speed $(cat /sys/bus/usb/devices/$2/speed)
 RUN_CASE_LIMIT=60
 ${CASES.map(([n, a]) => `run_case usbip $1 ${n} ${a}`).join('\n')}
+${COMPARE ? comparePhase('wcmp', COMPARE_CASES) : ''}
 usbip detach -p 0
 sleep 1
 kill -TERM $SERVE
@@ -91,6 +135,7 @@ grep -q "real-serve: closed" "$RIG_SHARE/serve.log" && rig_result closed yes
 n=0
 until [ -e /sys/bus/usb/drivers/usbtest/$GADGET:3.0 ]; do n=$((n + 1)); [ $n -gt 50 ] && break; sleep 0.1; done
 [ -e /sys/bus/usb/drivers/usbtest/$GADGET:3.0 ] && rig_result reattached yes
+${COMPARE ? kernelPhase() : ''}
 rig_dmesg end
 rig_result done yes
 `;
@@ -139,9 +184,26 @@ async function runSpeed(t: TestContext, speed: Speed): Promise<void> {
       assert.match(got, /^pass [0-9.]+$/, `test ${n}: ${got}`);
     });
   }
+  if (COMPARE) reportComparison(t, kv);
   assert.equal(kv.usbip_speed, speed === 'super' ? '5000' : '480', res.describe());
   assert.equal(kv.closed, 'yes', `usbwire did not close on SIGTERM\n${res.describe()}`);
   assert.equal(kv.reattached, 'yes', `kernel driver not re-attached\n${res.describe()}`);
   assert.equal(kv.done, 'yes', res.describe());
   res.cleanup();
+}
+
+/** usbwire vs usbip-host: usbtest's time and the guest's busy jiffies per case (diagnostics only). */
+function reportComparison(t: TestContext, kv: Record<string, string>): void {
+  const secs = (v: string | undefined) => (v?.startsWith('pass ') ? Number(v.slice(5)) : Number.NaN);
+  for (const [n] of CASES) {
+    if (!UNLINK.includes(n)) t.diagnostic(`usbip-host test ${n}: ${kv[`kernel_t${n}`] ?? 'missing'}`);
+  }
+  for (const [n, args] of COMPARE_CASES) {
+    const w = secs(kv[`wcmp_t${n}`]);
+    const k = secs(kv[`kcmp_t${n}`]);
+    t.diagnostic(
+      `test ${n} (${args}): usbwire ${w.toFixed(3)} s (cpu ${kv[`wcmp_cpu${n}`]} jiffies), ` +
+        `usbip-host ${k.toFixed(3)} s (cpu ${kv[`kcmp_cpu${n}`]} jiffies), usbwire/kernel time ${(w / k).toFixed(2)}`,
+    );
+  }
 }
