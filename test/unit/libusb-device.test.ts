@@ -77,6 +77,11 @@ test('EP0 is a FIFO: SET_INTERFACE (a libusb call) waits for the control transfe
   lib.complete(lib.submitted[0]!);
   await Promise.all([first, second]);
   assert.deepEqual(order, ['vendor', 'set-interface']);
+  const both = [dev.submit(control(VENDOR_OUT)), dev.submit(control(VENDOR_OUT))];
+  assert.equal(lib.submitted.length, 3, 'ordinary control transfers are in flight together');
+  lib.complete(lib.submitted[1]!);
+  lib.complete(lib.submitted[2]!);
+  await Promise.all(both);
   assert.deepEqual(lib.calls, ['setAltSetting 0 1']);
   assert.equal(dev.alternateSetting(0), 1);
   await dev.close();
@@ -122,13 +127,14 @@ test('cancel: once to libusb, Cancelled to the submitter, nothing after completi
   assert.deepEqual(lib.calls, ['cancel']);
 
   const pending = dev.submit(control(VENDOR_OUT));
+  const setInterface = dev.submit(control(SET_INTERFACE));
   const queued = control(VENDOR_OUT);
   const q = dev.submit(queued);
   dev.cancel(queued);
   await q;
   assert.equal(queued.status, TransferStatus.Cancelled);
   lib.complete(lib.submitted[1]!);
-  await pending;
+  await Promise.all([pending, setInterface]);
   assert.equal(lib.submitted.length, 2, 'the cancelled request never reached libusb');
   await dev.close();
 });

@@ -14,6 +14,20 @@ import { LibusbTransfer } from './libusb-transfer.js';
 /** Which device to open: a port (bus number + port path, e.g. 1-1.4) or the first VID:PID match. */
 export type LibusbSelector = { busNumber: number; portNumbers: number[] } | { vendorId: number; productId: number };
 
+/** CLEAR_FEATURE(ENDPOINT_HALT) on EP0 goes to the device: libusb_clear_halt(0) is NOT_FOUND. */
+function isClearHalt(s: SetupPacket): boolean {
+  return (
+    s.bmRequestType === RequestType.Endpoint &&
+    s.bRequest === StandardRequest.ClearFeature &&
+    s.wValue === Feature.EndpointHalt &&
+    (s.wIndex & 0x0f) !== 0
+  );
+}
+
+function isIntercepted(s: SetupPacket): boolean {
+  return isSetConfiguration(s) || isSetInterface(s) || isClearHalt(s);
+}
+
 export class LibusbDeviceError extends Error {
   override name = 'LibusbDeviceError';
 }
@@ -92,8 +106,8 @@ export async function openLibusbDevice(selector: LibusbSelector, logger?: Logger
  * detached once (not libusb's auto-detach, which re-attaches at every release and then makes
  * SET_CONFIGURATION fail with EBUSY) and re-attached by close(). Transfers go to libusb whole,
  * as many in flight as the client sends. Standard requests that change host-side state go through
- * libusb's calls. Endpoint 0 is a FIFO: control transfers run one at a time, in order, so a
- * request answered by a synchronous libusb call never overtakes one queued before it.
+ * libusb's calls. Endpoint 0 is a FIFO: a request answered by a synchronous libusb call waits
+ * for the control transfers queued before it, and those after it wait for it.
  */
 export class LibusbDevice extends EventEmitter<UsbDeviceEvents> implements UsbDevice {
   readonly name: string;
@@ -110,7 +124,7 @@ export class LibusbDevice extends EventEmitter<UsbDeviceEvents> implements UsbDe
   readonly #inflight = new Map<Pointer, LibusbTransfer>();
   readonly #byTransfer = new Map<Transfer, LibusbTransfer>();
   readonly #ep0Queue: { t: Transfer; done: () => void }[] = [];
-  #ep0Busy = false;
+  #ep0InFlight = 0;
   readonly #claimed = new Set<number>();
   /** Interfaces whose kernel driver we detached: re-attached on close. */
   readonly #detached = new Set<number>();
@@ -231,55 +245,50 @@ export class LibusbDevice extends EventEmitter<UsbDeviceEvents> implements UsbDe
 
   // --- control transfers (EP0 FIFO) ---
 
+  /**
+   * Start what can start: ordinary control transfers go to libusb at once (usbfs keeps them in
+   * order); a request carried out by a libusb call waits until those before it have finished.
+   */
   #nextControl(): void {
-    if (this.#ep0Busy) return;
-    const q = this.#ep0Queue.shift();
-    if (!q) return;
-    this.#ep0Busy = true;
-    const finish = (): void => {
-      this.#tracker.observe(q.t);
-      this.#ep0Busy = false;
-      q.done();
-      this.#nextControl();
-    };
-    if (this.#gone || this.#closed) {
-      q.t.fail(TransferStatus.NoDevice);
-      finish();
-      return;
+    while (this.#ep0Queue.length > 0) {
+      const q = this.#ep0Queue[0]!;
+      const s = q.t.setup;
+      const dead = this.#gone || this.#closed;
+      const intercepted = !dead && s !== undefined && isIntercepted(s);
+      if (intercepted && this.#ep0InFlight > 0) return;
+      this.#ep0Queue.shift();
+      if (dead) {
+        q.t.fail(TransferStatus.NoDevice);
+        q.done();
+      } else if (intercepted) {
+        this.#runIntercepted(q.t, s);
+        this.#tracker.observe(q.t);
+        q.done();
+      } else {
+        this.#ep0InFlight++;
+        this.#start(q.t, () => {
+          this.#ep0InFlight--;
+          this.#tracker.observe(q.t);
+          q.done();
+          this.#nextControl();
+        });
+      }
     }
-    const s = q.t.setup;
-    if (s && this.#runStandard(q.t, s)) {
-      finish();
-      return;
-    }
-    this.#start(q.t, finish);
   }
 
-  /** Requests carried out by libusb calls; true when handled (status set). */
-  #runStandard(t: Transfer, s: SetupPacket): boolean {
+  /** SET_CONFIGURATION, SET_INTERFACE and CLEAR_FEATURE(HALT) through libusb's calls (status set). */
+  #runIntercepted(t: Transfer, s: SetupPacket): void {
     if (isSetConfiguration(s)) {
       this.#releaseAll();
       const rc = this.#lib.setConfiguration(this.#handle, s.wValue & 0xff);
       this.#claimAll(s.wValue & 0xff);
       this.#finishSync(t, 'libusb_set_configuration', rc);
-      return true;
-    }
-    if (isSetInterface(s)) {
+    } else if (isSetInterface(s)) {
       const rc = this.#lib.setAltSetting(this.#handle, s.wIndex & 0xff, s.wValue & 0xff);
       this.#finishSync(t, 'libusb_set_interface_alt_setting', rc);
-      return true;
+    } else {
+      this.#finishSync(t, 'libusb_clear_halt', this.#lib.clearHalt(this.#handle, s.wIndex & 0xff));
     }
-    const endpoint = s.wIndex & 0xff;
-    if (
-      s.bmRequestType === RequestType.Endpoint &&
-      s.bRequest === StandardRequest.ClearFeature &&
-      s.wValue === Feature.EndpointHalt &&
-      (endpoint & 0x0f) !== 0
-    ) {
-      this.#finishSync(t, 'libusb_clear_halt', this.#lib.clearHalt(this.#handle, endpoint));
-      return true;
-    }
-    return false;
   }
 
   #finishSync(t: Transfer, call: string, rc: number): void {
