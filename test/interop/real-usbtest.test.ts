@@ -81,6 +81,32 @@ usbip detach -p 0
 `;
 }
 
+/**
+ * The gadget unplugged while exported and attached: usbwire notices (libusb drops the device's
+ * fd), the USB/IP client sees the detach, usbwire keeps running and still stops cleanly.
+ */
+const UNPLUG_PHASE = `
+$NODE "$RIG_SHARE/app/dist/test/interop/real-serve.js" 0525:a4a0 3240 > "$RIG_SHARE/serve2.log" 2>&1 &
+SERVE=$!
+n=0
+until grep -q "real-serve: ready" "$RIG_SHARE/serve2.log"; do
+  n=$((n + 1)); [ $n -gt 600 ] && fail "usbwire did not start again"
+  sleep 0.1
+done
+usbip --tcp-port 3240 attach -r 127.0.0.1 -b 1-1 || fail "usbip attach (unplug phase)"
+gz_wait usbip > /dev/null || fail "vhci copy did not enumerate (unplug phase)"
+echo "" > $G/UDC
+n=0
+while [ -n "$(rig_usbip_port_of 1-1)" ]; do n=$((n + 1)); [ $n -gt 100 ] && break; sleep 0.1; done
+[ -z "$(rig_usbip_port_of 1-1)" ] && rig_result unplug_detached yes
+grep -q "device went away" "$RIG_SHARE/serve2.log" && rig_result unplug_noticed yes
+kill -0 $SERVE 2>/dev/null && rig_result unplug_alive yes
+kill -TERM $SERVE
+n=0
+while kill -0 $SERVE 2>/dev/null; do n=$((n + 1)); [ $n -gt 100 ] && break; sleep 0.1; done
+grep -q "real-serve: closed" "$RIG_SHARE/serve2.log" && rig_result unplug_closed yes
+`;
+
 type Speed = 'high' | 'super';
 /** USBWIRE_REAL_SPEED=high or super runs only that one. */
 const SPEEDS = (process.env.USBWIRE_REAL_SPEED?.split(',') ?? ['high', 'super']) as Speed[];
@@ -136,6 +162,7 @@ n=0
 until [ -e /sys/bus/usb/drivers/usbtest/$GADGET:3.0 ]; do n=$((n + 1)); [ $n -gt 50 ] && break; sleep 0.1; done
 [ -e /sys/bus/usb/drivers/usbtest/$GADGET:3.0 ] && rig_result reattached yes
 ${COMPARE ? kernelPhase() : ''}
+${UNPLUG_PHASE}
 rig_dmesg end
 rig_result done yes
 `;
@@ -188,6 +215,10 @@ async function runSpeed(t: TestContext, speed: Speed): Promise<void> {
   assert.equal(kv.usbip_speed, speed === 'super' ? '5000' : '480', res.describe());
   assert.equal(kv.closed, 'yes', `usbwire did not close on SIGTERM\n${res.describe()}`);
   assert.equal(kv.reattached, 'yes', `kernel driver not re-attached\n${res.describe()}`);
+  assert.equal(kv.unplug_noticed, 'yes', `usbwire did not notice the unplug\n${res.describe()}`);
+  assert.equal(kv.unplug_detached, 'yes', `the USB/IP client did not see the detach\n${res.describe()}`);
+  assert.equal(kv.unplug_alive, 'yes', `usbwire exited on unplug\n${res.describe()}`);
+  assert.equal(kv.unplug_closed, 'yes', `usbwire did not stop after the unplug\n${res.describe()}`);
   assert.equal(kv.done, 'yes', res.describe());
   res.cleanup();
 }
