@@ -45,6 +45,7 @@ export function prepareGuestNode(share: string): void {
   mkdirSync(app, { recursive: true });
   copyFileSync(fromRoot('package.json'), join(app, 'package.json'));
   cpSync(fromRoot('dist', 'src'), join(app, 'dist', 'src'), { recursive: true });
+  cpSync(fromRoot('bin'), join(app, 'bin'), { recursive: true });
   cpSync(fromRoot('dist', 'test', 'interop', 'real-serve.js'), join(app, 'dist', 'test', 'interop', 'real-serve.js'));
   cpSync(fromRoot('node_modules', 'koffi'), join(app, 'node_modules', 'koffi'), { recursive: true });
   cpSync(

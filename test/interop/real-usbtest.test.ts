@@ -78,6 +78,24 @@ ${CASES.filter(([n]) => !UNLINK.includes(n))
   .join('\n')}
 ${comparePhase('kcmp', COMPARE_CASES)}
 usbip detach -p 0
+sleep 1
+usbip unbind -b $GADGET
+killall usbipd
+# usbwire's own emulated gadget zero, same server, same vhci: what is left is the libusb side.
+$NODE "$RIG_SHARE/app/bin/usbwire.js" serve --usbip 127.0.0.1:3240 --gadget-zero > "$RIG_SHARE/emulated.log" 2>&1 &
+EMU=$!
+n=0
+until grep -q "listening" "$RIG_SHARE/emulated.log"; do
+  n=$((n + 1)); [ $n -gt 600 ] && fail "usbwire --gadget-zero did not start"
+  sleep 0.1
+done
+usbip --tcp-port 3240 attach -r 127.0.0.1 -b 1-1 || fail "usbip attach (emulated)"
+R=$(gz_wait usbip) || fail "emulated gadget zero did not enumerate"
+set -- $R
+${comparePhase('ecmp', COMPARE_CASES)}
+usbip detach -p 0
+kill -TERM $EMU
+wait $EMU
 `;
 }
 
@@ -234,7 +252,8 @@ function reportComparison(t: TestContext, kv: Record<string, string>): void {
     const k = secs(kv[`kcmp_t${n}`]);
     t.diagnostic(
       `test ${n} (${args}): usbwire ${w.toFixed(3)} s (cpu ${kv[`wcmp_cpu${n}`]} jiffies), ` +
-        `usbip-host ${k.toFixed(3)} s (cpu ${kv[`kcmp_cpu${n}`]} jiffies), usbwire/kernel time ${(w / k).toFixed(2)}`,
+        `usbip-host ${k.toFixed(3)} s (cpu ${kv[`kcmp_cpu${n}`]} jiffies), usbwire/kernel time ${(w / k).toFixed(2)}; ` +
+        `usbwire's emulated gadget zero ${secs(kv[`ecmp_t${n}`]).toFixed(3)} s (cpu ${kv[`ecmp_cpu${n}`]} jiffies)`,
     );
   }
 }
