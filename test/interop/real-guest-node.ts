@@ -2,9 +2,18 @@
 // the guest's own USB devices. The guest's initramfs has glibc and libudev; node needs
 // libstdc++/libgcc_s too, so everything runs through the host's ld.so from the share.
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, cpSync, existsSync, mkdirSync, statSync } from 'node:fs';
+import { copyFileSync, cpSync, existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { fromRoot, rigDir, rigInfo } from './rig.js';
+import {
+  type BootOptions,
+  fromRoot,
+  type GuestResult,
+  rigDir,
+  rigInfo,
+  sleep,
+  startGuest,
+  waitForFile,
+} from './rig.js';
 
 const HOST_LIBS = [
   '/lib64/ld-linux-x86-64.so.2',
@@ -46,7 +55,9 @@ export function prepareGuestNode(share: string): void {
   copyFileSync(fromRoot('package.json'), join(app, 'package.json'));
   cpSync(fromRoot('dist', 'src'), join(app, 'dist', 'src'), { recursive: true });
   cpSync(fromRoot('bin'), join(app, 'bin'), { recursive: true });
-  cpSync(fromRoot('dist', 'test', 'interop', 'real-serve.js'), join(app, 'dist', 'test', 'interop', 'real-serve.js'));
+  for (const script of ['real-serve.js', 'real-iso-client.js']) {
+    cpSync(fromRoot('dist', 'test', 'interop', script), join(app, 'dist', 'test', 'interop', script));
+  }
   cpSync(fromRoot('node_modules', 'koffi'), join(app, 'node_modules', 'koffi'), { recursive: true });
   cpSync(
     fromRoot('node_modules', '@koromix', 'koffi-linux-x64', 'package.json'),
@@ -92,4 +103,38 @@ guest_gadget_modules() {
   done
 }
 NODE="$RIG_SHARE/lib/ld-linux-x86-64.so.2 --library-path $RIG_SHARE/lib $RIG_SHARE/node"
+# real_serve SELECTOR LOG: usbwire exports that real device over USB/IP on 127.0.0.1:3240; SERVE=its pid
+real_serve() {
+  $NODE "$RIG_SHARE/app/dist/test/interop/real-serve.js" "$1" 3240 > "$2" 2>&1 &
+  SERVE=$!
+  _n=0
+  until grep -q "real-serve: ready" "$2"; do
+    _n=$((_n + 1)); [ $_n -gt 600 ] && fail "usbwire did not start ($2)"
+    kill -0 $SERVE 2>/dev/null || fail "usbwire exited ($2)"
+    sleep 0.1
+  done
+}
+# stop_serve LOG: SIGTERM, wait up to 10 s; true when usbwire said it closed
+stop_serve() {
+  kill -TERM $SERVE
+  _n=0
+  while kill -0 $SERVE 2>/dev/null; do _n=$((_n + 1)); [ $_n -gt 100 ] && break; sleep 0.1; done
+  grep -q "real-serve: closed" "$1"
+}
 `;
+
+/**
+ * Boot a guest on `share` (already prepared) with usbwire's usual real-device settings; a guest
+ * whose shutdown hangs behind a stuck driver is stopped 10 s after guest.sh has finished.
+ */
+export function bootRealGuest(
+  share: string,
+  opts: Pick<BootOptions, 'modules' | 'qemuArgs' | 'script'> & { timeoutMs: number },
+): Promise<GuestResult> {
+  writeFileSync(join(share, 'results.txt'), '');
+  const g = startGuest({ shareDir: share, net: false, memoryMiB: 1024, append: 'preempt=full loglevel=3', ...opts });
+  waitForFile(g.path('guest.rc'), opts.timeoutMs, g.done)
+    .then(() => sleep(10_000))
+    .then(g.kill, () => {});
+  return g.done;
+}

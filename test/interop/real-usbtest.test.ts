@@ -3,13 +3,13 @@
 // guest's vhci-hcd → the kernel's usbtest + testusb against the vhci copy. At the end usbwire
 // gets SIGTERM and the gadget's own usbtest binding must come back (kernel driver re-attached).
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type TestContext, test } from 'node:test';
 import { GUEST_HELPERS } from './gadget-zero-plan.js';
-import { GUEST_NODE, guestNodeSkip, prepareGadgetModules, prepareGuestNode } from './real-guest-node.js';
-import { interopGate, readKV, sleep, startGuest, waitForFile } from './rig.js';
+import { bootRealGuest, GUEST_NODE, guestNodeSkip, prepareGadgetModules, prepareGuestNode } from './real-guest-node.js';
+import { interopGate, readKV } from './rig.js';
 
 /** testusb arguments that suit SourceSink (real-devices.md); unlink cases (11, 12, 24) last. */
 const CASES: [number, string][] = [
@@ -104,13 +104,7 @@ wait $EMU
  * fd), the USB/IP client sees the detach, usbwire keeps running and still stops cleanly.
  */
 const UNPLUG_PHASE = `
-$NODE "$RIG_SHARE/app/dist/test/interop/real-serve.js" 0525:a4a0 3240 > "$RIG_SHARE/serve2.log" 2>&1 &
-SERVE=$!
-n=0
-until grep -q "real-serve: ready" "$RIG_SHARE/serve2.log"; do
-  n=$((n + 1)); [ $n -gt 600 ] && fail "usbwire did not start again"
-  sleep 0.1
-done
+real_serve 0525:a4a0 "$RIG_SHARE/serve2.log"
 usbip --tcp-port 3240 attach -r 127.0.0.1 -b 1-1 || fail "usbip attach (unplug phase)"
 gz_wait usbip > /dev/null || fail "vhci copy did not enumerate (unplug phase)"
 echo "" > $G/UDC
@@ -119,10 +113,7 @@ while [ -n "$(rig_usbip_port_of 1-1)" ]; do n=$((n + 1)); [ $n -gt 100 ] && brea
 [ -z "$(rig_usbip_port_of 1-1)" ] && rig_result unplug_detached yes
 grep -q "device went away" "$RIG_SHARE/serve2.log" && rig_result unplug_noticed yes
 kill -0 $SERVE 2>/dev/null && rig_result unplug_alive yes
-kill -TERM $SERVE
-n=0
-while kill -0 $SERVE 2>/dev/null; do n=$((n + 1)); [ $n -gt 100 ] && break; sleep 0.1; done
-grep -q "real-serve: closed" "$RIG_SHARE/serve2.log" && rig_result unplug_closed yes
+stop_serve "$RIG_SHARE/serve2.log" && rig_result unplug_closed yes
 `;
 
 type Speed = 'high' | 'super';
@@ -152,14 +143,7 @@ GADGET=$2
 log "gadget $R speed $(cat /sys/bus/usb/devices/$GADGET/speed)"
 rig_result gadget_speed $(cat /sys/bus/usb/devices/$GADGET/speed)
 read t0 _x < /proc/uptime
-$NODE "$RIG_SHARE/app/dist/test/interop/real-serve.js" 0525:a4a0 3240 > "$RIG_SHARE/serve.log" 2>&1 &
-SERVE=$!
-n=0
-until grep -q "real-serve: ready" "$RIG_SHARE/serve.log"; do
-  n=$((n + 1)); [ $n -gt 600 ] && fail "usbwire did not start"
-  kill -0 $SERVE 2>/dev/null || fail "usbwire exited"
-  sleep 0.1
-done
+real_serve 0525:a4a0 "$RIG_SHARE/serve.log"
 read t1 _x < /proc/uptime
 log "usbwire ready after $t0 -> $t1"
 [ -e /sys/bus/usb/drivers/usbtest/$GADGET:3.0 ] && fail "usbtest still bound to the gadget after detach"
@@ -172,10 +156,7 @@ ${CASES.map(([n, a]) => `run_case usbip $1 ${n} ${a}`).join('\n')}
 ${COMPARE ? comparePhase('wcmp', COMPARE_CASES) : ''}
 usbip detach -p 0
 sleep 1
-kill -TERM $SERVE
-n=0
-while kill -0 $SERVE 2>/dev/null; do n=$((n + 1)); [ $n -gt 100 ] && break; sleep 0.1; done
-grep -q "real-serve: closed" "$RIG_SHARE/serve.log" && rig_result closed yes
+stop_serve "$RIG_SHARE/serve.log" && rig_result closed yes
 n=0
 until [ -e /sys/bus/usb/drivers/usbtest/$GADGET:3.0 ]; do n=$((n + 1)); [ $n -gt 50 ] && break; sleep 0.1; done
 [ -e /sys/bus/usb/drivers/usbtest/$GADGET:3.0 ] && rig_result reattached yes
@@ -204,20 +185,11 @@ async function runSpeed(t: TestContext, speed: Speed): Promise<void> {
   const share = mkdtempSync(join(tmpdir(), 'usbwire-real-'));
   prepareGuestNode(share);
   prepareGadgetModules(share);
-  writeFileSync(join(share, 'results.txt'), '');
-  const g = startGuest({
-    shareDir: share,
-    net: false,
+  const res = await bootRealGuest(share, {
     modules: ['vhci_hcd', 'usbtest'],
-    memoryMiB: 1024,
-    append: 'preempt=full loglevel=3',
     timeoutMs: 540_000,
     script: guestScript(speed),
   });
-  waitForFile(g.path('guest.rc'), 540_000, g.done)
-    .then(() => sleep(10_000))
-    .then(g.kill, () => {});
-  const res = await g.done;
   const kv = readKV(share);
   if (kv.done !== 'yes') t.diagnostic(res.describe());
   t.diagnostic(
