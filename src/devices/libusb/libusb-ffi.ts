@@ -165,7 +165,15 @@ type Fn = (...args: any[]) => any;
 
 function load(): Libusb {
   const require = createRequire(import.meta.url);
-  const koffi = require('koffi') as typeof import('koffi');
+  let koffi: typeof import('koffi');
+  try {
+    koffi = require('koffi') as typeof import('koffi');
+  } catch (err) {
+    loadError = new LibusbUnavailableError(
+      `real USB devices need the koffi FFI module (npm dependency 'koffi', prebuilt for ${process.platform}-${process.arch}): ${(err as Error).message}`,
+    );
+    throw loadError;
+  }
   let lib: ReturnType<typeof koffi.load>;
   try {
     lib = koffi.load(process.env.USBWIRE_LIBUSB ?? 'libusb-1.0.so.0');
