@@ -2,6 +2,7 @@ import { parseArgs } from 'node:util';
 import { parseRemoteUrl, type RemoteSpec, RemoteUrlError } from '../client/remote-url.js';
 import { deviceClasses, parseDeviceSpec } from '../devices/catalog.js';
 import { type DeviceSpec, DeviceSpecError } from '../devices/classes.js';
+import { type DeviceSelector, parseSelector, SelectorError } from '../devices/real-host/selector.js';
 import { AddressError, type HostPort, LOOPBACK, parseHostPort } from '../util/host-port.js';
 
 /** A user-facing error: printed as one line, exit code 2 (bad usage) or 1. */
@@ -32,8 +33,11 @@ export interface ServeOptions {
   logLevel: 'debug' | 'info' | 'warn' | 'error';
 }
 
-/** One device flag or `--remote`, in command-line order. */
-export type ExportSpec = { kind: 'local'; spec: DeviceSpec } | { kind: 'remote'; remote: RemoteSpec; text: string };
+/** One device flag, `--remote` or `--device`, in command-line order. */
+export type ExportSpec =
+  | { kind: 'local'; spec: DeviceSpec }
+  | { kind: 'remote'; remote: RemoteSpec; text: string }
+  | { kind: 'host'; selector: DeviceSelector; force: boolean; text: string };
 
 export const DEFAULT_USBIP: Endpoint = { host: '127.0.0.1', port: 3240 };
 
@@ -116,6 +120,10 @@ ${deviceHelp()}  --remote URL                 a device another server exports, r
                                  usbredir-listen://HOST:PORT usbredir hosts connect here
                                                              (usbredirect --to)
                                reconnects with backoff; the busid is kept while the device is away
+  --device SELECTOR[,force]    a USB device plugged into this host, through libusb: a port path
+                               (1-1.4: whatever is plugged there) or VID:PID[:SERIAL]; exported
+                               when it appears, kept while it is away; a disk the host has
+                               mounted or open is refused unless ,force
   --demo-size MIB              size of the in-memory demo disk (default 64)
 
 operation:
@@ -183,6 +191,10 @@ function exportSpecs(tokens: readonly { kind: string; name?: string; value?: str
   const specs: ExportSpec[] = [];
   for (const t of tokens) {
     if (t.kind !== 'option' || !t.name) continue;
+    if (t.name === 'device') {
+      specs.push(parseHostDevice(t.value ?? ''));
+      continue;
+    }
     if (t.name === 'remote') {
       const text = t.value ?? '';
       try {
@@ -204,6 +216,22 @@ function exportSpecs(tokens: readonly { kind: string; name?: string; value?: str
     }
   }
   return specs;
+}
+
+/** --device SELECTOR[,force]: a device plugged into this host, exported through libusb. */
+function parseHostDevice(text: string): ExportSpec {
+  const [selectorText = '', ...options] = text.split(',');
+  let force = false;
+  for (const o of options) {
+    if (o === 'force') force = true;
+    else throw new UsageError(`--device ${text}: unknown option "${o}" (known: force)`);
+  }
+  try {
+    return { kind: 'host', selector: parseSelector(selectorText), force, text };
+  } catch (err) {
+    if (err instanceof SelectorError) throw new UsageError(`--device ${err.message}`);
+    throw err;
+  }
 }
 
 /** A device flag whose value is optional, given without one, gets an empty value. */
@@ -229,6 +257,7 @@ function serveOptions() {
     usbredir: { type: 'string', multiple: true },
     'usbredir-connect': { type: 'string', multiple: true },
     remote: { type: 'string', multiple: true },
+    device: { type: 'string', multiple: true },
     'demo-size': { type: 'string' },
     control: { type: 'string' },
     'log-level': { type: 'string' },

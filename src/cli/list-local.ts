@@ -37,6 +37,6 @@ export function formatLocal(
   return out;
 }
 
-export function listLocal(host: HostRoot = REAL_HOST): string {
-  return formatLocal(listHostDevices(host), UsbIds.load(), (d) => whatHolds(d, host));
+export async function listLocal(host: HostRoot = REAL_HOST): Promise<string> {
+  return formatLocal(await listHostDevices(host, { strings: true }), UsbIds.load(), (d) => whatHolds(d, host));
 }

@@ -42,7 +42,7 @@ export async function list(argv: string[]): Promise<number> {
   }
   if (values.local) {
     if (values.remote) throw new UsageError('list takes -r HOST or -l, not both');
-    process.stdout.write(listLocal());
+    process.stdout.write(await listLocal());
     return 0;
   }
   if (!values.remote) throw new UsageError('list needs -r HOST or -l (see usbwire list --help)');

@@ -15,6 +15,7 @@ import { UsbredirConnector, UsbredirListener } from '../server/usbredir/index.js
 import { createLogger, setLogLevel } from '../util/log.js';
 import { deviceFlag, type Endpoint, parseServeArgs, SERVE_HELP, type ServeOptions, UsageError } from './args.js';
 import { DeviceSlots } from './device-slots.js';
+import { hostDeviceSources } from './host-devices.js';
 
 const log = createLogger('serve');
 
@@ -95,9 +96,14 @@ async function openDevices(opts: ServeOptions, registry: DeviceRegistry, slots: 
   }
   checkRemoteListeners(opts);
   let index = 0;
+  const hostSources = await hostDeviceSources(opts.exports.filter((e) => e.kind === 'host'));
   for (const e of opts.exports) {
     if (e.kind === 'remote') {
       slots.add(createSource(e.remote));
+      continue;
+    }
+    if (e.kind === 'host') {
+      slots.add(hostSources.shift()!);
       continue;
     }
     const { spec } = e;

@@ -55,7 +55,7 @@ export function prepareGuestNode(share: string): void {
   copyFileSync(fromRoot('package.json'), join(app, 'package.json'));
   cpSync(fromRoot('dist', 'src'), join(app, 'dist', 'src'), { recursive: true });
   cpSync(fromRoot('bin'), join(app, 'bin'), { recursive: true });
-  for (const script of ['real-serve.js', 'real-iso-client.js']) {
+  for (const script of ['real-iso-client.js']) {
     cpSync(fromRoot('dist', 'test', 'interop', script), join(app, 'dist', 'test', 'interop', script));
   }
   cpSync(fromRoot('node_modules', 'koffi'), join(app, 'node_modules', 'koffi'), { recursive: true });
@@ -103,23 +103,24 @@ guest_gadget_modules() {
   done
 }
 NODE="$RIG_SHARE/lib/ld-linux-x86-64.so.2 --library-path $RIG_SHARE/lib $RIG_SHARE/node"
-# real_serve SELECTOR LOG: usbwire exports that real device over USB/IP on 127.0.0.1:3240; SERVE=its pid
+# real_serve SELECTOR LOG: usbwire serve --device SELECTOR exports that real device over USB/IP on
+# 127.0.0.1:3240 (busid 1-1); SERVE=its pid
 real_serve() {
-  $NODE "$RIG_SHARE/app/dist/test/interop/real-serve.js" "$1" 3240 > "$2" 2>&1 &
+  $NODE "$RIG_SHARE/app/bin/usbwire.js" serve --usbip 127.0.0.1:3240 --control none --device "$1" > "$2" 2>&1 &
   SERVE=$!
   _n=0
-  until grep -q "real-serve: ready" "$2"; do
+  until grep -q "host device .*: exporting" "$2"; do
     _n=$((_n + 1)); [ $_n -gt 600 ] && fail "usbwire did not start ($2)"
     kill -0 $SERVE 2>/dev/null || fail "usbwire exited ($2)"
     sleep 0.1
   done
 }
-# stop_serve LOG: SIGTERM, wait up to 10 s; true when usbwire said it closed
+# stop_serve LOG: SIGTERM, wait up to 10 s; true when usbwire said it closed everything
 stop_serve() {
   kill -TERM $SERVE
   _n=0
   while kill -0 $SERVE 2>/dev/null; do _n=$((_n + 1)); [ $_n -gt 100 ] && break; sleep 0.1; done
-  grep -q "real-serve: closed" "$1"
+  grep -q "all devices closed and flushed" "$1"
 }
 `;
 

@@ -101,18 +101,39 @@ wait $EMU
 
 /**
  * The gadget unplugged while exported and attached: usbwire notices (libusb drops the device's
- * fd), the USB/IP client sees the detach, usbwire keeps running and still stops cleanly.
+ * fd), the USB/IP client sees the detach, usbwire keeps running. Then "claim a port": the gadget
+ * comes back on the same port as another product (a firmware upload's re-enumeration); usbwire,
+ * exporting the port path, exports it under the same busid and the client attaches it again.
  */
 const UNPLUG_PHASE = `
-real_serve 0525:a4a0 "$RIG_SHARE/serve2.log"
+real_serve $GADGET "$RIG_SHARE/serve2.log"
 usbip --tcp-port 3240 attach -r 127.0.0.1 -b 1-1 || fail "usbip attach (unplug phase)"
 gz_wait usbip > /dev/null || fail "vhci copy did not enumerate (unplug phase)"
 echo "" > $G/UDC
 n=0
 while [ -n "$(rig_usbip_port_of 1-1)" ]; do n=$((n + 1)); [ $n -gt 100 ] && break; sleep 0.1; done
 [ -z "$(rig_usbip_port_of 1-1)" ] && rig_result unplug_detached yes
-grep -q "device went away" "$RIG_SHARE/serve2.log" && rig_result unplug_noticed yes
+grep -q "device went away\\|unplugged" "$RIG_SHARE/serve2.log" && rig_result unplug_noticed yes
 kill -0 $SERVE 2>/dev/null && rig_result unplug_alive yes
+echo 0xa4a1 > $G/idProduct
+echo dummy_udc.0 > $G/UDC || fail "bind dummy_udc.0 again"
+n=0
+until grep -q "exporting $GADGET (0525:a4a1" "$RIG_SHARE/serve2.log"; do n=$((n + 1)); [ $n -gt 300 ] && break; sleep 0.1; done
+grep -q "exporting $GADGET (0525:a4a1" "$RIG_SHARE/serve2.log" && rig_result port_reexported yes
+n=0
+until usbip --tcp-port 3240 attach -r 127.0.0.1 -b 1-1 2>/dev/null; do n=$((n + 1)); [ $n -gt 50 ] && break; sleep 0.2; done
+vhci_a4a1() {
+  for d in /sys/bus/usb/devices/*; do
+    [ "$(cat $d/idProduct 2>/dev/null)" = a4a1 ] || continue
+    case "$(readlink -f $d)" in *vhci*) return 0 ;; esac
+  done
+  return 1
+}
+n=0
+until vhci_a4a1; do n=$((n + 1)); [ $n -gt 150 ] && break; sleep 0.1; done
+vhci_a4a1 && rig_result port_reattached_pid a4a1
+usbip detach -p 0 2>/dev/null
+sleep 1
 stop_serve "$RIG_SHARE/serve2.log" && rig_result unplug_closed yes
 `;
 
@@ -208,6 +229,8 @@ async function runSpeed(t: TestContext, speed: Speed): Promise<void> {
   assert.equal(kv.unplug_noticed, 'yes', `usbwire did not notice the unplug\n${res.describe()}`);
   assert.equal(kv.unplug_detached, 'yes', `the USB/IP client did not see the detach\n${res.describe()}`);
   assert.equal(kv.unplug_alive, 'yes', `usbwire exited on unplug\n${res.describe()}`);
+  assert.equal(kv.port_reexported, 'yes', `the port's new device (0525:a4a1) was not exported\n${res.describe()}`);
+  assert.equal(kv.port_reattached_pid, 'a4a1', `the client did not attach the port's new device\n${res.describe()}`);
   assert.equal(kv.unplug_closed, 'yes', `usbwire did not stop after the unplug\n${res.describe()}`);
   assert.equal(kv.done, 'yes', res.describe());
   res.cleanup();

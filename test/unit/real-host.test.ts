@@ -41,8 +41,8 @@ file(`${BLOCK}/sda/sda1/partition`, '1');
 file(`${BLOCK}/sda/sda1/dev`, '8:1');
 fake.mkdir(`${BLOCK}/sda/holders`);
 
-test('sysfs: devices in port-path order with ids, names, speed, interfaces and their drivers', () => {
-  const devices = listHostDevices(host);
+test('sysfs: devices in port-path order with ids, names, speed, interfaces and their drivers', async () => {
+  const devices = await listHostDevices(host, { strings: true });
   assert.deepEqual(
     devices.map((d) => d.path),
     ['2-1', '2-2', '2-10.1'],
@@ -60,8 +60,8 @@ test('sysfs: devices in port-path order with ids, names, speed, interfaces and t
   assert.equal(devices[2]!.interfaces[0]!.driver, undefined);
 });
 
-test('selectors: port path, VID:PID, VID:PID:SERIAL; an ambiguous VID:PID names the candidates', () => {
-  const devices = listHostDevices(host);
+test('selectors: port path, VID:PID, VID:PID:SERIAL; an ambiguous VID:PID names the candidates', async () => {
+  const devices = await listHostDevices(host, { strings: true });
   assert.equal(selectDevice(parseSelector('2-10.1'), devices)?.serial, 'two');
   assert.equal(selectDevice(parseSelector('46f4:0001:one'), devices)?.path, '2-1');
   assert.equal(selectDevice(parseSelector('0627:0001'), devices)?.path, '2-2');
@@ -75,8 +75,8 @@ test('selectors: port path, VID:PID, VID:PID:SERIAL; an ambiguous VID:PID names 
   }
 });
 
-test('try disconnect: a mounted partition, a holder and an open file are each named; a free disk has none', () => {
-  const [a, kbd, b] = listHostDevices(host);
+test('try disconnect: a mounted partition, a holder and an open file are each named; a free disk has none', async () => {
+  const [a, kbd, b] = await listHostDevices(host, { strings: true });
   assert.deepEqual(whatHolds(a!, host), []);
   file(
     '/proc/self/mountinfo',
@@ -95,8 +95,8 @@ test('try disconnect: a mounted partition, a holder and an open file are each na
   assert.deepEqual(whatHolds(b!, host), [], 'nothing below the other disk');
 });
 
-test('list --local: names from the device (usb.ids as fallback), speed, classes, driver and what holds it', () => {
-  const text = listLocal(host);
+test('list --local: names from the device (usb.ids as fallback), speed, classes, driver and what holds it', async () => {
+  const text = await listLocal(host);
   const block = (path: string) => text.split('\n\n').find((b) => b.includes(`busid ${path} `)) ?? '';
   assert.match(
     block('2-1'),

@@ -67,3 +67,24 @@ test('--remote is repeatable and keeps its place among local devices', () => {
     (e) => e instanceof UsageError && /^--remote "usbip:\/\/h": which device/.test(e.message),
   );
 });
+
+test('--device takes a port path or VID:PID[:SERIAL] with an optional force, in its place among the others', () => {
+  const opts = parseServeArgs(['--keyboard', '--device', '1-1.4', '--device', '046d:0825:ABC,force']);
+  assert.ok(opts !== 'help');
+  assert.deepEqual(
+    opts.exports.map((e) => (e.kind === 'host' ? [e.selector, e.force] : e.kind)),
+    [
+      'local',
+      [{ kind: 'port', path: '1-1.4' }, false],
+      [{ kind: 'id', vendorId: 0x046d, productId: 0x0825, serial: 'ABC' }, true],
+    ],
+  );
+  assert.throws(
+    () => parseServeArgs(['--device', 'sda']),
+    (e) => e instanceof UsageError && /^--device "sda": expected a port path/.test(e.message),
+  );
+  assert.throws(
+    () => parseServeArgs(['--device', '1-1,yes']),
+    (e) => e instanceof UsageError && /unknown option "yes" \(known: force\)/.test(e.message),
+  );
+});

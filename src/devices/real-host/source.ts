@@ -31,7 +31,8 @@ export class HostDeviceSource extends EventEmitter<DeviceSourceEvents> implement
   readonly #log: Logger;
   #timer: NodeJS.Timeout | undefined;
   #current: { device: UsbDevice; host: HostUsbDevice; gone: boolean } | undefined;
-  #opening = false;
+  /** The look at sysfs (or open) in progress: the timer does not start another. */
+  #running: Promise<void> | undefined;
   #stopped = false;
   /** Last thing said about why nothing is exported, so it is said once. */
   #lastNote = '';
@@ -47,6 +48,8 @@ export class HostDeviceSource extends EventEmitter<DeviceSourceEvents> implement
   start(): void {
     if (this.#timer || this.#stopped) return;
     this.#timer = setInterval(() => void this.#poll(), this.#opts.pollMs ?? 1000);
+    // The servers keep the process alive; a watch alone must not.
+    this.#timer.unref();
     void this.#poll();
   }
 
@@ -57,16 +60,26 @@ export class HostDeviceSource extends EventEmitter<DeviceSourceEvents> implement
     if (current) await this.#drop(current);
   }
 
-  /** Run one look at sysfs (tests call it instead of waiting for the timer). */
+  /** One full look at sysfs after any in progress (tests call it instead of waiting for the timer). */
   async poll(): Promise<void> {
+    await this.#running;
     await this.#poll();
   }
 
-  async #poll(): Promise<void> {
-    if (this.#stopped || this.#opening) return;
+  #poll(): Promise<void> {
+    if (this.#stopped) return Promise.resolve();
+    this.#running ??= this.#look().finally(() => {
+      this.#running = undefined;
+    });
+    return this.#running;
+  }
+
+  async #look(): Promise<void> {
     let found: HostUsbDevice | undefined;
+    // Strings (names, serial) make the kernel take the device lock: only when a serial selects.
+    const strings = this.#opts.selector.kind === 'id' && this.#opts.selector.serial !== undefined;
     try {
-      found = selectDevice(this.#opts.selector, listHostDevices(this.#host));
+      found = selectDevice(this.#opts.selector, await listHostDevices(this.#host, { strings }));
     } catch (err) {
       this.#note('warn', (err as Error).message);
       return;
@@ -93,15 +106,12 @@ export class HostDeviceSource extends EventEmitter<DeviceSourceEvents> implement
       );
       return;
     }
-    this.#opening = true;
     let device: UsbDevice;
     try {
       device = await this.#opts.open(found);
     } catch (err) {
       this.#note('warn', `${this.description}: cannot open ${describe(found)}: ${(err as Error).message}`);
       return;
-    } finally {
-      this.#opening = false;
     }
     if (this.#stopped) {
       await device.close();

@@ -1,4 +1,5 @@
-import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
+import { readdir, readFile, readlink } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 
 /** A USB device as the host's kernel sees it (sysfs), whoever drives it. */
@@ -45,70 +46,98 @@ export const REAL_HOST: HostRoot = { root: '' };
 
 const DEVICE_NAME = /^\d+-\d+(\.\d+)*$/;
 
-/** Every USB device on the host except root hubs, in port-path order. */
-export function listHostDevices(host: HostRoot = REAL_HOST): HostUsbDevice[] {
+export interface ListOptions {
+  /**
+   * Also read the string descriptors (manufacturer, product, serial) and the active
+   * configuration. The kernel takes the device lock to show those: while a usbfs ioctl is in
+   * progress on a device (testusb holds it for a whole test) the read waits. The default leaves
+   * them out, for polling.
+   */
+  strings?: boolean;
+}
+
+/**
+ * Every USB device on the host except root hubs, in port-path order. Reads are asynchronous and
+ * one at a time: a read the kernel makes wait blocks one thread-pool thread, never the event loop.
+ */
+export async function listHostDevices(host: HostRoot = REAL_HOST, opts: ListOptions = {}): Promise<HostUsbDevice[]> {
   const dir = join(host.root, '/sys/bus/usb/devices');
   let names: string[];
   try {
-    names = readdirSync(dir);
+    names = await readdir(dir);
   } catch {
     return [];
   }
   const devices: HostUsbDevice[] = [];
   for (const name of names.filter((n) => DEVICE_NAME.test(n))) {
-    const d = readDevice(join(dir, name), name, names);
+    const d = await readDevice(join(dir, name), name, names, opts.strings ?? false);
     if (d) devices.push(d);
   }
   return devices.sort((a, b) => comparePaths(a.path, b.path));
 }
 
-function readDevice(dir: string, path: string, allNames: string[]): HostUsbDevice | undefined {
-  const attr = (name: string) => readAttr(dir, name);
-  const hex = (name: string) => Number.parseInt(attr(name) ?? '', 16);
-  const vendorId = hex('idVendor');
-  const productId = hex('idProduct');
+async function readDevice(
+  dir: string,
+  path: string,
+  allNames: string[],
+  strings: boolean,
+): Promise<HostUsbDevice | undefined> {
+  const attr = (name: string) => readAttrAsync(dir, name);
+  const hex = async (name: string) => Number.parseInt((await attr(name)) ?? '', 16);
+  const vendorId = await hex('idVendor');
+  const productId = await hex('idProduct');
   if (Number.isNaN(vendorId) || Number.isNaN(productId)) return undefined;
-  const interfaces = allNames
-    .filter((n) => n.startsWith(`${path}:`))
-    .map((n) => readInterface(join(dir, '..', n), n))
-    .sort((a, b) => a.number - b.number);
+  const interfaces: HostUsbInterface[] = [];
+  for (const n of allNames.filter((n) => n.startsWith(`${path}:`)))
+    interfaces.push(await readInterface(join(dir, '..', n), n));
+  interfaces.sort((a, b) => a.number - b.number);
+  const stringAttr = (name: string) => (strings ? attr(name) : Promise.resolve(undefined));
   return {
     path,
-    busnum: Number(attr('busnum') ?? 0),
-    devnum: Number(attr('devnum') ?? 0),
+    busnum: Number((await attr('busnum')) ?? 0),
+    devnum: Number((await attr('devnum')) ?? 0),
     vendorId,
     productId,
-    deviceClass: hex('bDeviceClass') || 0,
-    deviceSubClass: hex('bDeviceSubClass') || 0,
-    deviceProtocol: hex('bDeviceProtocol') || 0,
-    speed: attr('speed') ?? '?',
-    manufacturer: attr('manufacturer'),
-    product: attr('product'),
-    serial: attr('serial'),
-    configuration: Number(attr('bConfigurationValue') || 0),
+    deviceClass: (await hex('bDeviceClass')) || 0,
+    deviceSubClass: (await hex('bDeviceSubClass')) || 0,
+    deviceProtocol: (await hex('bDeviceProtocol')) || 0,
+    speed: (await attr('speed')) ?? '?',
+    manufacturer: await stringAttr('manufacturer'),
+    product: await stringAttr('product'),
+    serial: await stringAttr('serial'),
+    configuration: Number((await stringAttr('bConfigurationValue')) || 0),
     interfaces,
-    sysfsDir: resolveLink(dir),
+    sysfsDir: await resolveLink(dir),
   };
 }
 
-function readInterface(dir: string, name: string): HostUsbInterface {
-  const hex = (attr: string) => Number.parseInt(readAttr(dir, attr) ?? '', 16) || 0;
+async function readInterface(dir: string, name: string): Promise<HostUsbInterface> {
+  const hex = async (attr: string) => Number.parseInt((await readAttrAsync(dir, attr)) ?? '', 16) || 0;
   let driver: string | undefined;
   try {
-    driver = basename(readlinkSync(join(dir, 'driver')));
+    driver = basename(await readlink(join(dir, 'driver')));
   } catch {
     driver = undefined;
   }
   return {
     name,
-    number: hex('bInterfaceNumber'),
-    interfaceClass: hex('bInterfaceClass'),
-    interfaceSubClass: hex('bInterfaceSubClass'),
-    interfaceProtocol: hex('bInterfaceProtocol'),
+    number: await hex('bInterfaceNumber'),
+    interfaceClass: await hex('bInterfaceClass'),
+    interfaceSubClass: await hex('bInterfaceSubClass'),
+    interfaceProtocol: await hex('bInterfaceProtocol'),
     driver,
   };
 }
 
+async function readAttrAsync(dir: string, name: string): Promise<string | undefined> {
+  try {
+    return (await readFile(join(dir, name), 'latin1')).trim();
+  } catch {
+    return undefined;
+  }
+}
+
+/** A sysfs or procfs attribute that the kernel shows without taking a device lock. */
 export function readAttr(dir: string, name: string): string | undefined {
   try {
     return readFileSync(join(dir, name), 'latin1').trim();
@@ -117,10 +146,9 @@ export function readAttr(dir: string, name: string): string | undefined {
   }
 }
 
-function resolveLink(path: string): string {
+async function resolveLink(path: string): Promise<string> {
   try {
-    const target = readlinkSync(path);
-    return join(path, '..', target);
+    return join(path, '..', await readlink(path));
   } catch {
     return path;
   }
