@@ -2,12 +2,14 @@
 // the guest's own USB devices. The guest's initramfs has glibc and libudev; node needs
 // libstdc++/libgcc_s too, so everything runs through the host's ld.so from the share.
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, cpSync, existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
+import { copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
   type BootOptions,
   fromRoot,
   type GuestResult,
+  interopGate,
   rigDir,
   rigInfo,
   sleep,
@@ -32,6 +34,18 @@ export function guestNodeSkip(): string | false {
   for (const f of HOST_LIBS) if (!existsSync(f)) return `${f} missing on this host (libusb-1.0-0 installed?)`;
   if (!existsSync(fromRoot('node_modules', '@koromix', 'koffi-linux-x64'))) return 'koffi prebuilt missing';
   return false;
+}
+
+/** Why a real-device rig test cannot run here, or false. */
+export function realDeviceSkip(): string | false {
+  return interopGate().skip || guestNodeSkip();
+}
+
+/** A fresh share folder with node, its libraries and the built project on it. */
+export function guestNodeShare(name: string): string {
+  const share = mkdtempSync(join(tmpdir(), `usbwire-${name}-`));
+  prepareGuestNode(share);
+  return share;
 }
 
 /** A stripped node binary, cached in the rig folder (stripping 100 MB each run costs seconds). */

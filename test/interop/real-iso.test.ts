@@ -3,13 +3,12 @@
 // (real-iso-client.ts). QEMU records the device's traffic (usb-audio's pcap=): every packet the
 // client sent must be in it byte for byte.
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { bootRealGuest, GUEST_NODE, guestNodeSkip, prepareGuestNode } from './real-guest-node.js';
+import { bootRealGuest, GUEST_NODE, guestNodeShare, realDeviceSkip } from './real-guest-node.js';
 import { isoMarker } from './real-iso-client.js';
-import { interopGate, readKV } from './rig.js';
+import { readKV } from './rig.js';
 
 const TRANSFERS = 20;
 const PACKETS = 8;
@@ -42,15 +41,11 @@ stop_serve "$RIG_SHARE/serve.log" && rig_result closed yes
 rig_result done yes
 `;
 
-const gate = interopGate();
-const skip = gate.skip || guestNodeSkip();
-
 test('isochronous OUT through usbwire (libusb) to QEMU usb-audio, checked in QEMU pcap', {
-  skip,
+  skip: realDeviceSkip(),
   timeout: 300_000,
 }, async (t) => {
-  const share = mkdtempSync(join(tmpdir(), 'usbwire-real-iso-'));
-  prepareGuestNode(share);
+  const share = guestNodeShare('real-iso');
   const pcap = join(share, 'audio.pcap');
   const res = await bootRealGuest(share, {
     modules: ['vhci_hcd', 'xhci_pci'],
