@@ -1,6 +1,6 @@
 import { whatHolds } from '../devices/real-host/holders.js';
-import { hex4 } from '../devices/real-host/selector.js';
 import { type HostRoot, type HostUsbDevice, listHostDevices, REAL_HOST } from '../devices/real-host/sysfs.js';
+import { hex4 } from '../util/hex.js';
 import { className, UsbIds } from '../util/usb-ids.js';
 
 /** What `usbwire list --local` prints: the host's USB devices, the way `usbip list -l` starts them. */

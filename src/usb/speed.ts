@@ -4,3 +4,9 @@ export type UsbSpeed = 'low' | 'full' | 'high' | 'super' | 'super-plus';
 export function ep0MaxPacketFor(speed: UsbSpeed): number {
   return speed === 'low' ? 8 : speed === 'full' ? 64 : speed === 'high' ? 64 : 9;
 }
+
+/** Milliseconds between packets of an iso endpoint: 2^(bInterval-1) (micro)frames. */
+export function isoIntervalMs(speed: UsbSpeed, bInterval: number): number {
+  const frames = 2 ** (Math.min(16, Math.max(1, bInterval)) - 1);
+  return speed === 'full' || speed === 'low' ? frames : frames / 8;
+}

@@ -14,6 +14,7 @@ import { RequestType, type SetupPacket, StandardRequest } from '../../usb/setup.
 import type { UsbSpeed } from '../../usb/speed.js';
 import { TransferStatus } from '../../usb/status.js';
 import { Transfer } from '../../usb/transfer.js';
+import { hex4 } from '../../util/hex.js';
 import { formatHostPort, type HostPort } from '../../util/host-port.js';
 import { createLogger, type Logger } from '../../util/log.js';
 import { linuxInterval } from './interval.js';
@@ -368,8 +369,4 @@ function abortable(connecting: Promise<Socket>, signal: AbortSignal | undefined)
 function describeError(err: unknown): string {
   if (err instanceof UsbipProtocolError) return `protocol error: ${err.reason}: ${err.message}`;
   return err instanceof Error ? err.message : String(err);
-}
-
-function hex4(n: number): string {
-  return n.toString(16).padStart(4, '0');
 }

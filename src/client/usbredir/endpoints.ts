@@ -1,22 +1,7 @@
 import { EndpointKind, endpointAddress, endpointIndex, MAX_ENDPOINTS } from '../../protocol/usbredir/constants.js';
-import type { EpInfoEntry, InterfaceInfoEntry } from '../../protocol/usbredir/packets.js';
-import type { UsbSpeed } from '../../usb/speed.js';
+import { type EpInfoEntry, type InterfaceInfoEntry, NO_ENDPOINT } from '../../protocol/usbredir/packets.js';
+import { EndpointTypeCode } from '../../usb/descriptors.js';
 import type { TransferType } from '../../usb/transfer.js';
-
-const KIND_OF: Record<TransferType, number> = {
-  control: EndpointKind.Control,
-  isochronous: EndpointKind.Iso,
-  bulk: EndpointKind.Bulk,
-  interrupt: EndpointKind.Interrupt,
-};
-
-const NO_ENDPOINT: EpInfoEntry = Object.freeze({
-  type: EndpointKind.Invalid,
-  interval: 0,
-  interface: 0,
-  maxPacketSize: 0,
-  maxStreams: 0,
-});
 
 /** The interface and endpoint layout the host announced last (interface_info, ep_info). */
 export class EndpointTable {
@@ -43,7 +28,7 @@ export class EndpointTable {
   mismatch(address: number, type: TransferType): string | undefined {
     if (type === 'control') return undefined;
     const ep = this.get(address);
-    if (ep.type === KIND_OF[type]) return undefined;
+    if (ep.type === EndpointTypeCode[type]) return undefined;
     return ep.type === EndpointKind.Invalid ? 'no such endpoint' : `endpoint is of type ${ep.type}`;
   }
 
@@ -57,11 +42,4 @@ export class EndpointTable {
     }
     return out;
   }
-}
-
-/** Service interval of a periodic endpoint in ms, from its raw bInterval (an exponent for iso). */
-export function isoPeriodMs(speed: UsbSpeed, bInterval: number): number {
-  const exponent = Math.min(16, Math.max(1, bInterval)) - 1;
-  const unit = speed === 'low' || speed === 'full' ? 1 : 0.125;
-  return unit * 2 ** exponent;
 }

@@ -1,8 +1,8 @@
 import { Status, PacketType as T } from '../../protocol/usbredir/constants.js';
 import type { InterruptPacket } from '../../protocol/usbredir/packets.js';
 import type { TransferStatus } from '../../usb/status.js';
+import { hex2 } from '../../util/hex.js';
 import type { DeviceLink, Parked } from './link.js';
-import { hex2 } from './link.js';
 import { PacketQueue } from './packet-queue.js';
 import { replyStatus } from './standard-requests.js';
 

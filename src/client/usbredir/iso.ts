@@ -1,10 +1,10 @@
 import { Status, PacketType as T } from '../../protocol/usbredir/constants.js';
 import type { IsoPacket } from '../../protocol/usbredir/packets.js';
-import type { UsbSpeed } from '../../usb/speed.js';
+import { isoIntervalMs, type UsbSpeed } from '../../usb/speed.js';
 import { TransferStatus } from '../../usb/status.js';
 import type { Transfer } from '../../usb/transfer.js';
-import { isoPeriodMs } from './endpoints.js';
-import { type DeviceLink, hex2, type Parked } from './link.js';
+import { hex2 } from '../../util/hex.js';
+import type { DeviceLink, Parked } from './link.js';
 import { PacketQueue } from './packet-queue.js';
 import { replyStatus } from './standard-requests.js';
 
@@ -23,7 +23,7 @@ export interface IsoParams {
 
 /** start_iso_stream parameters, computed as redirect.c does (about 100 host completions a second). */
 export function isoParams(speed: UsbSpeed, bInterval: number, isIn: boolean): IsoParams {
-  const periodMs = isoPeriodMs(speed, bInterval);
+  const periodMs = isoIntervalMs(speed, bInterval);
   const pktsPerSec = 1000 / periodMs;
   const target = Math.max(1, Math.floor((pktsPerSec * ISO_TARGET_MS) / 1000));
   const pktsPerUrb = Math.min(32, Math.max(1, Math.floor(pktsPerSec / 100)));

@@ -17,7 +17,3 @@ export interface Parked {
   transfer: Transfer;
   resolve: () => void;
 }
-
-export function hex2(n: number): string {
-  return n.toString(16).padStart(2, '0');
-}

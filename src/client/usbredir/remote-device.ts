@@ -13,10 +13,11 @@ import type { SetupPacket } from '../../usb/setup.js';
 import type { UsbSpeed } from '../../usb/speed.js';
 import { TransferStatus } from '../../usb/status.js';
 import { Transfer } from '../../usb/transfer.js';
+import { hex2, hex4 } from '../../util/hex.js';
 import type { EndpointTable } from './endpoints.js';
 import { InterruptReceiver } from './interrupt-in.js';
 import { IsoStream, isoParams } from './iso.js';
-import { type DeviceLink, hex2 } from './link.js';
+import type { DeviceLink } from './link.js';
 import { PendingRequests } from './requests.js';
 import { routeControl } from './standard-requests.js';
 import { StreamRequests } from './stream-requests.js';
@@ -329,8 +330,4 @@ export class RemoteUsbredirDevice extends EventEmitter<UsbDeviceEvents> implemen
     }
     return t.data.subarray(0, t.actualLength);
   }
-}
-
-function hex4(n: number): string {
-  return n.toString(16).padStart(4, '0');
 }

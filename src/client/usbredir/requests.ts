@@ -9,9 +9,10 @@ import type {
 import type { ConfigurationTracker } from '../../usb/device-state.js';
 import type { TransferStatus } from '../../usb/status.js';
 import type { Transfer } from '../../usb/transfer.js';
+import { hex2 } from '../../util/hex.js';
 import { BulkJob } from './bulk.js';
 import type { EndpointTable } from './endpoints.js';
-import { type DeviceLink, hex2 } from './link.js';
+import type { DeviceLink } from './link.js';
 import {
   type ControlRoute,
   completeControl,

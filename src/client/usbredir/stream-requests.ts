@@ -1,8 +1,9 @@
 import { Cap, EndpointKind, endpointIndex, Status, PacketType as T } from '../../protocol/usbredir/constants.js';
 import type { BulkStreamsStatusPacket } from '../../protocol/usbredir/packets.js';
 import { TransferStatus } from '../../usb/status.js';
+import { hex2 } from '../../util/hex.js';
 import type { EndpointTable } from './endpoints.js';
-import { type DeviceLink, hex2 } from './link.js';
+import type { DeviceLink } from './link.js';
 import { replyStatus } from './standard-requests.js';
 
 interface Waiting {

@@ -1,5 +1,3 @@
-import type { UsbSpeed } from '../../usb/speed.js';
-
 /**
  * Isochronous endpoints move one packet per service interval, never faster: a transfer of N
  * packets completes N intervals after the endpoint is free. Completing at once would let a
@@ -28,10 +26,4 @@ export class IsoPacer {
     this.#timers.clear();
     this.#nextFree.clear();
   }
-}
-
-/** Milliseconds between packets of an iso endpoint: 2^(bInterval-1) (micro)frames. */
-export function isoIntervalMs(speed: UsbSpeed, bInterval: number): number {
-  const frames = 2 ** (Math.min(16, Math.max(1, bInterval)) - 1);
-  return speed === 'full' || speed === 'low' ? frames : frames / 8;
 }

@@ -1,10 +1,11 @@
 import type { ControlResult, EndpointSpec, FunctionHost, InterfaceSpec, UsbFunction } from '../../usb/function.js';
 import type { SetupPacket } from '../../usb/setup.js';
 import type { UsbSpeed } from '../../usb/speed.js';
+import { isoIntervalMs } from '../../usb/speed.js';
 import { TransferStatus } from '../../usb/status.js';
 import type { Transfer } from '../../usb/transfer.js';
 import { createLogger } from '../../util/log.js';
-import { IsoPacer, isoIntervalMs } from './iso-pacer.js';
+import { IsoPacer } from './iso-pacer.js';
 import { fillPattern, type GadgetZeroPattern, PatternSource } from './pattern.js';
 
 export const SS_BULK_IN = 0x81;

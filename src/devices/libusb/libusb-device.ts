@@ -6,6 +6,7 @@ import { Feature, RequestType, type SetupPacket, StandardRequest } from '../../u
 import type { UsbSpeed } from '../../usb/speed.js';
 import { TransferStatus } from '../../usb/status.js';
 import { Transfer } from '../../usb/transfer.js';
+import { hex4 } from '../../util/hex.js';
 import { createLogger, type Logger } from '../../util/log.js';
 import { LibusbEventPump } from './libusb-events.js';
 import { type Libusb, LibusbError, LibusbErrorCode, libusb, type Pointer } from './libusb-ffi.js';
@@ -54,10 +55,6 @@ function rcStatus(rc: number): TransferStatus {
 
 export function describeSelector(s: LibusbSelector): string {
   return 'busNumber' in s ? `${s.busNumber}-${s.portNumbers.join('.')}` : `${hex4(s.vendorId)}:${hex4(s.productId)}`;
-}
-
-function hex4(n: number): string {
-  return n.toString(16).padStart(4, '0');
 }
 
 /** Open a real device through libusb. Throws LibusbUnavailableError (what to install) or LibusbDeviceError. */

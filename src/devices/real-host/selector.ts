@@ -1,3 +1,4 @@
+import { hex4 } from '../../util/hex.js';
 import type { HostUsbDevice } from './sysfs.js';
 
 /** Which host device to export: a port path (follows whatever is plugged there) or an id. */
@@ -48,8 +49,4 @@ export function selectDevice(s: DeviceSelector, devices: readonly HostUsbDevice[
     );
   }
   return found[0];
-}
-
-export function hex4(n: number): string {
-  return n.toString(16).padStart(4, '0');
 }

@@ -1,9 +1,10 @@
 import { EventEmitter } from 'node:events';
 import type { UsbDevice } from '../../usb/device.js';
 import type { DeviceSource, DeviceSourceEvents } from '../../usb/source.js';
+import { hex4 } from '../../util/hex.js';
 import { createLogger, type Logger } from '../../util/log.js';
 import { whatHolds } from './holders.js';
-import { type DeviceSelector, formatSelector, hex4, selectDevice } from './selector.js';
+import { type DeviceSelector, formatSelector, selectDevice } from './selector.js';
 import { type HostRoot, type HostUsbDevice, listHostDevices, REAL_HOST } from './sysfs.js';
 
 export interface HostDeviceSourceOptions {

@@ -1,4 +1,4 @@
-import type { PacketType as T } from './constants.js';
+import { EndpointKind, type PacketType as T } from './constants.js';
 
 /**
  * Typed usbredir packets. `id` is the header id (guest-chosen for requests, echoed in replies,
@@ -49,6 +49,15 @@ export interface EpInfoEntry {
   /** 0 unless both sides have bulk_streams. */
   maxStreams: number;
 }
+
+/** ep_info's entry for an endpoint the device does not have. */
+export const NO_ENDPOINT: EpInfoEntry = Object.freeze({
+  type: EndpointKind.Invalid,
+  interval: 0,
+  interface: 0,
+  maxPacketSize: 0,
+  maxStreams: 0,
+});
 export interface EpInfoPacket extends Base<typeof T.EpInfo> {
   /** Exactly 32 entries, by endpoint index (see `endpointIndex`). */
   endpoints: EpInfoEntry[];

@@ -3,9 +3,10 @@ import type { BulkPacket, ControlPacket, EpInfoEntry, InterruptPacket } from '..
 import { type SetupPacket, StandardRequest } from '../../usb/setup.js';
 import { TransferStatus } from '../../usb/status.js';
 import { Transfer } from '../../usb/transfer.js';
+import { hex2 } from '../../util/hex.js';
 import { type TransferTrace, traceRequest } from '../../util/trace.js';
 import type { HostContext } from './context.js';
-import { EMPTY, hex2 } from './format.js';
+import { EMPTY } from './format.js';
 import type { RequestPacket } from './pending.js';
 
 /** control, bulk and interrupt OUT packets: checked, then submitted as one pending request each. */

@@ -2,9 +2,9 @@ import type { Duplex } from 'node:stream';
 import { Cap, PacketType as T } from '../../protocol/usbredir/constants.js';
 import { checkFilter, FilterParseError, type FilterRule, parseFilter } from '../../protocol/usbredir/filter.js';
 import type { Negotiation } from '../../protocol/usbredir/negotiation.js';
+import { hex4 } from '../../util/hex.js';
 import type { HostContext } from './context.js';
 import { filterInfo } from './device-info.js';
-import { hex4 } from './format.js';
 import { quiesceAndReset } from './quiesce.js';
 
 /** What the device lifecycle needs from its session besides the shared context. */

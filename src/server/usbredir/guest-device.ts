@@ -1,18 +1,10 @@
 import { EndpointKind, endpointAddress, endpointIndex, PacketType as T } from '../../protocol/usbredir/constants.js';
-import type { EpInfoEntry, Packet } from '../../protocol/usbredir/packets.js';
+import { type EpInfoEntry, NO_ENDPOINT, type Packet } from '../../protocol/usbredir/packets.js';
 import type { UsbDevice } from '../../usb/device.js';
 import type { Logger } from '../../util/log.js';
 import { describeDevice, type RedirDeviceView } from './device-info.js';
 
 export type GuestDeviceState = 'pending' | 'attached' | 'detached' | 'released';
-
-const NO_ENDPOINT: EpInfoEntry = Object.freeze({
-  type: EndpointKind.Invalid,
-  interval: 0,
-  interface: 0,
-  maxPacketSize: 0,
-  maxStreams: 0,
-});
 
 /** The device as the guest sees it: attach state and the interface/endpoint layout last sent. */
 export class GuestDevice {

@@ -8,7 +8,8 @@ import type {
 import { statusToRedir } from '../../protocol/usbredir/status.js';
 import { TransferStatus } from '../../usb/status.js';
 import { Transfer, type IsoPacket as UsbIsoPacket } from '../../usb/transfer.js';
-import { EMPTY, hex2 } from './format.js';
+import { hex2 } from '../../util/hex.js';
+import { EMPTY } from './format.js';
 import type { SessionContext } from './session-context.js';
 
 /** usbredirhost limits. */
