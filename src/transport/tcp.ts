@@ -18,10 +18,22 @@ export function remoteName(socket: net.Socket): string {
   return host.includes(':') ? `[${host}]:${socket.remotePort}` : `${host}:${socket.remotePort}`;
 }
 
-/** Listen on an address; resolves once bound (port 0 picks a free port, see server.address()). */
-export function listenTcp(address: HostPort, onConnection: (socket: net.Socket) => void): Promise<net.Server> {
+/**
+ * Listen on an address; resolves once bound (port 0 picks a free port, see server.address()).
+ * allowHalfOpen: a peer's FIN does not end our side (a relay forwards it instead).
+ */
+export function listenTcp(
+  address: HostPort,
+  onConnection: (socket: net.Socket) => void,
+  opts: { allowHalfOpen?: boolean } = {},
+): Promise<net.Server> {
   return new Promise((resolve, reject) => {
-    const server = net.createServer({ noDelay: true, keepAlive: true, keepAliveInitialDelay: KEEPALIVE_IDLE_MS });
+    const server = net.createServer({
+      noDelay: true,
+      keepAlive: true,
+      keepAliveInitialDelay: KEEPALIVE_IDLE_MS,
+      allowHalfOpen: opts.allowHalfOpen ?? false,
+    });
     server.on('connection', (socket) => {
       tuneSocket(socket);
       onConnection(socket);

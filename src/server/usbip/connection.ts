@@ -4,6 +4,7 @@ import { UsbipProtocolError } from '../../protocol/usbip/errors.js';
 import { encodeRepDevlist, encodeRepImport } from '../../protocol/usbip/op.js';
 import { type UsbipPacket, UsbipParser } from '../../protocol/usbip/parser.js';
 import { PduWriter } from '../../transport/pdu-writer.js';
+import { describePeer, type PeerIdentity, peerIdentity } from '../../transport/peer.js';
 import { remoteName } from '../../transport/tcp.js';
 import type { UsbDevice } from '../../usb/device.js';
 import type { Logger } from '../../util/log.js';
@@ -24,6 +25,8 @@ export class UsbipConnection {
   readonly #registry: DeviceRegistry;
   readonly #log: Logger;
   readonly #peer: string;
+  /** Who the transport proved the client to be (certificate, PSK identity, or just its address). */
+  readonly peer: PeerIdentity;
   readonly #writer: PduWriter;
   readonly #parser: UsbipParser;
   readonly #throttle: ReadThrottle;
@@ -42,16 +45,18 @@ export class UsbipConnection {
     log: Logger,
     maxTransferLength: number | undefined,
     limits: ConnectionLimits = {},
+    peer: PeerIdentity = peerIdentity(socket),
   ) {
     this.#socket = socket;
     this.#registry = registry;
     this.#peer = remoteName(socket);
+    this.peer = peer;
     this.#log = log;
     this.#parser = new UsbipParser({ role: 'server', maxTransferLength }, (p) => this.#onPacket(p));
     const buffered = () => this.#parser.bufferedBytes;
     this.#throttle = new ReadThrottle(socket, this.#parser, buffered, limits, log.child(this.#peer));
     this.#writer = new PduWriter(socket, (congested) => this.#throttle.writerCongested(congested));
-    this.#log.info(`connection from ${this.#peer}`);
+    this.#log.info(`connection from ${describePeer(peer)}`);
     // Absolute, not an idle timeout: trickling a byte at a time must not keep the connection.
     const { handshakeTimeoutMs } = resolveLimits(limits);
     this.#opTimer = setTimeout(() => {

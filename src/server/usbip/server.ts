@@ -1,9 +1,11 @@
 import type { AddressInfo, Server } from 'node:net';
 import { USBIP_DEFAULT_PORT } from '../../protocol/usbip/constants.js';
-import { listenTcp } from '../../transport/tcp.js';
+import type { ListenSecurity } from '../../transport/credentials.js';
+import { isLoopback } from '../../transport/peer.js';
+import { type Accepted, describeSecurity, listenSecure, plainListenerWarning } from '../../transport/secure.js';
 import { formatHostPort, type HostPort } from '../../util/host-port.js';
 import { createLogger, type Logger } from '../../util/log.js';
-import type { ConnectionLimits } from '../limits.js';
+import { type ConnectionLimits, resolveLimits } from '../limits.js';
 import type { DeviceRegistry } from '../registry.js';
 import { UsbipConnection } from './connection.js';
 
@@ -12,6 +14,8 @@ export interface UsbipServerOptions extends ConnectionLimits {
   /** Largest transfer_buffer_length accepted (default DEFAULT_MAX_TRANSFER_LENGTH, 32 MiB). */
   maxTransferLength?: number;
   logger?: Logger;
+  /** TLS (certificates or PSK); plain TCP without. */
+  security?: ListenSecurity | undefined;
 }
 
 /** USB/IP server (usbipd equivalent) exporting the devices of a DeviceRegistry. */
@@ -37,19 +41,29 @@ export class UsbipServer {
   /** Start listening; returns the bound address (useful with port 0). */
   async listen(): Promise<HostPort> {
     if (this.#server) throw new Error('UsbipServer is already listening');
-    this.#server = await listenTcp(this.#address, (socket) => {
+    const { handshakeTimeoutMs } = resolveLimits(this.#options);
+    const { security } = this.#options;
+    const onConnection = ({ socket, peer, handshakeMs }: Accepted) => {
+      // The TLS handshake counts into the opening exchange's time.
+      const limits = { ...this.#options, handshakeTimeoutMs: Math.max(1, Math.ceil(handshakeTimeoutMs - handshakeMs)) };
       const conn = new UsbipConnection(
         socket,
         this.#registry,
         this.#log,
         this.#options.maxTransferLength,
-        this.#options,
+        limits,
+        peer,
       );
       this.#connections.add(conn);
       conn.closed.then(() => this.#connections.delete(conn));
-    });
+    };
+    this.#server = await listenSecure(this.#address, onConnection, { security, handshakeTimeoutMs, log: this.#log });
     const bound = this.address;
-    this.#log.info(`listening on ${formatHostPort(bound)}`);
+    const where = formatHostPort(bound);
+    this.#log.info(`listening on ${where} (${describeSecurity(security)})`);
+    if (!security && !isLoopback(bound.host)) {
+      this.#log.warn(plainListenerWarning(where, 'list the exported devices, import them and read or write them'));
+    }
     return bound;
   }
 

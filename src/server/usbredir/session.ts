@@ -7,6 +7,7 @@ import { capsFrom, Negotiation } from '../../protocol/usbredir/negotiation.js';
 import type { Packet } from '../../protocol/usbredir/packets.js';
 import { UsbredirParser } from '../../protocol/usbredir/parser.js';
 import { PduWriter } from '../../transport/pdu-writer.js';
+import type { PeerIdentity } from '../../transport/peer.js';
 import type { UsbDevice } from '../../usb/device.js';
 import { createLogger, type Logger } from '../../util/log.js';
 import { type TransferTrace, traceChunk, tracing } from '../../util/trace.js';
@@ -30,6 +31,8 @@ export interface UsbredirHostSessionOptions extends ConnectionLimits {
   device: UsbDevice;
   /** Who is on the other end, for logs ("127.0.0.1:41234"). */
   peer: string;
+  /** Who the transport proved the guest to be (default: just the address in `peer`). */
+  identity?: PeerIdentity;
   /** Hello version string; default "usbwire <package version>". */
   version?: string;
   logger?: Logger;
@@ -67,6 +70,7 @@ export interface UsbredirHostSessionEvents {
 export class UsbredirHostSession extends EventEmitter<UsbredirHostSessionEvents> {
   #device: UsbDevice;
   readonly peer: string;
+  readonly identity: PeerIdentity;
   readonly log: Logger;
   readonly #socket: Duplex;
   readonly #neg: Negotiation;
@@ -102,6 +106,7 @@ export class UsbredirHostSession extends EventEmitter<UsbredirHostSessionEvents>
     this.#socket = socket;
     this.#device = opts.device;
     this.peer = opts.peer;
+    this.identity = opts.identity ?? { kind: 'address', address: opts.peer, encrypted: false };
     this.log = opts.logger ?? createLogger(`usbredir ${opts.peer}`);
     this.#version = opts.version ?? `usbwire ${usbwireVersion()}`;
     this.#ackTimeoutMs = opts.ackTimeoutMs ?? 1000;
