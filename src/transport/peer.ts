@@ -7,7 +7,7 @@ import { remoteName } from './tcp.js';
  * certificate verified against --tls-ca, a pre-shared key identity, or only a source address
  * (plain TCP, or TLS without client certificates). Access control decides on this.
  */
-export type PeerIdentity =
+export type PeerIdentity = (
   | {
       kind: 'cert';
       address: string;
@@ -20,7 +20,11 @@ export type PeerIdentity =
       fingerprint256: string;
     }
   | { kind: 'psk'; address: string; identity: string }
-  | { kind: 'address'; address: string; encrypted: boolean };
+  | { kind: 'address'; address: string; encrypted: boolean }
+) & {
+  /** What TLS negotiated ("TLSv1.3 TLS_AES_256_GCM_SHA384"); undefined on plain TCP. */
+  tls?: string;
+};
 
 /** PSK identities of TLS sockets, recorded by the PSK callbacks (Node does not expose them). */
 const pskIdentities = new WeakMap<tls.TLSSocket, string>();
@@ -33,10 +37,11 @@ export function recordPskIdentity(socket: tls.TLSSocket, identity: string): void
 export function peerIdentity(socket: net.Socket): PeerIdentity {
   const address = remoteName(socket);
   if (!(socket instanceof tls.TLSSocket)) return { kind: 'address', address, encrypted: false };
+  const negotiated = `${socket.getProtocol() ?? 'TLS'} ${socket.getCipher()?.standardName ?? ''}`.trim();
   const identity = pskIdentities.get(socket);
-  if (identity !== undefined) return { kind: 'psk', address, identity };
+  if (identity !== undefined) return { kind: 'psk', address, identity, tls: negotiated };
   const cert = socket.authorized ? socket.getPeerX509Certificate() : undefined;
-  if (!cert) return { kind: 'address', address, encrypted: true };
+  if (!cert) return { kind: 'address', address, encrypted: true, tls: negotiated };
   const rdns = cert.subject.split('\n').filter((l) => l !== '');
   const cn = rdns.find((r) => r.startsWith('CN='));
   return {
@@ -46,20 +51,22 @@ export function peerIdentity(socket: net.Socket): PeerIdentity {
     commonName: cn?.slice(3),
     altNames: cert.subjectAltName ? cert.subjectAltName.split(', ') : [],
     fingerprint256: cert.fingerprint256,
+    tls: negotiated,
   };
 }
 
-/** For log lines: `10.0.0.5:41234 (certificate "CN=client1", DNS:client1)`. */
+/** For log lines: `10.0.0.5:41234 (certificate "CN=client1", DNS:client1; TLSv1.3 TLS_AES_256_GCM_SHA384)`. */
 export function describePeer(peer: PeerIdentity): string {
+  const tls = peer.tls ? `; ${peer.tls}` : '';
   switch (peer.kind) {
     case 'cert': {
       const alt = peer.altNames.length > 0 ? `, ${peer.altNames.join(', ')}` : '';
-      return `${peer.address} (certificate "${peer.subject}"${alt})`;
+      return `${peer.address} (certificate "${peer.subject}"${alt}${tls})`;
     }
     case 'psk':
-      return `${peer.address} (PSK identity "${peer.identity}")`;
+      return `${peer.address} (PSK identity "${peer.identity}"${tls})`;
     case 'address':
-      return peer.encrypted ? `${peer.address} (TLS, no client certificate)` : `${peer.address} (plain TCP)`;
+      return `${peer.address} (${peer.encrypted ? 'no client certificate' : 'plain TCP'}${tls})`;
   }
 }
 

@@ -23,7 +23,18 @@ export interface ListenOptions {
   /** Whole TLS handshake, from accept (the protocol's opening exchange gets what is left). */
   handshakeTimeoutMs: number;
   log?: Logger;
+  /** Largest TLS record sent (default 16 KiB): see QEMU_TLS_RECORD. */
+  maxSendFragment?: number;
 }
+
+/**
+ * Records of at most this much plaintext for a QEMU peer. QEMU 7.2's socket chardev reads 4 KiB
+ * at a time and waits for the socket to become readable before reading again, but a larger
+ * record has already been taken off the socket whole by GnuTLS: the rest of it waits in GnuTLS
+ * until more bytes arrive, which for a request/reply protocol is never (later QEMUs poll
+ * GnuTLS's pending data: "io/channel-tls: fix handling of bigger read buffers").
+ */
+export const QEMU_TLS_RECORD = 4096;
 
 /** For log lines: "TLS, client certificates required", "plain TCP". */
 export function describeSecurity(security: ListenSecurity | undefined): string {
@@ -82,6 +93,7 @@ export function listenSecure(
       return;
     }
     socket.on('error', () => {});
+    if (opts.maxSendFragment) socket.setMaxSendFragment(opts.maxSendFragment);
     onConnection({ socket, peer: peerIdentity(socket), handshakeMs });
   });
   server.on('tlsClientError', (err: NodeJS.ErrnoException, socket: tls.TLSSocket) => {
@@ -135,6 +147,7 @@ export async function connectSecure(
   address: HostPort,
   security: ConnectSecurity | undefined,
   timeoutMs = 10_000,
+  maxSendFragment?: number,
 ): Promise<net.Socket> {
   const started = performance.now();
   const raw = await connectTcp(address, timeoutMs);
@@ -163,6 +176,7 @@ export async function connectSecure(
       socket.off('error', onError);
       socket.off('close', onClose);
       if (security.kind === 'psk') recordPskIdentity(socket, security.identity);
+      if (maxSendFragment) socket.setMaxSendFragment(maxSendFragment);
       resolve(socket);
     });
     const onError = (err: NodeJS.ErrnoException) => fail(tlsReason(err));

@@ -42,7 +42,8 @@ export function makeCa(dir: string, name: string): void {
 
 /**
  * A certificate signed by the CA in caDir, as dir/ROLE-cert.pem + dir/ROLE-key.pem, with the key
- * purpose QEMU checks for the role (serverAuth / clientAuth).
+ * purpose QEMU checks for the role (serverAuth / clientAuth). A server certificate may also
+ * authenticate as a client: usbwire uses its own one to connect out (--usbredir-connect).
  */
 export function makeLeaf(
   caDir: string,
@@ -60,7 +61,7 @@ export function makeLeaf(
   writeFileSync(
     ext,
     'basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n' +
-      `extendedKeyUsage=${role === 'server' ? 'serverAuth' : 'clientAuth'}\nsubjectAltName=${san}\n`,
+      `extendedKeyUsage=${role === 'server' ? 'serverAuth,clientAuth' : 'clientAuth'}\nsubjectAltName=${san}\n`,
   );
   openssl(
     ['x509', '-req', '-in', csr, '-CA', join(caDir, 'ca-cert.pem'), '-CAkey', join(caDir, 'ca-key.pem')].concat([

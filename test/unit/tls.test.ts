@@ -10,6 +10,7 @@ import { after, before, test } from 'node:test';
 import tls from 'node:tls';
 import { UsbipClient } from '../../src/client/usbip/index.js';
 import { UsbipSource } from '../../src/client/usbip/source.js';
+import { UsbredirConnectSource } from '../../src/client/usbredir/source.js';
 import {
   createGadgetZero,
   fillPattern,
@@ -129,7 +130,11 @@ test('USB/IP over mutual TLS: our client lists, imports and reads; the connectio
       await dev.close();
     }
     assert.ok(logged(/listening on .*TLS, client certificates required/));
-    assert.ok(logged(/connection from 127\.0\.0\.1:\d+ \(certificate "CN=client1, O=usbwire tests", DNS:client1\)/));
+    assert.ok(
+      logged(
+        /connection from 127\.0\.0\.1:\d+ \(certificate "CN=client1, O=usbwire tests", DNS:client1; TLSv1\.3 TLS_\w+\)/,
+      ),
+    );
   } finally {
     await server.close();
   }
@@ -184,7 +189,7 @@ test('USB/IP over TLS-PSK: the right key imports; a wrong key or identity is ref
     } finally {
       await dev.close();
     }
-    assert.ok(logged(/connection from 127\.0\.0\.1:\d+ \(PSK identity "alice"\)/));
+    assert.ok(logged(/connection from 127\.0\.0\.1:\d+ \(PSK identity "alice"; TLSv1\.3 TLS_\w+\)/));
     const devlist = Buffer.concat(encodeReqDevlist());
     const bobKey = psk.keys.get('bob')!;
     const wrongKey = await probe(
@@ -415,6 +420,29 @@ test('bridge: a usbip+tls:// source imports over PSK and hands out a working dev
   } finally {
     await source.close();
     await server.close();
+  }
+});
+
+test('bridge: a usbredir+tls:// source against a TLS usbredir listener: the device works end to end', async () => {
+  logs.length = 0;
+  const registry = new DeviceRegistry();
+  const entry = registry.add(createGadgetZero({ pattern: 1, name: 'gz' }));
+  const listener = new UsbredirListener(registry, entry, { host: '127.0.0.1', port: 0 }, {}, x509Listen);
+  await listener.listen();
+  const source = new UsbredirConnectSource({
+    address: { host: '127.0.0.1', port: listener.address!.port },
+    security: clientCreds,
+    timeoutMs: 3000,
+  });
+  try {
+    const dev = await new Promise<UsbDevice>((resolve) => {
+      source.once('device', resolve);
+      source.start();
+    });
+    await checkBulkIn(dev);
+  } finally {
+    await source.close();
+    await listener.close();
   }
 });
 

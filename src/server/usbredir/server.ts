@@ -7,6 +7,7 @@ import {
   describeSecurity,
   listenSecure,
   plainListenerWarning,
+  QEMU_TLS_RECORD,
 } from '../../transport/secure.js';
 import { remoteName } from '../../transport/tcp.js';
 import type { UsbDevice } from '../../usb/device.js';
@@ -113,6 +114,7 @@ export class UsbredirListener {
       security,
       handshakeTimeoutMs,
       log: this.#log,
+      maxSendFragment: QEMU_TLS_RECORD,
     });
     const a = this.address;
     const where = a ? formatHostPort({ host: a.address, port: a.port }) : formatHostPort(this.#address);
@@ -229,7 +231,7 @@ export class UsbredirConnector {
       try {
         const entry = await this.#waitForDevice();
         if (!entry) break;
-        const socket = await connectSecure(this.#address, this.#opts.security);
+        const socket = await connectSecure(this.#address, this.#opts.security, undefined, QEMU_TLS_RECORD);
         if (this.#stopped) {
           socket.destroy();
           break;
