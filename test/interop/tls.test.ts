@@ -90,7 +90,7 @@ function startTunnel(args: string[]): { proc: ChildProcess; output: () => string
   return { proc, output: () => out, stop: () => proc.kill('SIGTERM') };
 }
 
-test('TLS: QEMU x509 and PSK clients, QEMU TLS server with --usbredir-connect, vhci-hcd through the tunnel; a wrong certificate and a wrong key learn nothing', {
+test('TLS: QEMU usb-redir with x509 and PSK creds as client and as server (--usbredir-connect), vhci-hcd through the tunnel; a wrong certificate and a wrong key learn nothing', {
   skip,
   timeout: 480_000,
 }, async (t) => {
@@ -115,7 +115,8 @@ test('TLS: QEMU x509 and PSK clients, QEMU TLS server with --usbredir-connect, v
   const e = disk('baitcert', 19); // QEMU with another CA's certificate → usbwire --usbredir
   const b = disk('psk', 20); // QEMU (PSK client) → usbwire --usbredir --psk-file
   const f = disk('baitpsk', 21); // QEMU with a wrong key → usbwire --usbredir --psk-file
-  const [pA, pC, pD, pE, pB, pF, pT] = await Promise.all(Array.from({ length: 7 }, () => freePort()));
+  const h = disk('pskout', 22); // usbwire --usbredir-connect --psk-file → QEMU (PSK server)
+  const [pA, pC, pD, pE, pB, pF, pT, pH] = await Promise.all(Array.from({ length: 8 }, () => freePort()));
 
   const x509 = startUsbwire(
     [
@@ -127,13 +128,12 @@ test('TLS: QEMU x509 and PSK clients, QEMU TLS server with --usbredir-connect, v
     { readyPattern: /usbredir: connecting to/ },
   );
   const pskSrv = startUsbwire(
-    ['--psk-file', psk.path, '--disk', b.img, '--disk', f.img].concat([
-      '--usbredir',
-      `127.0.0.1:${pB}=1-1`,
-      '--usbredir',
-      `127.0.0.1:${pF}=1-2`,
-    ]),
-    { readyPattern: new RegExp(`usbredir: listening on 127\\.0\\.0\\.1:${pF}`) },
+    [
+      ...['--psk-file', psk.path, '--disk', b.img, '--disk', f.img, '--disk', h.img],
+      ...['--usbredir', `127.0.0.1:${pB}=1-1`, '--usbredir', `127.0.0.1:${pF}=1-2`],
+      ...['--usbredir-connect', `127.0.0.1:${pH}=1-3`],
+    ],
+    { readyPattern: /usbredir: connecting to/ },
   );
   servers.push(x509, pskSrv);
   const tunnel = startTunnel([
@@ -152,6 +152,7 @@ test('TLS: QEMU x509 and PSK clients, QEMU TLS server with --usbredir-connect, v
       ...['-object', `tls-creds-x509,id=tlsc,dir=${pki.dir},endpoint=client`],
       ...['-object', `tls-creds-x509,id=tlss,dir=${pki.dir},endpoint=server`],
       ...['-object', `tls-creds-psk,id=tlsp,dir=${join(work, 'psk')},endpoint=client,username=qemu`],
+      ...['-object', `tls-creds-psk,id=tlsq,dir=${join(work, 'psk')},endpoint=server`],
       ...['-object', `tls-creds-x509,id=tlsr,dir=${rogueDir},endpoint=client`],
       ...['-object', `tls-creds-psk,id=tlsw,dir=${wrongPskDir},endpoint=client,username=qemu`],
       ...['-device', 'qemu-xhci,id=usbc,p2=8,p3=8'],
@@ -160,6 +161,7 @@ test('TLS: QEMU x509 and PSK clients, QEMU TLS server with --usbredir-connect, v
       ...redir('urc', pC, 'tlss', 'server=on,wait=off'),
       ...redir('ure', pE, 'tlsr'),
       ...redir('urf', pF, 'tlsw'),
+      ...redir('urh', pH, 'tlsq', 'server=on,wait=off'),
     ];
     const bait = [e, f].map(
       (x) => `[ -n "$(tls_size_present ${x.size / 512})" ] && fail "bait disk ${x.key} reached the guest"`,
@@ -169,7 +171,7 @@ tls_size_present() { for _b in /sys/block/sd*; do [ "$(cat $_b/size 2>/dev/null)
 usbip --tcp-port 3240 list -r 10.0.2.100 > /tmp/list.txt 2>&1 || { cat /tmp/list.txt; fail "usbip list -r through the tunnel"; }
 grep -q ' 1-3:' /tmp/list.txt || { cat /tmp/list.txt; fail "busid 1-3 not in the list"; }
 usbip --tcp-port 3240 attach -r 10.0.2.100 -b 1-3 || { rig_dmesg attach; fail "usbip attach through the tunnel"; }
-${[a, b, c, d].map(guestDiskChecks).join('')}
+${[a, b, c, d, h].map(guestDiskChecks).join('')}
 sync
 ${bait.join('\n')}
 rig_result disks "$(rig_disks)"
@@ -181,7 +183,7 @@ P=$(rig_usbip_port_of 1-3)
 usbip detach -p $P || fail "usbip detach"
 log "guest done"
 `;
-    const files = Object.assign({}, ...[a, b, c, d].map((x) => patternFiles(x.writes, x.key)));
+    const files = Object.assign({}, ...[a, b, c, d, h].map((x) => patternFiles(x.writes, x.key)));
     const g = startGuest({
       script,
       files,
@@ -197,7 +199,7 @@ log "guest done"
       assert.fail(`${(err as Error).message}\n${res.describe()}\n${dump()}`);
     }
     try {
-      for (const x of [a, b, c, d]) {
+      for (const x of [a, b, c, d, h]) {
         await assertPatternsInImage(x.img, x.writes, x.key);
         assertUnchangedOutside(x.img, x.seed, x.size, x.writes);
       }
@@ -211,7 +213,7 @@ log "guest done"
     const res = await g.done;
     assert.equal(res.rc, 0, `${res.describe()}\n${dump()}`);
     const kv = readKV(res.shareDir);
-    for (const x of [a, b, c, d]) {
+    for (const x of [a, b, c, d, h]) {
       assert.equal(Number(kv[`${x.key}_bytes`]), x.size, `${x.key}: size seen by the guest`);
       assert.equal(kv[`${x.key}_sha`], x.sha, `${x.key}: sha256 of the whole disk read by the guest vs the image`);
     }
@@ -229,6 +231,7 @@ log "guest done"
     assert.match(out, /\[usbip-server\] connection from 127\.0\.0\.1:\d+ \(certificate "CN=qemu-guest/);
     const pskLine = /connection from 127\.0\.0\.1:\d+ \(PSK identity "qemu"; (TLSv1\.3 \S+)\)/.exec(pskOut);
     assert.ok(pskLine, pskOut);
+    assert.match(pskOut, /connected to usbredir guest 127\.0\.0\.1:\d+ \(PSK identity "qemu"; TLSv1\.3 /);
     t.diagnostic(`QEMU tls-creds-psk (GnuTLS) ↔ usbwire (OpenSSL): ${pskLine[1]}`);
     // Who was refused, during the handshake.
     assert.match(out, /refused during the TLS handshake: client certificate not accepted/);

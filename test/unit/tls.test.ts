@@ -23,6 +23,7 @@ import { UsbipServer } from '../../src/server/usbip/index.js';
 import { UsbredirConnector, UsbredirListener } from '../../src/server/usbredir/index.js';
 import type { ConnectSecurity, ListenSecurity } from '../../src/transport/credentials.js';
 import { Tunnel } from '../../src/transport/relay.js';
+import { QEMU_TLS_RECORD } from '../../src/transport/secure.js';
 import type { UsbDevice } from '../../src/usb/device.js';
 import { TransferStatus } from '../../src/usb/status.js';
 import type { HostPort } from '../../src/util/host-port.js';
@@ -443,6 +444,67 @@ test('bridge: a usbredir+tls:// source against a TLS usbredir listener: the devi
   } finally {
     await source.close();
     await listener.close();
+  }
+});
+
+/** A TCP relay to `target` that measures the TLS records coming back (5-byte headers, length at 3). */
+async function recordMeter(target: HostPort) {
+  let largest = 0;
+  const server = net.createServer((client) => {
+    const upstream = net.connect(target.port, target.host);
+    let pending = Buffer.alloc(0);
+    client.pipe(upstream);
+    upstream.on('data', (d: Buffer) => {
+      pending = Buffer.concat([pending, d]);
+      while (pending.length >= 5 && pending.length >= 5 + pending.readUInt16BE(3)) {
+        largest = Math.max(largest, pending.readUInt16BE(3));
+        pending = pending.subarray(5 + pending.readUInt16BE(3));
+      }
+      client.write(d);
+    });
+    for (const s of [client, upstream]) s.on('error', () => client.destroy()).on('close', () => upstream.destroy());
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as net.AddressInfo).port;
+  return { address: { host: '127.0.0.1', port }, largest: () => largest, close: () => server.close() };
+}
+
+test('usbredir over TLS sends records of at most 4 KiB (QEMU 7.2 reads no more at once); USB/IP keeps 16 KiB', async () => {
+  const registry = new DeviceRegistry();
+  const entry = registry.add(createGadgetZero({ pattern: 1, name: 'gz' }));
+  const listener = new UsbredirListener(registry, entry, { host: '127.0.0.1', port: 0 }, {}, x509Listen);
+  await listener.listen();
+  const meter = await recordMeter({ host: '127.0.0.1', port: listener.address!.port });
+  const source = new UsbredirConnectSource({ address: meter.address, security: clientCreds, timeoutMs: 3000 });
+  try {
+    const dev = await new Promise<UsbDevice>((resolve) => {
+      source.once('device', resolve);
+      source.start();
+    });
+    await checkBulkIn(dev);
+    // TLS 1.3 record: plaintext + content type (1) + AEAD tag (16).
+    assert.ok(meter.largest() > 4000 && meter.largest() <= QEMU_TLS_RECORD + 17, `largest record ${meter.largest()}`);
+  } finally {
+    await source.close();
+    await listener.close();
+    meter.close();
+  }
+  const { server, address } = await usbipServer(x509Listen);
+  const usbipMeter = await recordMeter(address);
+  try {
+    const dev = await new UsbipClient({ security: clientCreds, timeoutMs: 3000 }).importDevice(
+      usbipMeter.address,
+      '1-1',
+    );
+    await checkBulkIn(dev);
+    await dev.close();
+    assert.ok(
+      usbipMeter.largest() > 16_000,
+      `the meter sees large records where they are sent: ${usbipMeter.largest()}`,
+    );
+  } finally {
+    await server.close();
+    usbipMeter.close();
   }
 });
 
