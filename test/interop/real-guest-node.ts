@@ -135,7 +135,7 @@ real_serve_usbredir() {
   $NODE "$RIG_SHARE/app/bin/usbwire.js" serve --usbredir 0.0.0.0:\${3:-4000} --control none --device "$1" > "$2" 2>&1 &
   SERVE=$!
   _n=0
-  until grep -q "host device .*: exporting" "$2" && grep -q "listening for usbredir" "$2"; do
+  until grep -q "host device .*: exporting" "$2" 2>/dev/null && grep -q "listening for usbredir" "$2"; do
     _n=$((_n + 1)); [ $_n -gt 600 ] && fail "usbwire did not start ($2)"
     kill -0 $SERVE 2>/dev/null || fail "usbwire exited ($2)"
     sleep 0.1

@@ -52,13 +52,53 @@ const MAIN: RealCase[] = [
 const LAST: RealCase[] = [{ num: 24, args: '-c 10 -s 4096 -g 8', ...(blocked24 ? { blocked: blocked24 } : {}) }];
 
 type Speed = 'high' | 'super';
-/** USBWIRE_REAL_SPEED=high or super runs only that one. */
+/** USBWIRE_REAL_SPEED=high or super runs only that one; both run in one boot of each guest. */
 const SPEEDS = (process.env.USBWIRE_REAL_SPEED?.split(',') ?? ['high', 'super']) as Speed[];
+const SYSFS_SPEED: Record<Speed, string> = { high: '480', super: '5000' };
+const DUMMY_HCD_PARAM: Record<Speed, string> = { high: 'is_high_speed=1', super: 'is_super_speed=1' };
 
-const runCases = (list: RealCase[]) => list.map((c) => `run_case redir $1 ${c.num} ${c.args}`).join('\n');
+const runCases = (speed: Speed, list: RealCase[]) =>
+  list.map((c) => `run_case ${speed} $1 ${c.num} ${c.args}`).join('\n');
 
-/** Guest A: the gadget, usbwire exporting its port over usbredir, the PID changes B asks for. */
-function exporterScript(speed: Speed): string {
+/**
+ * Guest A: the gadget at the first speed, usbwire exporting its port over usbredir, the PID
+ * changes guest B asks for; then for each further speed (when B says `next-SPEED`): usbwire
+ * stopped, dummy_hcd loaded again at that speed, usbwire started on the new port (guest B's QEMU
+ * reconnects by itself).
+ */
+function exporterScript(): string {
+  const phases = SPEEDS.map((speed, i) => {
+    const setup =
+      i === 0
+        ? `guest_gadget_modules ${DUMMY_HCD_PARAM[speed]}
+source_sink_gadget a4a0`
+        : `wait_step next-${speed} || return 1
+finish_serve ${SPEEDS[i - 1]}
+echo "" > $G/UDC
+rmmod dummy_hcd || fail "rmmod dummy_hcd"
+insmod "$RIG_SHARE/ko/dummy_hcd.ko" ${DUMMY_HCD_PARAM[speed]} || fail "insmod dummy_hcd ${DUMMY_HCD_PARAM[speed]}"
+echo dummy_udc.0 > $G/UDC || fail "bind dummy_udc.0 at ${speed} speed"`;
+    const claim =
+      i === 0
+        ? `exporter_ready
+wait_step replug || return 1
+morph a4a1 1 && rig_result ${speed}_reexported_a4a1 yes
+wait_step replug-back || return 1
+morph a4a0 2 && rig_result ${speed}_reexported_a4a0 yes`
+        : '';
+    return `phase_${speed}() {
+${setup}
+GADGET=$(rig_wait_usb 0525 a4a0 "" 30) || { rig_dmesg; fail "gadget did not enumerate at ${speed} speed"; }
+rig_result ${speed}_gadget_speed $(cat /sys/bus/usb/devices/$GADGET/speed)
+SPEED=${speed}
+LOG="$RIG_SHARE/serve-${speed}.log"
+read t0 _x < /proc/uptime
+real_serve_usbredir $GADGET "$LOG"
+read t1 _x < /proc/uptime
+log "usbwire exporting $GADGET over usbredir after $t0 -> $t1"
+${claim}
+}`;
+  });
   return `${EXPORTER_HELPERS}
 # wait_step NAME: until the host relays guest B's step NAME; false when B has finished instead
 wait_step() {
@@ -70,99 +110,120 @@ morph() {
   echo 0x$1 > $G/idProduct
   echo dummy_udc.0 > $G/UDC || fail "bind dummy_udc.0 again"
   _n=0
-  until [ "$(grep -c "exporting $GADGET (0525:$1" "$RIG_SHARE/serve.log")" -ge $2 ]; do
+  until [ "$(grep -c "exporting $GADGET (0525:$1" "$LOG")" -ge $2 ]; do
     _n=$((_n + 1)); [ $_n -gt 300 ] && return 1; sleep 0.1
   done
 }
-guest_gadget_modules ${speed === 'super' ? 'is_super_speed=1' : 'is_high_speed=1'}
-source_sink_gadget a4a0
-GADGET=$(rig_wait_usb 0525 a4a0 "" 30) || { rig_dmesg; fail "gadget did not enumerate"; }
-rig_result gadget_speed $(cat /sys/bus/usb/devices/$GADGET/speed)
-read t0 _x < /proc/uptime
-real_serve_usbredir $GADGET "$RIG_SHARE/serve.log"
-read t1 _x < /proc/uptime
-log "usbwire exporting $GADGET over usbredir after $t0 -> $t1"
-exporter_ready
-if wait_step replug; then
-  morph a4a1 1 && rig_result reexported_a4a1 yes
-  if wait_step replug-back; then morph a4a0 2 && rig_result reexported_a4a0 yes; fi
-fi
+# finish_serve SPEED: usbredir connections (hellos) and kept connections in its log, then SIGTERM
+finish_serve() {
+  rig_result $1_hellos $(grep -c 'caps 0x' "$LOG")
+  rig_result $1_kept_open $(grep -c 'went away; the connection stays open' "$LOG")
+  stop_serve "$LOG" && rig_result $1_closed yes
+}
+${phases.join('\n')}
+${SPEEDS.map((s) => `phase_${s}`).join(' && ')}
 exporter_wait_b
-rig_result hellos $(grep -c 'caps 0x' "$RIG_SHARE/serve.log")
-rig_result kept_open $(grep -c 'went away; the connection stays open' "$RIG_SHARE/serve.log")
-stop_serve "$RIG_SHARE/serve.log" && rig_result closed yes
+finish_serve $SPEED
 rig_dmesg end
 rig_result done yes
 `;
 }
 
-/** Guest B: usbtest against the usb-redir copy, then watch the port change product and back. */
+/**
+ * Guest B: per speed, usbtest against the usb-redir copy; at the first speed the port changes
+ * product and back; the last case (24) at the end.
+ */
 function importerScript(): string {
-  return `${GUEST_HELPERS}
-R=$(gz_wait usbredir) || { rig_dmesg; fail "no gadget over usb-redir with usbtest bound"; }
-set -- $R
-rig_result redir_speed $(cat /sys/bus/usb/devices/$2/speed)
-RUN_CASE_LIMIT=60
-${runCases(MAIN)}
-rig_dmesg cases
-rig_stage replug
+  const phases = SPEEDS.map((speed, i) => {
+    const claim =
+      i === 0
+        ? `rig_stage replug
 if B=$(rig_wait_usb 0525 a4a1 "" 60); then
-  rig_result replug_pid $(cat /sys/bus/usb/devices/$B/idProduct)
-  rig_result replug_a4a0_left $(rig_usb_count 0525 a4a0)
+  rig_result ${speed}_replug_pid $(cat /sys/bus/usb/devices/$B/idProduct)
+  rig_result ${speed}_replug_a4a0_left $(rig_usb_count 0525 a4a0)
 fi
 rig_stage replug-back
-R=$(gz_wait usbredir) || { rig_dmesg; fail "the gadget did not come back as 0525:a4a0 with usbtest bound"; }
+R=$(redir_wait ${SYSFS_SPEED[speed]}) || { rig_dmesg; fail "the gadget did not come back as 0525:a4a0"; }
 set -- $R
-rig_result back yes
-RUN_CASE_LIMIT=30
-${runCases(LAST)}
+rig_result ${speed}_back yes`
+        : '';
+    const next = SPEEDS[i + 1];
+    return `R=$(redir_wait ${SYSFS_SPEED[speed]}) || { rig_dmesg; fail "no gadget at ${speed} speed over usb-redir with usbtest bound"; }
+set -- $R
+rig_result ${speed}_redir_speed $(cat /sys/bus/usb/devices/$2/speed)
+RUN_CASE_LIMIT=60
+${runCases(speed, MAIN)}
+rig_dmesg ${speed}
+${claim}
+${next ? `rig_stage next-${next}` : `RUN_CASE_LIMIT=30\n${runCases(speed, LAST)}`}`;
+  });
+  return `${GUEST_HELPERS}
+# redir_wait SPEED: /dev path and port of the usb-redir gadget zero at that speed with usbtest bound (90 s)
+redir_wait() {
+  _n=0
+  while [ $_n -le 900 ]; do
+    _r=$(gz_dev usbredir)
+    if [ -n "$_r" ] && [ "$(cat /sys/bus/usb/devices/\${_r#* }/speed)" = $1 ] && [ -e "/sys/bus/usb/drivers/usbtest/\${_r#* }:3.0" ]; then
+      echo $_r
+      return 0
+    fi
+    _n=$((_n + 1))
+    rig_nap 0.1
+  done
+  return 1
+}
+${phases.join('\n')}
 rig_dmesg end
 rig_result done yes
 `;
 }
 
-for (const speed of SPEEDS) {
-  test(
-    `real device over usbredir to a second QEMU (SourceSink gadget, ${speed} speed): usbtest, claim a port`,
-    { skip: realDeviceSkip(), timeout: 600_000 },
-    (t) => runSpeed(t, speed),
-  );
-}
+test(
+  `real device over usbredir to a second QEMU (SourceSink gadget, ${SPEEDS.join(' then ')} speed): usbtest, claim a port`,
+  { skip: realDeviceSkip(), timeout: 720_000 },
+  (t) => runSpeeds(t),
+);
 
-async function runSpeed(t: TestContext, speed: Speed): Promise<void> {
+async function runSpeeds(t: TestContext): Promise<void> {
   const run = await runTwoGuests({
-    name: `real-usbredir-${speed}`,
-    exporter: { gadget: true, script: exporterScript(speed) },
+    name: 'real-usbredir',
+    exporter: { gadget: true, script: exporterScript() },
     importer: { modules: ['usbtest'], script: importerScript() },
     links: [
       { from: 'b', stage: 'replug', signal: 'replug' },
       { from: 'b', stage: 'replug-back', signal: 'replug-back' },
+      ...SPEEDS.slice(1).map((s) => ({ from: 'b' as const, stage: `next-${s}`, signal: `next-${s}` })),
     ],
-    timeoutMs: 540_000,
+    timeoutMs: 660_000,
   });
   const { aKV: a, bKV: b } = run;
   t.diagnostic(
     `guest A ready after ${run.readySecs?.toFixed(1)} s, guest A ${(run.a.durationMs / 1000).toFixed(1)} s, ` +
-      `guest B ${run.b ? (run.b.durationMs / 1000).toFixed(1) : '-'} s, total ${run.totalSecs.toFixed(1)} s; ` +
-      `gadget ${a.gadget_speed}, usb-redir copy ${b.redir_speed}`,
+      `guest B ${run.b ? (run.b.durationMs / 1000).toFixed(1) : '-'} s, total ${run.totalSecs.toFixed(1)} s`,
   );
   if (a.done !== 'yes' || b.done !== 'yes') t.diagnostic(run.describe());
-  for (const c of [...MAIN, ...LAST]) {
-    const got = b[`redir_t${c.num}`] ?? 'missing';
-    await t.test(`test ${c.num} (${c.args}): ${got}`, c.blocked ? { todo: c.blocked } : {}, () => {
-      assert.match(got, /^pass [0-9.]+$/, `test ${c.num}: ${got}`);
-    });
-  }
   const why = () => run.describe();
-  assert.equal(b.redir_speed, speed === 'super' ? '5000' : '480', why());
-  assert.equal(a.reexported_a4a1, 'yes', `usbwire did not export the port's new device (0525:a4a1)\n${why()}`);
-  assert.equal(b.replug_pid, 'a4a1', `guest B did not see the port's new device\n${why()}`);
-  assert.equal(b.replug_a4a0_left, '0', `guest B still has the old device\n${why()}`);
-  assert.equal(a.reexported_a4a0, 'yes', `usbwire did not export the port's device again (0525:a4a0)\n${why()}`);
-  assert.equal(b.back, 'yes', why());
-  assert.equal(a.hellos, '1', `not one usbredir connection for the whole run\n${why()}`);
-  assert.equal(a.kept_open, '2', `usbwire did not keep the connection over both replugs\n${why()}`);
-  assert.equal(a.closed, 'yes', `usbwire did not close on SIGTERM\n${why()}`);
+  for (const [i, speed] of SPEEDS.entries()) {
+    const last = i === SPEEDS.length - 1;
+    t.diagnostic(`${speed} speed: gadget ${a[`${speed}_gadget_speed`]}, usb-redir copy ${b[`${speed}_redir_speed`]}`);
+    for (const c of last ? [...MAIN, ...LAST] : MAIN) {
+      const got = b[`${speed}_t${c.num}`] ?? 'missing';
+      await t.test(`${speed} speed test ${c.num} (${c.args}): ${got}`, c.blocked ? { todo: c.blocked } : {}, () => {
+        assert.match(got, /^pass [0-9.]+$/, `${speed} speed test ${c.num}: ${got}`);
+      });
+    }
+    assert.equal(b[`${speed}_redir_speed`], SYSFS_SPEED[speed], why());
+    assert.equal(a[`${speed}_hellos`], '1', `${speed} speed: not one usbredir connection\n${why()}`);
+    assert.equal(a[`${speed}_closed`], 'yes', `${speed} speed: usbwire did not close on SIGTERM\n${why()}`);
+  }
+  const first = SPEEDS[0]!;
+  const k = (key: string) => a[`${first}_${key}`] ?? b[`${first}_${key}`];
+  assert.equal(k('reexported_a4a1'), 'yes', `usbwire did not export the port's new device (0525:a4a1)\n${why()}`);
+  assert.equal(k('replug_pid'), 'a4a1', `guest B did not see the port's new device\n${why()}`);
+  assert.equal(k('replug_a4a0_left'), '0', `guest B still has the old device\n${why()}`);
+  assert.equal(k('reexported_a4a0'), 'yes', `usbwire did not export the port's device again (0525:a4a0)\n${why()}`);
+  assert.equal(k('back'), 'yes', why());
+  assert.equal(k('kept_open'), '2', `usbwire did not keep the connection over both replugs\n${why()}`);
   assert.equal(b.done, 'yes', why());
   assert.equal(a.done, 'yes', why());
   run.cleanup();

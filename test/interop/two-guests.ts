@@ -13,7 +13,25 @@
 // Steps between the guests go through the host: `links` relays a stage of one guest as a host
 // signal to the other. When B has finished, A gets `host-b-done` (its script ends with
 // `rig_wait_host b-done`); when A ends first, B is stopped (it would wait for a device forever).
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+//
+// Use (QEMU's usb-uas in guest A, the uas driver in guest B):
+//   const run = await runTwoGuests({
+//     name: 'real-uas',
+//     exporter: {
+//       modules: ['xhci_pci'],
+//       qemuArgs: ['-device', 'qemu-xhci,id=xa', '-device', 'usb-uas,id=uas,bus=xa.0', '-drive', ...],
+//       script: `${EXPORTER_HELPERS}
+//         BUSID=$(rig_wait_usb 46f4 0003) || fail "no usb-uas"
+//         real_serve_usbredir $BUSID "$RIG_SHARE/serve.log"
+//         exporter_ready
+//         exporter_wait_b
+//         stop_serve "$RIG_SHARE/serve.log" && rig_result closed yes`,
+//     },
+//     importer: { modules: ['uas', 'sd_mod'], script: '... rig_wait_disk ...; rig_result ...' },
+//   });
+//   run.aKV / run.bKV (each guest's results.txt), run.describe() for assertion messages.
+// A guest script that fails before exporter_ready ends the run at once (B never boots).
+import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { GUEST_NODE, guestNodeShare, prepareGadgetModules, REAL_GUEST } from './real-guest-node.js';
@@ -134,9 +152,11 @@ export async function runTwoGuests(opts: TwoGuestsOptions): Promise<TwoGuestsRes
     });
     stopAfterScript(b, timeoutMs);
     relay(a, b, opts.links ?? []);
-    // A gone (crash, fail) → nothing to import any more; B done → A may stop usbwire.
+    // A gone (crash, fail) → nothing to import any more.
     void a.done.then(() => b?.kill());
-    void b.done.then(() => a.signal('b-done'));
+    // B's script over (its QEMU may still wait on a stuck driver) → A may stop usbwire.
+    const bDone = () => a.signal('b-done');
+    waitForFile(b.path('guest.rc'), timeoutMs, b.done).then(bDone, bDone);
   } catch {
     a.kill();
   }
@@ -153,8 +173,7 @@ export async function runTwoGuests(opts: TwoGuestsOptions): Promise<TwoGuestsRes
       [
         `=== guest A (exporter, ready after ${readySecs?.toFixed(1) ?? 'never'} s) ===`,
         resA.describe(),
-        `--- usbwire in guest A (tail) ---`,
-        tailFile(join(shareA, 'serve.log')),
+        ...usbwireLogs(shareA),
         `=== guest B (importer) ===`,
         resB ? resB.describe() : '(not started)',
       ].join('\n'),
@@ -166,12 +185,14 @@ export async function runTwoGuests(opts: TwoGuestsOptions): Promise<TwoGuestsRes
   return result;
 }
 
-function tailFile(path: string, lines = 40): string {
-  try {
-    return readFileSync(path, 'utf8').split('\n').slice(-lines).join('\n');
-  } catch {
-    return '(none)';
-  }
+/** The tails of usbwire's logs in guest A (serve*.log in its share). */
+function usbwireLogs(share: string, lines = 40): string[] {
+  return readdirSync(share)
+    .filter((f) => /^serve.*\.log$/.test(f))
+    .flatMap((f) => [
+      `--- ${f} in guest A (tail) ---`,
+      ...readFileSync(join(share, f), 'utf8').split('\n').slice(-lines),
+    ]);
 }
 
 /** A guest whose shutdown hangs behind a stuck driver is stopped 10 s after guest.sh has finished. */
