@@ -130,9 +130,10 @@ real_serve() {
   done
 }
 # real_serve_usbredir SELECTOR LOG [PORT=4000]: the same over usbredir, listening on 0.0.0.0:PORT
-# (guest B's QEMU reaches it through a hostfwd, two-guests.ts); returns once the device is exported
+# (guest B's QEMU reaches it through a hostfwd, two-guests.ts); returns once the device is exported.
+# SERVE_ARGS: more serve options (e.g. --log-level debug)
 real_serve_usbredir() {
-  $NODE "$RIG_SHARE/app/bin/usbwire.js" serve --usbredir 0.0.0.0:\${3:-4000} --control none --device "$1" > "$2" 2>&1 &
+  $NODE "$RIG_SHARE/app/bin/usbwire.js" serve --usbredir 0.0.0.0:\${3:-4000} --control none --device "$1" $SERVE_ARGS > "$2" 2>&1 &
   SERVE=$!
   _n=0
   until grep -q "host device .*: exporting" "$2" 2>/dev/null && grep -q "listening for usbredir" "$2"; do

@@ -161,6 +161,7 @@ export async function runTwoGuests(opts: TwoGuestsOptions): Promise<TwoGuestsRes
     a.kill();
   }
   const [resA, resB] = await Promise.all([a.done, b?.done]);
+  for (const res of [resA, resB]) if (res) writeFileSync(join(res.shareDir, 'qemu-stderr.log'), res.qemuStderr);
   const result: TwoGuestsResult = {
     a: resA,
     b: resB,
