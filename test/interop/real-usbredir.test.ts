@@ -51,6 +51,15 @@ const MAIN: RealCase[] = [
 /** After the replug: a hang here (QEMU's xHCI) costs nothing else. */
 const LAST: RealCase[] = [{ num: 24, args: '-c 10 -s 4096 -g 8', ...(blocked24 ? { blocked: blocked24 } : {}) }];
 
+/**
+ * Seen here first: a LibusbDevice that went away by itself is never closed (HostDeviceSource's
+ * disconnect handler forgets it without close(), and nothing else closes it), so its libusb
+ * context and the poll handles on its event fds stay open: usbwire logs "all devices closed and
+ * flushed" on SIGTERM but never exits. Fix proposed: close the device in that handler.
+ */
+const LEAK =
+  'src/devices/real-host/source.ts: a device that disconnected by itself is dropped from #current without close(): its libusb context and poll handles stay, and the process does not exit after SIGTERM';
+
 type Speed = 'high' | 'super';
 /** USBWIRE_REAL_SPEED=high or super runs only that one; both run in one boot of each guest. */
 const SPEEDS = (process.env.USBWIRE_REAL_SPEED?.split(',') ?? ['high', 'super']) as Speed[];
@@ -80,11 +89,15 @@ function exporterScript(): string {
         ? `guest_gadget_modules ${DUMMY_HCD_PARAM[speed]}
 source_sink_gadget a4a0`
         : `wait_step next-${speed} || return 1
+log "to ${speed} speed"
 finish_serve ${SPEEDS[i - 1]}
+log "usbwire stopped"
 echo "" > $G/UDC
 rmmod dummy_hcd || fail "rmmod dummy_hcd"
+log "dummy_hcd unloaded"
 insmod "$RIG_SHARE/ko/dummy_hcd.ko" ${DUMMY_HCD_PARAM[speed]} || fail "insmod dummy_hcd ${DUMMY_HCD_PARAM[speed]}"
-echo dummy_udc.0 > $G/UDC || fail "bind dummy_udc.0 at ${speed} speed"`;
+echo dummy_udc.0 > $G/UDC || fail "bind dummy_udc.0 at ${speed} speed"
+log "gadget bound"`;
     const claim =
       i === 0
         ? `exporter_ready
@@ -122,11 +135,21 @@ morph() {
     _n=$((_n + 1)); [ $_n -gt 300 ] && return 1; sleep 0.1
   done
 }
-# finish_serve SPEED: usbredir connections (hellos) and kept connections in its log, then SIGTERM
+# finish_serve SPEED: usbredir connections (hellos), kept connections and libusb devices opened and
+# closed in its log; SIGTERM: usbwire says it closed everything, then must exit within 3 s (one that
+# lingers is recorded and killed: stop_serve would wait 10 s for it)
 finish_serve() {
   rig_result $1_hellos $(grep -c 'caps 0x' "$LOG")
   rig_result $1_kept_open $(grep -c 'went away; the connection stays open' "$LOG")
-  stop_serve "$LOG" && rig_result $1_closed yes
+  kill -TERM $SERVE
+  _n=0
+  until grep -q "all devices closed and flushed" "$LOG"; do _n=$((_n + 1)); [ $_n -gt 100 ] && break; rig_nap 0.1; done
+  grep -q "all devices closed and flushed" "$LOG" && rig_result $1_closed yes
+  _n=0
+  while kill -0 $SERVE 2>/dev/null; do _n=$((_n + 1)); [ $_n -gt 30 ] && break; rig_nap 0.1; done
+  if kill -0 $SERVE 2>/dev/null; then kill -KILL $SERVE; rig_result $1_exited no; else rig_result $1_exited yes; fi
+  rig_result $1_libusb_opened $(grep -c '\\[libusb\\] .*: opened' "$LOG")
+  rig_result $1_libusb_closed $(grep -c '\\[libusb\\] .*: closed' "$LOG")
 }
 ${phases.join('\n')}
 ${SPEEDS.map((s) => `phase_${s}`).join(' && ')}
@@ -219,6 +242,17 @@ async function runSpeeds(t: TestContext): Promise<void> {
   const why = () => run.describe();
   for (const [i, speed] of SPEEDS.entries()) {
     const last = i === SPEEDS.length - 1;
+    const opened = a[`${speed}_libusb_opened`];
+    const closed = a[`${speed}_libusb_closed`];
+    // At the first speed the device went away twice by itself (claim a port).
+    await t.test(
+      `${speed} speed: usbwire closed the ${opened} libusb devices it opened (${closed}) and exited on SIGTERM (${a[`${speed}_exited`]})`,
+      i === 0 ? { todo: LEAK } : {},
+      () => {
+        assert.equal(closed, opened, `${speed} speed: devices opened ${opened}, closed ${closed}`);
+        assert.equal(a[`${speed}_exited`], 'yes', `${speed} speed: usbwire still running 3 s after SIGTERM`);
+      },
+    );
     t.diagnostic(`${speed} speed: gadget ${a[`${speed}_gadget_speed`]}, usb-redir copy ${b[`${speed}_redir_speed`]}`);
     for (const c of chosen(last ? [...MAIN, ...LAST] : MAIN)) {
       const got = b[`${speed}_t${c.num}`] ?? 'missing';
