@@ -1,10 +1,12 @@
 // A real device over usbredir to a second QEMU: the configfs SourceSink gadget on dummy_hcd in
 // guest A, exported by usbwire inside guest A (LibusbDevice) over usbredir; guest B's QEMU
 // usb-redir (qemu-xhci) connects to it through the host (two-guests.ts), and the kernel's usbtest
-// + testusb in guest B run against it. Then "claim a port" over usbredir: the gadget in guest A
-// re-enumerates on the same port as another product (0525:a4a1) and back, and guest B sees each
-// one on the SAME usbredir connection (device_disconnect + device_connect, one hello in usbwire's
-// log); the last case (24, known to hang on QEMU's xHCI) runs on the device that came back.
+// + testusb in guest B run against it, at high speed, then at SuperSpeed in the same two boots
+// (guest A reloads dummy_hcd and starts usbwire again; guest B's QEMU reconnects by itself).
+// At the first speed, "claim a port" over usbredir: the gadget in guest A re-enumerates on the
+// same port as another product (0525:a4a1) and back, and guest B sees each one on the SAME
+// usbredir connection (device_disconnect + device_connect, one hello in usbwire's log). Case 24,
+// known to hang on QEMU's xHCI, runs once, at the very end.
 import assert from 'node:assert/strict';
 import { type TestContext, test } from 'node:test';
 import { CASES as EMULATED_CASES, GUEST_HELPERS } from './gadget-zero-plan.js';
@@ -48,7 +50,7 @@ const MAIN: RealCase[] = [
   { num: 11, args: '-c 20 -s 4096' },
   { num: 12, args: '-c 20 -s 4096' },
 ];
-/** After the replug: a hang here (QEMU's xHCI) costs nothing else. */
+/** At the end of the last speed: a hang here (QEMU's xHCI) costs nothing else. */
 const LAST: RealCase[] = [{ num: 24, args: '-c 10 -s 4096 -g 8', ...(blocked24 ? { blocked: blocked24 } : {}) }];
 
 /**
