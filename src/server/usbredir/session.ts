@@ -126,7 +126,11 @@ export class UsbredirHostSession extends EventEmitter<UsbredirHostSessionEvents>
         // Refused at the header, before its data is buffered: one connection, one bounded transfer.
         const asked = Math.max('length' in p && typeof p.length === 'number' ? p.length : 0, dataLength);
         if (asked > maxTransfer) {
-          throw new UsbredirProtocolError('transfer-too-long', `transfer of ${asked} bytes > limit ${maxTransfer}`, p.type);
+          throw new UsbredirProtocolError(
+            'transfer-too-long',
+            `transfer of ${asked} bytes > limit ${maxTransfer}`,
+            p.type,
+          );
         }
       },
     );
