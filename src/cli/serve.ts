@@ -1,6 +1,8 @@
 import { createSource } from '../client/sources.js';
 import { STDIO_RESOURCE } from '../devices/classes.js';
 import { createDemoDisk } from '../devices/mass-storage/index.js';
+import { AccessPolicy } from '../server/access.js';
+import { ConnectionGate } from '../server/connection-gate.js';
 import {
   type ControlAddress,
   ControlAddressError,
@@ -18,6 +20,7 @@ import {
   type ListenSecurity,
   loadServerCredentials,
 } from '../transport/credentials.js';
+import { setPeerTimeout } from '../transport/peer-timeout.js';
 import { createLogger, setLogLevel } from '../util/log.js';
 import { deviceFlag, type Endpoint, parseServeArgs, SERVE_HELP, type ServeOptions, UsageError } from './args.js';
 import { DeviceSlots } from './device-slots.js';
@@ -184,8 +187,15 @@ async function startFrontEnds(
   security: Security,
 ): Promise<void> {
   const announce = announcer(opts);
+  const { peerTimeoutMs, ...limits } = opts.limits;
+  if (peerTimeoutMs !== undefined) setPeerTimeout(peerTimeoutMs);
+  const access = opts.access ?? AccessPolicy.open;
+  const unknown = access.unknownDevices(registry.list().map((d) => d.busid));
+  if (unknown.length > 0) log.warn(`access rules name ${unknown.join(', ')}, which this server does not export`);
+  // One count for all listeners: the connection limits are per process.
+  const gate = new ConnectionGate(limits, log);
   for (const e of opts.usbip) {
-    const server = new UsbipServer(registry, e, { security: security.listen });
+    const server = new UsbipServer(registry, e, { ...limits, access, gate, security: security.listen });
     try {
       await server.listen();
     } catch (err) {
@@ -206,7 +216,12 @@ async function startFrontEnds(
   }
   for (const spec of opts.usbredir) {
     const entry = pickDevice(registry, spec.busid, '--usbredir');
-    const listener = new UsbredirListener(registry, entry, spec, {}, security.listen);
+    const listener = new UsbredirListener(registry, entry, spec, {
+      ...limits,
+      access,
+      gate,
+      security: security.listen,
+    });
     try {
       await listener.listen();
     } catch (err) {
@@ -221,7 +236,7 @@ async function startFrontEnds(
   }
   for (const spec of opts.usbredirConnect) {
     const entry = pickDevice(registry, spec.busid, '--usbredir-connect');
-    const connector = new UsbredirConnector(registry, entry, spec, { security: security.connect() });
+    const connector = new UsbredirConnector(registry, entry, spec, { ...limits, security: security.connect() });
     connector.start();
     frontEnds.push(connector);
     announce(

@@ -5,7 +5,7 @@ import { formatHostPort, type HostPort } from '../util/host-port.js';
 import { createLogger, type Logger } from '../util/log.js';
 import type { ConnectSecurity, ListenSecurity } from './credentials.js';
 import { type PeerIdentity, peerIdentity, recordPskIdentity } from './peer.js';
-import { connectTcp, KEEPALIVE_IDLE_MS, listenTcp, remoteName } from './tcp.js';
+import { connectTcp, listenTcp, remoteName, tuneSocket } from './tcp.js';
 
 /** TLS 1.3 only: no version or cipher-suite downgrade to negotiate or audit. */
 const MIN_VERSION = 'TLSv1.3';
@@ -25,6 +25,8 @@ export interface ListenOptions {
   log?: Logger;
   /** Largest TLS record sent (default 16 KiB): see QEMU_TLS_RECORD. */
   maxSendFragment?: number;
+  /** Called for each accepted TCP connection before anything else; false: it was closed (e.g. over a limit). */
+  admit?: (raw: net.Socket) => boolean;
 }
 
 /**
@@ -64,23 +66,34 @@ export function listenSecure(
   opts: ListenOptions,
 ): Promise<net.Server> {
   const security = opts.security;
-  if (!security)
-    return listenTcp(address, (socket) => onConnection({ socket, peer: peerIdentity(socket), handshakeMs: 0 }));
+  const admit = opts.admit ?? (() => true);
+  if (!security) {
+    return listenTcp(address, (socket) => {
+      if (admit(socket)) onConnection({ socket, peer: peerIdentity(socket), handshakeMs: 0 });
+    });
+  }
   const log = opts.log ?? createLogger('tls');
   const server = tls.createServer({
     ...serverOptions(security),
     minVersion: MIN_VERSION,
     handshakeTimeout: opts.handshakeTimeoutMs,
-    noDelay: true,
-    keepAlive: true,
-    keepAliveInitialDelay: KEEPALIVE_IDLE_MS,
   });
   // Accept times by peer address:port, the one key the raw and the TLS socket share.
   const acceptedAt = new Map<string, number>();
+  // Turned away before the handshake (admit said no): no second log line for the hang-up.
+  const refused = new Set<string>();
   server.on('connection', (raw: net.Socket) => {
     const key = remoteName(raw);
+    raw.once('close', () => {
+      acceptedAt.delete(key);
+      refused.delete(key);
+    });
+    tuneSocket(raw);
+    if (!admit(raw)) {
+      refused.add(key);
+      return;
+    }
     acceptedAt.set(key, performance.now());
-    raw.once('close', () => acceptedAt.delete(key));
   });
   server.on('secureConnection', (socket: tls.TLSSocket) => {
     const key = remoteName(socket);
@@ -97,7 +110,8 @@ export function listenSecure(
     onConnection({ socket, peer: peerIdentity(socket), handshakeMs });
   });
   server.on('tlsClientError', (err: NodeJS.ErrnoException, socket: tls.TLSSocket) => {
-    log.warn(`${remoteName(socket)}: refused during the TLS handshake: ${tlsReason(err)}`);
+    const key = remoteName(socket);
+    if (!refused.has(key)) log.warn(`${key}: refused during the TLS handshake: ${tlsReason(err)}`);
     // Node leaves the socket open after a handshake timeout.
     socket.destroy();
   });

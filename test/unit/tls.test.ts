@@ -218,7 +218,7 @@ test('usbredir listener over TLS: hello only after a verified handshake; a wrong
   logs.length = 0;
   const registry = new DeviceRegistry();
   const entry = registry.add(createGadgetZero({ name: 'gz' }));
-  const listener = new UsbredirListener(registry, entry, { host: '127.0.0.1', port: 0 }, {}, x509Listen);
+  const listener = new UsbredirListener(registry, entry, { host: '127.0.0.1', port: 0 }, { security: x509Listen });
   await listener.listen();
   const address = { host: '127.0.0.1', port: listener.address!.port };
   try {
@@ -428,7 +428,7 @@ test('bridge: a usbredir+tls:// source against a TLS usbredir listener: the devi
   logs.length = 0;
   const registry = new DeviceRegistry();
   const entry = registry.add(createGadgetZero({ pattern: 1, name: 'gz' }));
-  const listener = new UsbredirListener(registry, entry, { host: '127.0.0.1', port: 0 }, {}, x509Listen);
+  const listener = new UsbredirListener(registry, entry, { host: '127.0.0.1', port: 0 }, { security: x509Listen });
   await listener.listen();
   const source = new UsbredirConnectSource({
     address: { host: '127.0.0.1', port: listener.address!.port },
@@ -472,7 +472,7 @@ async function recordMeter(target: HostPort) {
 test('usbredir over TLS sends records of at most 4 KiB (QEMU 7.2 reads no more at once); USB/IP keeps 16 KiB', async () => {
   const registry = new DeviceRegistry();
   const entry = registry.add(createGadgetZero({ pattern: 1, name: 'gz' }));
-  const listener = new UsbredirListener(registry, entry, { host: '127.0.0.1', port: 0 }, {}, x509Listen);
+  const listener = new UsbredirListener(registry, entry, { host: '127.0.0.1', port: 0 }, { security: x509Listen });
   await listener.listen();
   const meter = await recordMeter({ host: '127.0.0.1', port: listener.address!.port });
   const source = new UsbredirConnectSource({ address: meter.address, security: clientCreds, timeoutMs: 3000 });

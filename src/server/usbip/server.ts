@@ -1,21 +1,25 @@
 import type { AddressInfo, Server } from 'node:net';
 import { USBIP_DEFAULT_PORT } from '../../protocol/usbip/constants.js';
 import type { ListenSecurity } from '../../transport/credentials.js';
-import { isLoopback } from '../../transport/peer.js';
+import { accessIdentity, isLoopback } from '../../transport/peer.js';
 import { type Accepted, describeSecurity, listenSecure, plainListenerWarning } from '../../transport/secure.js';
 import { formatHostPort, type HostPort } from '../../util/host-port.js';
 import { createLogger, type Logger } from '../../util/log.js';
-import { type ConnectionLimits, resolveLimits } from '../limits.js';
+import type { AccessPolicy } from '../access.js';
+import { ConnectionGate } from '../connection-gate.js';
+import { resolveLimits, type ServerLimits } from '../limits.js';
 import type { DeviceRegistry } from '../registry.js';
 import { UsbipConnection } from './connection.js';
 
 /** Limits (in-flight caps, OP_REQ timeout): see limits.ts for what they bound and their defaults. */
-export interface UsbipServerOptions extends ConnectionLimits {
-  /** Largest transfer_buffer_length accepted (default DEFAULT_MAX_TRANSFER_LENGTH, 32 MiB). */
-  maxTransferLength?: number;
+export interface UsbipServerOptions extends ServerLimits {
   logger?: Logger;
   /** TLS (certificates or PSK); plain TCP without. */
   security?: ListenSecurity | undefined;
+  /** Which client may list and import which device (default: everyone, everything). */
+  access?: AccessPolicy;
+  /** Connection counts shared with the process's other listeners (default: this server's own). */
+  gate?: ConnectionGate;
 }
 
 /** USB/IP server (usbipd equivalent) exporting the devices of a DeviceRegistry. */
@@ -43,21 +47,24 @@ export class UsbipServer {
     if (this.#server) throw new Error('UsbipServer is already listening');
     const { handshakeTimeoutMs } = resolveLimits(this.#options);
     const { security } = this.#options;
+    const gate = this.#options.gate ?? new ConnectionGate(this.#options, this.#log);
     const onConnection = ({ socket, peer, handshakeMs }: Accepted) => {
       // The TLS handshake counts into the opening exchange's time.
-      const limits = { ...this.#options, handshakeTimeoutMs: Math.max(1, Math.ceil(handshakeTimeoutMs - handshakeMs)) };
-      const conn = new UsbipConnection(
-        socket,
-        this.#registry,
-        this.#log,
-        this.#options.maxTransferLength,
-        limits,
+      const conn = new UsbipConnection(socket, this.#registry, this.#log, {
+        ...this.#options,
+        handshakeTimeoutMs: Math.max(1, Math.ceil(handshakeTimeoutMs - handshakeMs)),
         peer,
-      );
+        client: accessIdentity(socket, peer),
+      });
       this.#connections.add(conn);
       conn.closed.then(() => this.#connections.delete(conn));
     };
-    this.#server = await listenSecure(this.#address, onConnection, { security, handshakeTimeoutMs, log: this.#log });
+    this.#server = await listenSecure(this.#address, onConnection, {
+      security,
+      handshakeTimeoutMs,
+      log: this.#log,
+      admit: (raw) => gate.admit(raw, 'USB/IP'),
+    });
     const bound = this.address;
     const where = formatHostPort(bound);
     this.#log.info(`listening on ${where} (${describeSecurity(security)})`);

@@ -1,6 +1,6 @@
 import type net from 'node:net';
 import type { ConnectSecurity, ListenSecurity } from '../../transport/credentials.js';
-import { describePeer, isLoopback, type PeerIdentity, peerIdentity } from '../../transport/peer.js';
+import { accessIdentity, describePeer, isLoopback, type PeerIdentity, peerIdentity } from '../../transport/peer.js';
 import {
   type Accepted,
   connectSecure,
@@ -13,14 +13,16 @@ import { remoteName } from '../../transport/tcp.js';
 import type { UsbDevice } from '../../usb/device.js';
 import { formatHostPort, type HostPort } from '../../util/host-port.js';
 import { createLogger, type Logger } from '../../util/log.js';
-import { type ConnectionLimits, resolveLimits } from '../limits.js';
+import { AccessPolicy, describeClient } from '../access.js';
+import { ConnectionGate } from '../connection-gate.js';
+import { type ConnectionLimits, resolveLimits, type ServerLimits } from '../limits.js';
 import { type DeviceRegistry, type ExportedDevice, entryName, type PresentDevice } from '../registry.js';
 import { UsbredirHostSession, type UsbredirHostSessionOptions } from './session.js';
 
 /** Session options a listener or connector passes on, limits (see limits.ts) included. */
 export type SessionTuning = Pick<
   UsbredirHostSessionOptions,
-  'version' | 'drainTimeoutMs' | 'ackTimeoutMs' | keyof ConnectionLimits
+  'version' | 'drainTimeoutMs' | 'ackTimeoutMs' | 'maxTransferLength' | keyof ConnectionLimits
 >;
 
 /**
@@ -68,6 +70,17 @@ function startSession(
   return session;
 }
 
+export interface ListenerOptions
+  extends SessionTuning,
+    Pick<ServerLimits, 'maxConnections' | 'maxConnectionsPerAddress'> {
+  /** Which client may use the device (default: everyone). */
+  access?: AccessPolicy;
+  /** Connection counts shared with the process's other listeners (default: this listener's own). */
+  gate?: ConnectionGate;
+  /** TLS (certificates or PSK); plain TCP without. */
+  security?: ListenSecurity | undefined;
+}
+
 /** Guests that connected while a remote device is away and wait for it, per listener. */
 const MAX_WAITING = 8;
 
@@ -81,24 +94,23 @@ export class UsbredirListener {
   readonly #address: HostPort;
   readonly #tuning: SessionTuning;
   readonly #security: ListenSecurity | undefined;
+  readonly #access: AccessPolicy;
+  readonly #gate: ConnectionGate;
   readonly #log: Logger;
   readonly #sessions = new Set<UsbredirHostSession>();
   readonly #waiting = new Set<AbortController>();
   #server: net.Server | undefined;
 
-  constructor(
-    registry: DeviceRegistry,
-    entry: ExportedDevice,
-    address: HostPort,
-    tuning: SessionTuning = {},
-    security?: ListenSecurity,
-  ) {
+  constructor(registry: DeviceRegistry, entry: ExportedDevice, address: HostPort, options: ListenerOptions = {}) {
+    const { access, gate, maxConnections, maxConnectionsPerAddress, security, ...tuning } = options;
     this.#registry = registry;
     this.#entry = entry;
     this.#address = { host: address.host, port: address.port };
     this.#tuning = tuning;
     this.#security = security;
     this.#log = createLogger('usbredir');
+    this.#access = access ?? AccessPolicy.open;
+    this.#gate = gate ?? new ConnectionGate({ maxConnections, maxConnectionsPerAddress }, this.#log);
   }
 
   /** Bound address (useful with port 0). */
@@ -115,6 +127,7 @@ export class UsbredirListener {
       handshakeTimeoutMs,
       log: this.#log,
       maxSendFragment: QEMU_TLS_RECORD,
+      admit: (raw) => this.#gate.admit(raw, 'usbredir'),
     });
     const a = this.address;
     const where = a ? formatHostPort({ host: a.address, port: a.port }) : formatHostPort(this.#address);
@@ -126,6 +139,14 @@ export class UsbredirListener {
 
   async #accept({ socket, peer, handshakeMs }: Accepted): Promise<void> {
     this.#log.info(`connection from ${describePeer(peer)}`);
+    const client = accessIdentity(socket, peer);
+    if (!this.#access.allows(client, this.#entry.busid)) {
+      // Before the hello: a guest that may not use the device learns nothing about it.
+      this.#log.warn(`${remoteName(socket)}: ${describeClient(client)} may not use ${this.#entry.busid}, closing`);
+      socket.on('error', () => {});
+      socket.destroy();
+      return;
+    }
     const entry = await this.#waitForDevice(socket);
     if (!entry) return;
     // The TLS handshake counts into the opening exchange's time.
