@@ -18,6 +18,7 @@ import {
   SS_BULK_IN,
 } from '../../src/devices/gadget-zero/index.js';
 import { encodeReqDevlist } from '../../src/protocol/usbip/index.js';
+import { AccessPolicy } from '../../src/server/access.js';
 import { DeviceRegistry } from '../../src/server/registry.js';
 import { UsbipServer } from '../../src/server/usbip/index.js';
 import { UsbredirConnector, UsbredirListener } from '../../src/server/usbredir/index.js';
@@ -349,7 +350,8 @@ test('a TLS handshake that took most of the time leaves only the rest for the op
     const ms = performance.now() - started;
     // 600 ms in all from accept, not 350 + 600.
     assert.ok(ms >= 550 && ms < 850, `closed ${ms.toFixed(0)} ms after connect`);
-    assert.ok(logged(/no complete request within 2\d\d ms/), logs.join('\n'));
+    const left = Number(/no complete request within (\d+) ms/.exec(logs.join('\n'))?.[1]);
+    assert.ok(left > 0 && left <= 250, `the opening exchange got ${left} ms of 600 after a handshake begun at 350 ms`);
   } finally {
     await server.close();
   }
@@ -505,6 +507,56 @@ test('usbredir over TLS sends records of at most 4 KiB (QEMU 7.2 reads no more a
   } finally {
     await server.close();
     usbipMeter.close();
+  }
+});
+
+test('access rules see the TLS identity: cert:NAME and psk:ID decide the device list and imports', async () => {
+  logs.length = 0;
+  const registry = new DeviceRegistry();
+  registry.add(createGadgetZero({ pattern: 1, name: 'gz1' }));
+  registry.add(createGadgetZero({ pattern: 1, name: 'gz2' }));
+  const access = AccessPolicy.parse([
+    { clients: ['cert:client1'], devices: ['1-1'] },
+    { clients: ['psk:bob'], devices: ['1-2'] },
+  ]);
+  const x509 = new UsbipServer(registry, { host: '127.0.0.1', port: 0 }, { security: x509Listen, access });
+  const pskServer = new UsbipServer(
+    registry,
+    { host: '127.0.0.1', port: 0 },
+    {
+      security: { kind: 'psk', keys: psk.keys },
+      access,
+    },
+  );
+  try {
+    const certClient = new UsbipClient({ security: clientCreds, timeoutMs: 3000 });
+    const x509Address = await x509.listen();
+    assert.deepEqual(
+      (await certClient.listDevices(x509Address)).map((d) => d.busid),
+      ['1-1'],
+    );
+    await assert.rejects(certClient.importDevice(x509Address, '1-2'), /no such device/);
+    const pskAddress = await pskServer.listen();
+    const bob = new UsbipClient({
+      security: { kind: 'psk', identity: 'bob', key: psk.keys.get('bob')! },
+      timeoutMs: 3000,
+    });
+    assert.deepEqual(
+      (await bob.listDevices(pskAddress)).map((d) => d.busid),
+      ['1-2'],
+    );
+    const alice = new UsbipClient({
+      security: { kind: 'psk', identity: 'alice', key: psk.keys.get('alice')! },
+      timeoutMs: 3000,
+    });
+    assert.deepEqual(await alice.listDevices(pskAddress), []);
+    assert.ok(
+      logged(/import of 1-2 refused: cert CN=client1, O=usbwire tests \(127\.0\.0\.1\) may not use it/),
+      logs.join('\n'),
+    );
+  } finally {
+    await x509.close();
+    await pskServer.close();
   }
 });
 
