@@ -1,3 +1,4 @@
+import { constants } from 'node:crypto';
 import type net from 'node:net';
 import { isIP } from 'node:net';
 import tls from 'node:tls';
@@ -77,6 +78,8 @@ export function listenSecure(
     ...serverOptions(security),
     minVersion: MIN_VERSION,
     handshakeTimeout: opts.handshakeTimeoutMs,
+    // No session resumption: every connection proves its certificate or key afresh.
+    secureOptions: constants.SSL_OP_NO_TICKET,
   });
   // Accept times by peer address:port, the one key the raw and the TLS socket share.
   const acceptedAt = new Map<string, number>();

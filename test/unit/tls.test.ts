@@ -142,6 +142,34 @@ test('USB/IP over mutual TLS: our client lists, imports and reads; the connectio
   }
 });
 
+test("no TLS session resumption: a second connection with the first one's ticket does a full handshake", async () => {
+  const { server, address } = await usbipServer(x509Listen);
+  try {
+    const opts = {
+      host: address.host,
+      port: address.port,
+      ca: read(pki.ca),
+      cert: read(pki.client.cert),
+      key: read(pki.client.key),
+    };
+    const first = tls.connect(opts);
+    const session = await new Promise<Buffer>((resolve, reject) => {
+      first.once('session', resolve);
+      first.once('error', reject);
+    });
+    first.destroy();
+    const second = tls.connect({ ...opts, session });
+    await new Promise((resolve, reject) => {
+      second.once('secureConnect', resolve);
+      second.once('error', reject);
+    });
+    assert.equal(second.isSessionReused(), false);
+    second.destroy();
+  } finally {
+    await server.close();
+  }
+});
+
 test('USB/IP over TLS: a wrong certificate, none, or plain TCP is refused in the handshake, before any protocol byte', async () => {
   logs.length = 0;
   const { server, address } = await usbipServer(x509Listen);
