@@ -5,7 +5,7 @@ import tls from 'node:tls';
 import { formatHostPort, type HostPort } from '../util/host-port.js';
 import { createLogger, type Logger } from '../util/log.js';
 import type { ConnectSecurity, ListenSecurity } from './credentials.js';
-import { type PeerIdentity, peerIdentity, recordPskIdentity } from './peer.js';
+import { isLoopback, type PeerIdentity, peerIdentity, recordPskIdentity } from './peer.js';
 import { connectTcp, listenTcp, remoteName, tuneSocket } from './tcp.js';
 
 /** TLS 1.3 only: no version or cipher-suite downgrade to negotiate or audit. */
@@ -46,13 +46,28 @@ export function describeSecurity(security: ListenSecurity | undefined): string {
   return security.ca ? 'TLS, client certificates required' : 'TLS, server certificate only';
 }
 
-/** What anyone who can reach a plain listener can do: said once per listener on a non-loopback address. */
-export function plainListenerWarning(where: string, what: string): string {
-  return (
-    `${where}: listening without TLS on a non-loopback address: anyone who can reach it can ${what}, ` +
-    'and the traffic (disk contents, keystrokes) crosses the network unencrypted and unauthenticated; ' +
-    'give --tls-cert/--tls-key/--tls-ca or --psk-file'
-  );
+/**
+ * What anyone who can reach a listener on a non-loopback address can do, when nothing stops them:
+ * said once when it starts listening. `what` names it ("import the devices and read or write them").
+ */
+export function exposureWarning(
+  where: string,
+  host: string,
+  security: ListenSecurity | undefined,
+  what: string,
+): string | undefined {
+  if (isLoopback(host)) return undefined;
+  if (!security) {
+    return (
+      `${where}: listening without TLS on a non-loopback address: anyone who can reach it can ${what}, ` +
+      'and the traffic (disk contents, keystrokes) crosses the network unencrypted and unauthenticated; ' +
+      'give --tls-cert/--tls-key/--tls-ca or --psk-file'
+    );
+  }
+  if (security.kind === 'x509' && !security.ca) {
+    return `${where}: TLS without --tls-ca: the traffic is encrypted, but any client can connect and ${what}`;
+  }
+  return undefined;
 }
 
 /**

@@ -588,17 +588,25 @@ test('access rules see the TLS identity: cert:NAME and psk:ID decide the device 
   }
 });
 
-test('a plain listener on a non-loopback address warns, naming the risk', async () => {
+test('a listener on a non-loopback address warns when anyone can use it: plain TCP, or TLS without --tls-ca', async () => {
   logs.length = 0;
-  const { server } = await usbipServer(undefined).catch(() => ({ server: undefined }));
-  await server?.close();
-  assert.equal(logged(/without TLS/), undefined, 'loopback: no warning');
-  const registry = new DeviceRegistry();
-  registry.add(createGadgetZero({ name: 'gz' }));
-  const open = new UsbipServer(registry, { host: '0.0.0.0', port: 0 });
-  await open.listen();
-  await open.close();
+  const listen = async (host: string, security?: ListenSecurity) => {
+    const registry = new DeviceRegistry();
+    registry.add(createGadgetZero({ name: 'gz' }));
+    const server = new UsbipServer(registry, { host, port: 0 }, { security });
+    await server.listen();
+    await server.close();
+  };
+  await listen('127.0.0.1');
+  await listen('0.0.0.0', x509Listen);
+  await listen('0.0.0.0', { kind: 'psk', keys: psk.keys });
+  assert.equal(logs.filter((l) => / warn /.test(l)).length, 0, logs.join('\n'));
+  await listen('0.0.0.0');
   assert.ok(
     logged(/warn .*0\.0\.0\.0:\d+: listening without TLS on a non-loopback address: anyone who can reach it can/),
+  );
+  await listen('0.0.0.0', { kind: 'x509', cert: read(pki.server.cert), key: read(pki.server.key) });
+  assert.ok(
+    logged(/warn .*0\.0\.0\.0:\d+: TLS without --tls-ca: the traffic is encrypted, but any client can connect/),
   );
 });

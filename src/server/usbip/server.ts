@@ -1,8 +1,8 @@
 import type { AddressInfo, Server } from 'node:net';
 import { USBIP_DEFAULT_PORT } from '../../protocol/usbip/constants.js';
 import type { ListenSecurity } from '../../transport/credentials.js';
-import { accessIdentity, isLoopback } from '../../transport/peer.js';
-import { type Accepted, describeSecurity, listenSecure, plainListenerWarning } from '../../transport/secure.js';
+import { accessIdentity } from '../../transport/peer.js';
+import { type Accepted, describeSecurity, exposureWarning, listenSecure } from '../../transport/secure.js';
 import { formatHostPort, type HostPort } from '../../util/host-port.js';
 import { createLogger, type Logger } from '../../util/log.js';
 import type { AccessPolicy } from '../access.js';
@@ -68,9 +68,13 @@ export class UsbipServer {
     const bound = this.address;
     const where = formatHostPort(bound);
     this.#log.info(`listening on ${where} (${describeSecurity(security)})`);
-    if (!security && !isLoopback(bound.host)) {
-      this.#log.warn(plainListenerWarning(where, 'list the exported devices, import them and read or write them'));
-    }
+    const exposed = exposureWarning(
+      where,
+      bound.host,
+      security,
+      'list the devices, import them and read or write them',
+    );
+    if (exposed) this.#log.warn(exposed);
     return bound;
   }
 

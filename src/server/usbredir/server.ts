@@ -1,12 +1,12 @@
 import type net from 'node:net';
 import type { ConnectSecurity, ListenSecurity } from '../../transport/credentials.js';
-import { accessIdentity, describePeer, isLoopback, type PeerIdentity, peerIdentity } from '../../transport/peer.js';
+import { accessIdentity, describePeer, type PeerIdentity, peerIdentity } from '../../transport/peer.js';
 import {
   type Accepted,
   connectSecure,
   describeSecurity,
+  exposureWarning,
   listenSecure,
-  plainListenerWarning,
   QEMU_TLS_RECORD,
 } from '../../transport/secure.js';
 import { remoteName } from '../../transport/tcp.js';
@@ -132,9 +132,8 @@ export class UsbredirListener {
     const a = this.address;
     const where = a ? formatHostPort({ host: a.address, port: a.port }) : formatHostPort(this.#address);
     this.#log.info(`listening for usbredir guests on ${where} (${describeSecurity(security)})`);
-    if (!security && !isLoopback(a?.address ?? this.#address.host)) {
-      this.#log.warn(plainListenerWarning(where, 'take the exported device and read or write it'));
-    }
+    const exposed = exposureWarning(where, a?.address ?? this.#address.host, security, 'take the device and use it');
+    if (exposed) this.#log.warn(exposed);
   }
 
   async #accept({ socket, peer, handshakeMs }: Accepted): Promise<void> {
