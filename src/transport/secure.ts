@@ -100,6 +100,7 @@ export function listenSecure(
   const acceptedAt = new Map<string, number>();
   // Turned away before the handshake (admit said no): no second log line for the hang-up.
   const refused = new Set<string>();
+  const refusals = new RefusalLog(log);
   server.on('connection', (raw: net.Socket) => {
     const key = remoteName(raw);
     raw.once('close', () => {
@@ -119,7 +120,7 @@ export function listenSecure(
     acceptedAt.delete(key);
     if (security.kind === 'x509' && security.ca && !socket.authorized) {
       const why = socket.authorizationError ? String(socket.authorizationError) : 'no certificate';
-      log.warn(`${key}: refused during the TLS handshake: client certificate not accepted (${why})`);
+      refusals.report(socket, `client certificate not accepted (${why})`);
       socket.destroy();
       return;
     }
@@ -129,7 +130,7 @@ export function listenSecure(
   });
   server.on('tlsClientError', (err: NodeJS.ErrnoException, socket: tls.TLSSocket) => {
     const key = remoteName(socket);
-    if (!refused.has(key)) log.warn(`${key}: refused during the TLS handshake: ${tlsReason(err)}`);
+    if (!refused.has(key)) refusals.report(socket, tlsReason(err));
     // Node leaves the socket open after a handshake timeout.
     socket.destroy();
   });
@@ -141,6 +142,39 @@ export function listenSecure(
       resolve(server);
     });
   });
+}
+
+/** A peer refused again for the same reason within this long is counted, not logged. */
+const REPEAT_WINDOW_MS = 60_000;
+
+/**
+ * One warning per peer address and reason per minute: a misconfigured QEMU with reconnect=1 is
+ * refused every second, and its log line would drown everything else. Repeats go to debug and
+ * are counted in the next warning.
+ */
+class RefusalLog {
+  readonly #log: Logger;
+  readonly #last = new Map<string, { at: number; repeats: number }>();
+
+  constructor(log: Logger) {
+    this.#log = log;
+  }
+
+  report(socket: net.Socket, reason: string): void {
+    const line = `${remoteName(socket)}: refused during the TLS handshake: ${reason}`;
+    const key = `${socket.remoteAddress}|${reason}`;
+    const now = performance.now();
+    const last = this.#last.get(key);
+    if (last && now - last.at < REPEAT_WINDOW_MS) {
+      last.repeats++;
+      this.#log.debug(line);
+      return;
+    }
+    if (this.#last.size > 1000) this.#last.clear();
+    this.#last.set(key, { at: now, repeats: 0 });
+    const more = last?.repeats ? ` (refused ${last.repeats} more times since the last warning)` : '';
+    this.#log.warn(`${line}${more}`);
+  }
 }
 
 function serverOptions(security: ListenSecurity): tls.TlsOptions {

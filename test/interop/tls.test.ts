@@ -237,8 +237,8 @@ log "guest done"
     assert.match(out, /refused during the TLS handshake: client certificate not accepted/);
     assert.match(pskOut, /refused during the TLS handshake/);
     const refusal = (text: string) => /refused during the TLS handshake: (.*)/.exec(text)?.[1];
-    t.diagnostic(`x509 refusals: ${(out.match(/refused during/g) ?? []).length}, e.g. "${refusal(out)}"`);
-    t.diagnostic(`PSK refusals: ${(pskOut.match(/refused during/g) ?? []).length}, e.g. "${refusal(pskOut)}"`);
+    t.diagnostic(`x509 refusal warnings: ${(out.match(/refused during/g) ?? []).length}, e.g. "${refusal(out)}"`);
+    t.diagnostic(`PSK refusal warnings: ${(pskOut.match(/refused during/g) ?? []).length}, e.g. "${refusal(pskOut)}"`);
     t.diagnostic(`guest run ${(res.durationMs / 1000).toFixed(1)} s`);
     res.cleanup();
   } catch (err) {
