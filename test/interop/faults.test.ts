@@ -18,13 +18,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { MiB } from './disk-checks.js';
 import { type Cutter, startCutter } from './faults-cut.js';
-import {
-  assertLoggedWritesInImage,
-  countLogged,
-  readWriteLog,
-  touchedRange,
-  type WriteLog,
-} from './faults-log.js';
+import { assertLoggedWritesInImage, countLogged, readWriteLog, touchedRange, type WriteLog } from './faults-log.js';
 import { GuestShell } from './guest-shell.js';
 import {
   firstDiffOutside,
@@ -32,8 +26,8 @@ import {
   type GuestHandle,
   interopFile,
   makePatternImage,
-  readKV,
   type Range,
+  readKV,
   sleep,
   startGuest,
   startUsbwire,
@@ -78,9 +72,12 @@ function startWriter(w: Writer, disk: 'A' | 'B'): string {
 
 /** Guest command: wait until the writers ended (the fault reached them) and the disk went away. */
 function awaitWritersAndGone(names: string[], disks: ('A' | 'B')[]): string {
-  const waits = names.map((n) => `rig_wait_file /tmp/${n}.rc 60 || fail "writer ${n} still running 60 s after the fault"`);
+  const waits = names.map(
+    (n) => `rig_wait_file /tmp/${n}.rc 60 || fail "writer ${n} still running 60 s after the fault"`,
+  );
   const gone = disks.map(
-    (d) => `rig_wait_disk_gone $(cat /tmp/${d}) 60 || fail "disk ${d} ($(cat /tmp/${d})) still there 60 s after the fault"`,
+    (d) =>
+      `rig_wait_disk_gone $(cat /tmp/${d}) 60 || fail "disk ${d} ($(cat /tmp/${d})) still there 60 s after the fault"`,
   );
   return [...waits, ...gone, ...names.map((n) => `echo "${n} rc $(cat /tmp/${n}.rc)"`)].join('\n');
 }
@@ -101,7 +98,7 @@ function checkLog(g: GuestHandle, w: Writer, what: string): WriteLog {
 }
 
 function verifiedCount(out: string, w: Writer): number {
-  const m = new RegExp(`verified (\\d+) writes`).exec(out);
+  const m = /verified (\d+) writes/.exec(out);
   assert.ok(m, `${w.name}: dwlog verify printed no count:\n${out}`);
   return Number(m[1]);
 }
@@ -151,7 +148,11 @@ test('faults: USB/IP cut, usbwire SIGKILL, QEMU SIGKILL during O_DIRECT|O_SYNC w
     let mark = srv.output().length;
     let t0 = Date.now();
     assert.equal(cutter.cut(), 1, 'one USB/IP connection cut');
-    const freedCut = await waitFor(() => /released 1-1/.test(srv.output().slice(mark)), 15_000, 'usbwire releasing 1-1');
+    const freedCut = await waitFor(
+      () => /released 1-1/.test(srv.output().slice(mark)),
+      15_000,
+      'usbwire releasing 1-1',
+    );
     note(`USB/IP cut: usbwire released 1-1 after ${freedCut} ms`);
     note(await sh.ok(awaitWritersAndGone(['w1'], ['A'])));
     const log1 = checkLog(g, W1, 'the cut');
@@ -245,7 +246,9 @@ log "guest 2 done"`,
   assert.equal(r2.rc, 0, r2.describe());
   const counts = [...r2.log.matchAll(/verified (\d+) writes/g)].map((m) => Number(m[1]));
   assert.deepEqual(counts, [logs.get(W2B)!.done.length, logs.get(W3)!.done.length], r2.log);
-  note(`second QEMU: disk seen ${readKV(r2.shareDir).seen} s after boot, w2b and w3 read back (${counts.join(' + ')} writes)`);
+  note(
+    `second QEMU: disk seen ${readKV(r2.shareDir).seen} s after boot, w2b and w3 read back (${counts.join(' + ')} writes)`,
+  );
   r2.cleanup();
 
   // Nothing outside the ranges the writers touched changed.

@@ -3,13 +3,11 @@
 // disks over USB/IP; a good client reads one with BOT READ(10) of 64 KiB as fast as it can, while a
 // stuck client imports the other, pipelines thousands of READs and never reads a reply.
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { UsbipClient } from '../../src/client/usbip/index.js';
 import { encodeCbw } from '../../src/devices/mass-storage/bot-wire.js';
 import { OpStatus } from '../../src/protocol/usbip/constants.js';
@@ -17,52 +15,29 @@ import { encodeCmdSubmit, encodeReqImport, UsbipParser } from '../../src/protoco
 import { setLogSink } from '../../src/util/log.js';
 import { BotHost } from '../support/bot-host.js';
 import { until } from '../support/usbip-wire.js';
+import { type Serve, startServe } from './faults-serve.js';
 
 setLogSink('silent');
 
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
 const STALL_MS = 4000;
 const MEASURE_MS = 1500;
 const DISK = 32 * 1024 * 1024;
 const dir = mkdtempSync(join(tmpdir(), 'usbwire-stuck-'));
-const children: ChildProcess[] = [];
+after(() => rmSync(dir, { recursive: true, force: true }));
 
-after(() => {
-  for (const c of children) c.kill('SIGKILL');
-  rmSync(dir, { recursive: true, force: true });
-});
-
-function freePort(): Promise<number> {
-  return new Promise((resolvePort) => {
-    const s = net.createServer().listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => resolvePort(port));
-    });
-  });
-}
-
-async function serve(): Promise<{ port: number; output: () => string; proc: ChildProcess }> {
+/** Two disks over USB/IP, limits from a config file. */
+function serve(): Promise<Serve> {
   for (const n of ['good.img', 'stuck.img']) writeFileSync(join(dir, n), Buffer.alloc(DISK, 0x5a));
   const config = join(dir, 'serve.json');
   writeFileSync(
     config,
     JSON.stringify({
-      usbip: `127.0.0.1:${await freePort()}`,
       control: 'none',
       devices: [{ disk: 'good.img' }, { disk: 'stuck.img' }],
       limits: { writeStallTimeoutMs: STALL_MS },
     }),
   );
-  const proc = spawn(process.execPath, [join(ROOT, 'bin', 'usbwire.js'), 'serve', '--config', config], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  children.push(proc);
-  let out = '';
-  for (const s of [proc.stdout!, proc.stderr!]) s.setEncoding('utf8').on('data', (d: string) => (out += d));
-  await until(() => /usbip: listening on 127\.0\.0\.1:(\d+)/.test(out) || proc.exitCode !== null, 'server up', 20_000);
-  const port = Number(/usbip: listening on 127\.0\.0\.1:(\d+)/.exec(out)?.[1]);
-  assert.ok(port > 0, out);
-  return { port, output: () => out, proc };
+  return startServe(['--config', config]);
 }
 
 /** MiB/s of 64 KiB BOT READs on `bot` for `ms`. */
@@ -98,7 +73,14 @@ async function stuckClient(port: number, busid: string, commands: number): Promi
   let seqnum = 1;
   const setConfiguration = { bmRequestType: 0, bRequest: 9, wValue: 1, wIndex: 0, wLength: 0 };
   pdus.push(
-    ...encodeCmdSubmit({ ...base, seqnum: seqnum++, direction: 0, ep: 0, transferBufferLength: 0, setup: setConfiguration }),
+    ...encodeCmdSubmit({
+      ...base,
+      seqnum: seqnum++,
+      direction: 0,
+      ep: 0,
+      transferBufferLength: 0,
+      setup: setConfiguration,
+    }),
   );
   for (let k = 0; k < commands; k++) {
     const cdb = Buffer.alloc(10);
@@ -107,7 +89,14 @@ async function stuckClient(port: number, busid: string, commands: number): Promi
     cdb.writeUInt16BE(128, 7);
     const cbw = encodeCbw({ tag: k + 1, dataTransferLength: 65536, dataIn: true, lun: 0, cdb });
     pdus.push(
-      ...encodeCmdSubmit({ ...base, seqnum: seqnum++, direction: 0, ep: 2, transferBufferLength: cbw.length, data: cbw }),
+      ...encodeCmdSubmit({
+        ...base,
+        seqnum: seqnum++,
+        direction: 0,
+        ep: 2,
+        transferBufferLength: cbw.length,
+        data: cbw,
+      }),
       ...encodeCmdSubmit({ ...base, seqnum: seqnum++, direction: 1, ep: 1, transferBufferLength: 65536 }),
       ...encodeCmdSubmit({ ...base, seqnum: seqnum++, direction: 1, ep: 1, transferBufferLength: 13 }),
     );
@@ -151,14 +140,18 @@ test('faults: a client that stops reading does not slow another client, and is d
   const withStuck = await readRate(bot, MEASURE_MS);
   assert.ok(Date.now() - t0 < STALL_MS, 'measured while the stuck client was still connected');
 
-  await until(() => /stopped reading\), closing/.test(srv.output()), 'the stall timeout closing the stuck client', 20_000);
+  await until(
+    () => /stopped reading\), closing/.test(srv.output()),
+    'the stall timeout closing the stuck client',
+    20_000,
+  );
   const droppedMs = Date.now() - t0;
   // Released (reset, claim dropped): the next client gets the disk.
   for (;;) {
     const status = await importStatus(srv.port, '1-2');
     if (status === OpStatus.Ok) break;
     assert.equal(status, OpStatus.DevBusy);
-    assert.ok(Date.now() - t0 < STALL_MS + 10_000, 'the stuck client\'s disk is freed');
+    assert.ok(Date.now() - t0 < STALL_MS + 10_000, "the stuck client's disk is freed");
     await new Promise((r) => setTimeout(r, 50));
   }
   const freedMs = Date.now() - t0;
