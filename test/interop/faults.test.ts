@@ -79,7 +79,8 @@ function awaitWritersAndGone(names: string[], disks: ('A' | 'B')[]): string {
     (d) =>
       `rig_wait_disk_gone $(cat /tmp/${d}) 60 || fail "disk ${d} ($(cat /tmp/${d})) still there 60 s after the fault"`,
   );
-  return [...waits, ...gone, ...names.map((n) => `echo "${n} rc $(cat /tmp/${n}.rc)"`)].join('\n');
+  const report = `echo "writers ended (exit status 3 = a write failed):${names.map((n) => ` ${n} $(cat /tmp/${n}.rc)`).join('')}"`;
+  return [...waits, ...gone, report].join('\n');
 }
 
 const ATTACH_A = `usbip attach -r 10.0.2.100 -b 1-1 || fail "usbip attach 1-1"
@@ -90,10 +91,12 @@ echo $B > /tmp/B`;
 const verify = (w: Writer, disk: 'A' | 'B') =>
   `dwlog verify /dev/$(cat /tmp/${disk}) /mnt/host/${w.name}.log ${w.seed} || fail "read-back of ${w.name}"`;
 
-function checkLog(g: GuestHandle, w: Writer, what: string): WriteLog {
+/** The writer's log; `survived`: the guest lived on, so the writer logged the write that failed. */
+function checkLog(g: GuestHandle, w: Writer, what: string, survived: boolean): WriteLog {
   const log = readWriteLog(g.path(`${w.name}.log`));
   assert.ok(!log.full, `${w.name}: the writer reached the end of its region before ${what}`);
   assert.ok(log.done.length > 0, `${w.name}: no write completed before ${what}`);
+  if (survived) assert.ok(log.failed, `${w.name}: no failed write logged after ${what}`);
   return log;
 }
 
@@ -120,7 +123,8 @@ test('faults: USB/IP cut, usbwire SIGKILL, QEMU SIGKILL during O_DIRECT|O_SYNC w
     return s;
   };
   const notes: string[] = [];
-  const note = (s: string) => {
+  const note = (text: string) => {
+    const s = text.trim();
     notes.push(s);
     t.diagnostic(s);
   };
@@ -140,7 +144,8 @@ test('faults: USB/IP cut, usbwire SIGKILL, QEMU SIGKILL during O_DIRECT|O_SYNC w
     });
     const g = g1;
     const sh = new GuestShell(g);
-    await sh.ok(`${ATTACH_A}\n${WAIT_B}`, 120_000);
+    const cache = await sh.ok(`${ATTACH_A}\n${WAIT_B}\ndmesg | grep -o 'Write cache: .*' | sort -u`, 120_000);
+    note(`guest: ${cache}`);
 
     // 1. The USB/IP connection is cut while the guest writes to 1-1.
     await sh.ok(startWriter(W1, 'A'));
@@ -154,8 +159,8 @@ test('faults: USB/IP cut, usbwire SIGKILL, QEMU SIGKILL during O_DIRECT|O_SYNC w
       'usbwire releasing 1-1',
     );
     note(`USB/IP cut: usbwire released 1-1 after ${freedCut} ms`);
-    note(await sh.ok(awaitWritersAndGone(['w1'], ['A'])));
-    const log1 = checkLog(g, W1, 'the cut');
+    note(`USB/IP cut: ${await sh.ok(awaitWritersAndGone(['w1'], ['A']))}`);
+    const log1 = checkLog(g, W1, 'the cut', true);
     logs.set(W1, log1);
     const bytes1 = await assertLoggedWritesInImage(imgA, log1, W1.seed);
     t0 = Date.now();
@@ -174,12 +179,12 @@ test('faults: USB/IP cut, usbwire SIGKILL, QEMU SIGKILL during O_DIRECT|O_SYNC w
     );
     const killed = await srv.kill();
     assert.equal(killed.signal, 'SIGKILL');
-    note(await sh.ok(awaitWritersAndGone(['w2a', 'w2b'], ['A', 'B'])));
+    note(`usbwire SIGKILL: ${await sh.ok(awaitWritersAndGone(['w2a', 'w2b'], ['A', 'B']))}`);
     for (const [w, img] of [
       [W2A, imgA],
       [W2B, imgB],
     ] as const) {
-      const log = checkLog(g, w, 'usbwire was killed');
+      const log = checkLog(g, w, 'usbwire was killed', true);
       logs.set(w, log);
       const bytes = await assertLoggedWritesInImage(img, log, w.seed);
       note(`usbwire SIGKILL: ${w.name} ${log.done.length} writes (${bytes} bytes) logged, all in the image`);
@@ -203,13 +208,10 @@ test('faults: USB/IP cut, usbwire SIGKILL, QEMU SIGKILL during O_DIRECT|O_SYNC w
     t0 = Date.now();
     g.kill();
     await g.done;
-    const freedKill = await waitFor(
-      () => /connection closed/.test(srv.output().slice(mark)),
-      15_000,
-      'usbwire releasing 1-2',
-    );
-    note(`QEMU SIGKILL: usbwire released 1-2 after ${freedKill} ms`);
-    const log3 = checkLog(g, W3, 'QEMU was killed');
+    await waitFor(() => /connection closed/.test(srv.output().slice(mark)), 15_000, 'usbwire releasing 1-2');
+    const freedKill = Date.now() - t0;
+    note(`QEMU SIGKILL: usbwire released 1-2 ${freedKill} ms after the kill`);
+    const log3 = checkLog(g, W3, 'QEMU was killed', false);
     logs.set(W3, log3);
     const bytes3 = await assertLoggedWritesInImage(imgB, log3, W3.seed);
     note(`QEMU SIGKILL: w3 ${log3.done.length} writes (${bytes3} bytes) logged, all in b.img`);
