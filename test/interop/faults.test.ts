@@ -6,9 +6,11 @@
 //
 // One usbwire exports a.img as 1-1 (USB/IP) and b.img as 1-2 (usbredir). Guest 1 has both:
 // 1-1 through vhci-hcd (guestfwd → relay.c → a cutter relay in this process → usbwire) and 1-2
-// through QEMU's usb-redir on qemu-xhci (chardev reconnect=1). Steps (host-driven, GuestShell):
+// through QEMU's usb-redir on qemu-xhci (chardev reconnect=1, through another cutter). Steps
+// (host-driven, GuestShell):
 //   1. USB/IP connection cut (the cutter sends RST both ways) during writes to 1-1;
 //      usbwire releases 1-1, the guest attaches it again and reads every logged write back.
+//      The same for the usbredir connection during writes to 1-2: QEMU reconnects by itself.
 //   2. usbwire SIGKILLed during writes to both disks; a new usbwire on the same ports: QEMU
 //      reconnects by itself and the guest's usb-redir disk comes back; vhci attaches again.
 //   3. QEMU SIGKILLed during writes to 1-2; usbwire releases 1-2.
@@ -38,9 +40,11 @@ import {
 const file = interopFile('faults');
 const { skip, work, servers } = file;
 
-const SIZE = 64 * MiB;
-const LOW = 1 * MiB; // region 1 of each image: [1 MiB, 32 MiB); region 2: [32 MiB, 64 MiB)
+const SIZE = 96 * MiB;
+// Writer regions in each image: [1 MiB, 32 MiB), [32 MiB, 63 MiB), [64 MiB, 95 MiB).
+const LOW = 1 * MiB;
 const HIGH = 32 * MiB;
+const TOP = 64 * MiB;
 /** usb-redir's qemu-xhci: its disks' sysfs paths contain this. */
 const REDIR_PCI = '0000:00:0b.0';
 const MODULES = ['vhci-hcd', 'xhci_pci', 'usb_storage', 'sd_mod'];
@@ -51,6 +55,7 @@ interface Writer {
   start: number;
 }
 const W1: Writer = { name: 'w1', seed: 1, start: LOW }; // a.img, USB/IP cut
+const W1B: Writer = { name: 'w1b', seed: 5, start: TOP }; // b.img, usbredir cut
 const W2A: Writer = { name: 'w2a', seed: 2, start: HIGH }; // a.img, usbwire killed
 const W2B: Writer = { name: 'w2b', seed: 3, start: LOW }; // b.img, usbwire killed
 const W3: Writer = { name: 'w3', seed: 4, start: HIGH }; // b.img, QEMU killed
@@ -106,7 +111,7 @@ function verifiedCount(out: string, w: Writer): number {
   return Number(m[1]);
 }
 
-test('faults: USB/IP cut, usbwire SIGKILL, QEMU SIGKILL during O_DIRECT|O_SYNC writes; nothing the guest saw complete is lost', {
+test('faults: USB/IP and usbredir cuts, usbwire SIGKILL, QEMU SIGKILL during O_DIRECT|O_SYNC writes; nothing the guest saw complete is lost', {
   skip,
   timeout: 600_000,
 }, async (t) => {
@@ -130,15 +135,17 @@ test('faults: USB/IP cut, usbwire SIGKILL, QEMU SIGKILL during O_DIRECT|O_SYNC w
   };
   let srv: UsbwireServer = serve();
   let cutter: Cutter | undefined;
+  let redirCutter: Cutter | undefined;
   const logs = new Map<Writer, WriteLog>();
   let g1: GuestHandle | undefined;
   try {
     await srv.ready;
     cutter = await startCutter(pu);
+    redirCutter = await startCutter(pr);
     g1 = startGuest({
       modules: MODULES,
       guestfwd: [{ guestPort: 3240, hostPort: cutter.port }],
-      qemuArgs: usbRedirArgs([pr], { pciAddr: '0b' }),
+      qemuArgs: usbRedirArgs([redirCutter.port], { pciAddr: '0b' }),
       timeoutMs: 420_000,
       script: 'rig_command_loop\nlog "guest 1 done"',
     });
@@ -168,6 +175,24 @@ test('faults: USB/IP cut, usbwire SIGKILL, QEMU SIGKILL during O_DIRECT|O_SYNC w
     assert.equal(verifiedCount(out1, W1), log1.done.length);
     note(
       `USB/IP cut: ${log1.done.length} writes (${bytes1} bytes) logged, all in a.img; in flight at the cut: ${log1.failed ? `write ${log1.failed.id}, errno ${log1.failed.errno}` : 'none logged'}; attached again and read back in ${Date.now() - t0} ms`,
+    );
+
+    // 1b. The usbredir connection is cut while the guest writes to 1-2; QEMU reconnects by itself.
+    await sh.ok(startWriter(W1B, 'B'));
+    await waitFor(() => countLogged(g.path('w1b.log')) >= 100, 90_000, 'w1b: 100 writes');
+    mark = srv.output().length;
+    t0 = Date.now();
+    assert.equal(redirCutter.cut(), 1, 'one usbredir connection cut');
+    await waitFor(() => /connection closed/.test(srv.output().slice(mark)), 15_000, 'usbwire releasing 1-2');
+    note(`usbredir cut: usbwire released 1-2 after ${Date.now() - t0} ms`);
+    note(`usbredir cut: ${await sh.ok(awaitWritersAndGone(['w1b'], ['B']))}`);
+    const log1b = checkLog(g, W1B, 'the cut', true);
+    logs.set(W1B, log1b);
+    const bytes1b = await assertLoggedWritesInImage(imgB, log1b, W1B.seed);
+    const out1b = await sh.ok(`${WAIT_B}\n${verify(W1B, 'B')}`, 120_000);
+    assert.equal(verifiedCount(out1b, W1B), log1b.done.length);
+    note(
+      `usbredir cut: ${log1b.done.length} writes (${bytes1b} bytes) logged, all in b.img; QEMU reconnected by itself and the guest read them back ${Date.now() - t0} ms after the cut`,
     );
 
     // 2. usbwire is SIGKILLed while the guest writes to both disks.
@@ -223,12 +248,13 @@ test('faults: USB/IP cut, usbwire SIGKILL, QEMU SIGKILL during O_DIRECT|O_SYNC w
     throw new Error(`${(e as Error).message}\n${res?.describe() ?? ''}`);
   } finally {
     await cutter?.close();
+    await redirCutter?.close();
   }
   (await g1!.done).cleanup();
 
   // The next QEMU gets 1-2 and reads back everything written over usbredir.
   const files: Record<string, Buffer> = {};
-  for (const w of [W2B, W3]) files[`${w.name}.log`] = Buffer.from(readLogText(logs.get(w)!));
+  for (const w of [W1B, W2B, W3]) files[`${w.name}.log`] = Buffer.from(readLogText(logs.get(w)!));
   const g2 = startGuest({
     modules: MODULES,
     qemuArgs: usbRedirArgs([pr], { pciAddr: '0b' }),
@@ -236,6 +262,7 @@ test('faults: USB/IP cut, usbwire SIGKILL, QEMU SIGKILL during O_DIRECT|O_SYNC w
     files,
     script: `${WAIT_B}
 rig_result seen $(cut -d' ' -f1 /proc/uptime)
+${verify(W1B, 'B')}
 ${verify(W2B, 'B')}
 ${verify(W3, 'B')}
 log "guest 2 done"`,
@@ -247,9 +274,13 @@ log "guest 2 done"`,
   }
   assert.equal(r2.rc, 0, r2.describe());
   const counts = [...r2.log.matchAll(/verified (\d+) writes/g)].map((m) => Number(m[1]));
-  assert.deepEqual(counts, [logs.get(W2B)!.done.length, logs.get(W3)!.done.length], r2.log);
+  assert.deepEqual(
+    counts,
+    [W1B, W2B, W3].map((w) => logs.get(w)!.done.length),
+    r2.log,
+  );
   note(
-    `second QEMU: disk seen ${readKV(r2.shareDir).seen} s after boot, w2b and w3 read back (${counts.join(' + ')} writes)`,
+    `second QEMU: disk seen ${readKV(r2.shareDir).seen} s after boot, w1b, w2b, w3 read back (${counts.join(' + ')} writes)`,
   );
   r2.cleanup();
 
@@ -260,7 +291,7 @@ log "guest 2 done"`,
     assert.equal(at, -1, `${img} changed outside the written ranges, first at offset ${at}`);
   };
   untouched(imgA, 'faults-a', [W1, W2A]);
-  untouched(imgB, 'faults-b', [W2B, W3]);
+  untouched(imgB, 'faults-b', [W1B, W2B, W3]);
   assert.equal(srv.proc.exitCode, null, 'usbwire still running');
   process.stderr.write(`faults interop:\n  ${notes.join('\n  ')}\n`);
 });
