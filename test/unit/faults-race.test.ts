@@ -23,7 +23,8 @@ import { until } from '../support/usbip-wire.js';
 
 setLogSink('silent');
 
-const ROUNDS = 150;
+/** Rounds per pair; USBWIRE_RACE_ROUNDS=N for a longer run. */
+const ROUNDS = Number(process.env.USBWIRE_RACE_ROUNDS) || 150;
 
 type Outcome = 'won' | 'busy';
 
