@@ -12,7 +12,7 @@ import { UsbredirHostSession, type UsbredirHostSessionOptions } from './session.
 /** Session options a listener or connector passes on, limits (see limits.ts) included. */
 export type SessionTuning = Pick<
   UsbredirHostSessionOptions,
-  'version' | 'drainTimeoutMs' | 'ackTimeoutMs' | keyof ConnectionLimits
+  'version' | 'drainTimeoutMs' | 'ackTimeoutMs' | 'maxTransferLength' | keyof ConnectionLimits
 >;
 
 /**
