@@ -197,3 +197,25 @@ test('bulk streams from a raw guest: bad requests get a clear status and nothing
   await dev.close();
   assert.equal(lib.live, 0);
 });
+
+test('a bridge carries streams: a device imported over usbredir is re-exported with bulk_streams, stream ids go through both hops', async () => {
+  const { lib, dev } = await openSuperSpeedFake();
+  const pair = await importOverUsbredir(dev);
+  const { wire, close } = await rawGuest(pair.remote);
+  const hello = wire.packets.find((p) => p.type === T.Hello) as PacketOf<typeof T.Hello>;
+  assert.ok((hello.caps[0]! & (1 << Cap.BulkStreams)) !== 0, 'the re-export announces bulk_streams');
+  const IN_3 = 1 << (16 + 3);
+  wire.send([{ type: T.AllocBulkStreams, id: 1n, endpoints: IN_3, noStreams: 16 }]);
+  assert.equal((await next(wire, T.BulkStreamsStatus)).status, Status.Success);
+  assert.ok(lib.calls.includes('allocStreams 16 83'), 'allocated on the device at the far end');
+  wire.send([bulkPacket(2n, 0x83, 9, 4)]);
+  await until(() => lib.submitted.some((s) => lib.streamIds.get(s.pointer) === 9), 'stream 9 at libusb');
+  const s = lib.submitted.find((x) => lib.streamIds.get(x.pointer) === 9)!;
+  lib.complete(s, XferStatus.Completed, 4, Buffer.from([9, 9, 9, 9]));
+  const r = await next(wire, T.BulkPacket);
+  assert.deepEqual([r.id, r.streamId, r.status, [...r.data]], [2n, 9, Status.Success, [9, 9, 9, 9]]);
+  await close();
+  await pair.close();
+  await dev.close();
+  assert.equal(lib.live, 0);
+});
