@@ -3,7 +3,9 @@ import { parseRemoteUrl, type RemoteSpec, RemoteUrlError } from '../client/remot
 import { deviceClasses, parseDeviceSpec } from '../devices/catalog.js';
 import { type DeviceSpec, DeviceSpecError } from '../devices/classes.js';
 import { type DeviceSelector, parseSelector, SelectorError } from '../devices/real-host/selector.js';
+import type { AccessPolicy } from '../server/access.js';
 import { AddressError, type HostPort, LOOPBACK, parseHostPort } from '../util/host-port.js';
+import { ConfigError, loadConfig, type ServeConfig } from './config.js';
 
 /** A user-facing error: printed as one line, exit code 2 (bad usage) or 1. */
 export class UsageError extends Error {
@@ -31,6 +33,9 @@ export interface ServeOptions {
   demoSizeMiB: number;
   control: ControlSpec | undefined;
   logLevel: 'debug' | 'info' | 'warn' | 'error';
+  /** Access rules from the config file; undefined: every client may use every device. */
+  access: AccessPolicy | undefined;
+  limits: ServeConfig['limits'];
 }
 
 /** One device flag, `--remote` or `--device`, in command-line order. */
@@ -133,11 +138,15 @@ operation:
                                else $XDG_RUNTIME_DIR/usbwire/control.sock or
                                /tmp/usbwire-UID/control.sock (skipped if another usbwire has it)
   --log-level LEVEL            debug, info, warn or error (default info)
+  --config FILE                a JSON file holding flags, devices, access rules and limits
+                               (see the README's "Config file"); flags given too are added
   -h, --help                   show this help
 `;
 
 export function parseServeArgs(argv: string[]): ServeOptions | 'help' {
   const options = serveOptions();
+  const config = expandConfig(argv, new Set(Object.keys(options)));
+  argv = config.argv;
   let parsed: ReturnType<
     typeof parseArgs<{ options: typeof options; allowPositionals: true; strict: true; tokens: true }>
   >;
@@ -177,7 +186,29 @@ export function parseServeArgs(argv: string[]): ServeOptions | 'help' {
     demoSizeMiB: Number(demo),
     control,
     logLevel: logLevel as ServeOptions['logLevel'],
+    access: config.access,
+    limits: config.limits,
   };
+}
+
+/** `--config FILE` stands for the flags in the file, at its place on the command line. */
+function expandConfig(argv: string[], flags: ReadonlySet<string>): ServeConfig {
+  const at = argv.findIndex((a) => a === '--config' || a.startsWith('--config='));
+  if (at < 0) return { argv, access: undefined, limits: {} };
+  const inline = argv[at]!.startsWith('--config=');
+  const path = inline ? argv[at]!.slice('--config='.length) : argv[at + 1];
+  if (!path || path.startsWith('-')) throw new UsageError('--config needs a file name');
+  const rest = argv.slice(at + (inline ? 1 : 2));
+  if (rest.some((a) => a === '--config' || a.startsWith('--config=')))
+    throw new UsageError('--config may be given once');
+  const deviceFlags = new Set([...deviceClasses().map((c) => c.name), 'device', 'remote']);
+  try {
+    const config = loadConfig(path, flags, deviceFlags);
+    return { ...config, argv: [...argv.slice(0, at), ...config.argv, ...rest] };
+  } catch (err) {
+    if (err instanceof ConfigError) throw new UsageError(`--config ${err.message}`);
+    throw err;
+  }
 }
 
 /** A device flag as the user wrote it, for messages: `--disk a.img,readonly`. */
@@ -261,6 +292,7 @@ function serveOptions() {
     'demo-size': { type: 'string' },
     control: { type: 'string' },
     'log-level': { type: 'string' },
+    config: { type: 'string' },
     help: { type: 'boolean', short: 'h' },
   } as const;
 }

@@ -1,6 +1,8 @@
 import { createSource } from '../client/sources.js';
 import { STDIO_RESOURCE } from '../devices/classes.js';
 import { createDemoDisk } from '../devices/mass-storage/index.js';
+import { AccessPolicy } from '../server/access.js';
+import { ConnectionGate } from '../server/connection-gate.js';
 import {
   type ControlAddress,
   ControlAddressError,
@@ -12,6 +14,7 @@ import {
 import { DeviceRegistry, entryName } from '../server/registry.js';
 import { UsbipServer } from '../server/usbip/index.js';
 import { UsbredirConnector, UsbredirListener } from '../server/usbredir/index.js';
+import { setPeerTimeout } from '../transport/peer-timeout.js';
 import { createLogger, setLogLevel } from '../util/log.js';
 import { deviceFlag, type Endpoint, parseServeArgs, SERVE_HELP, type ServeOptions, UsageError } from './args.js';
 import { DeviceSlots } from './device-slots.js';
@@ -145,8 +148,15 @@ function listenError(what: string, e: Endpoint, err: unknown): UsageError {
 
 async function startFrontEnds(opts: ServeOptions, registry: DeviceRegistry, frontEnds: FrontEnd[]): Promise<void> {
   const announce = announcer(opts);
+  const { peerTimeoutMs, ...limits } = opts.limits;
+  if (peerTimeoutMs !== undefined) setPeerTimeout(peerTimeoutMs);
+  const access = opts.access ?? AccessPolicy.open;
+  const unknown = access.unknownDevices(registry.list().map((d) => d.busid));
+  if (unknown.length > 0) log.warn(`access rules name ${unknown.join(', ')}, which this server does not export`);
+  // One count for all listeners: the connection limits are per process.
+  const gate = new ConnectionGate(limits, log);
   for (const e of opts.usbip) {
-    const server = new UsbipServer(registry, e);
+    const server = new UsbipServer(registry, e, { ...limits, access, gate });
     try {
       await server.listen();
     } catch (err) {
@@ -163,7 +173,7 @@ async function startFrontEnds(opts: ServeOptions, registry: DeviceRegistry, fron
   }
   for (const spec of opts.usbredir) {
     const entry = pickDevice(registry, spec.busid, '--usbredir');
-    const listener = new UsbredirListener(registry, entry, spec);
+    const listener = new UsbredirListener(registry, entry, spec, { ...limits, access, gate });
     try {
       await listener.listen();
     } catch (err) {
@@ -178,7 +188,7 @@ async function startFrontEnds(opts: ServeOptions, registry: DeviceRegistry, fron
   }
   for (const spec of opts.usbredirConnect) {
     const entry = pickDevice(registry, spec.busid, '--usbredir-connect');
-    const connector = new UsbredirConnector(registry, entry, spec);
+    const connector = new UsbredirConnector(registry, entry, spec, limits);
     connector.start();
     frontEnds.push(connector);
     announce(

@@ -1,16 +1,14 @@
 import net from 'node:net';
 import { formatHostPort, type HostPort } from '../util/host-port.js';
 import { createLogger } from '../util/log.js';
+import { applyPeerTimeout } from './peer-timeout.js';
 
 const log = createLogger('tcp');
 
-/** Keepalive probes start after this much idle time: a vanished peer must not hold a device forever. */
-export const KEEPALIVE_IDLE_MS = 15_000;
-
-/** TCP_NODELAY (small PDUs must not wait for Nagle) and keepalive. */
+/** TCP_NODELAY (small PDUs must not wait for Nagle) and keepalive: a vanished peer must not hold a device forever. */
 export function tuneSocket(socket: net.Socket): void {
   socket.setNoDelay(true);
-  socket.setKeepAlive(true, KEEPALIVE_IDLE_MS);
+  applyPeerTimeout(socket);
 }
 
 export function remoteName(socket: net.Socket): string {
@@ -21,7 +19,7 @@ export function remoteName(socket: net.Socket): string {
 /** Listen on an address; resolves once bound (port 0 picks a free port, see server.address()). */
 export function listenTcp(address: HostPort, onConnection: (socket: net.Socket) => void): Promise<net.Server> {
   return new Promise((resolve, reject) => {
-    const server = net.createServer({ noDelay: true, keepAlive: true, keepAliveInitialDelay: KEEPALIVE_IDLE_MS });
+    const server = net.createServer({ noDelay: true });
     server.on('connection', (socket) => {
       tuneSocket(socket);
       onConnection(socket);

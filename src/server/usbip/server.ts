@@ -3,15 +3,19 @@ import { USBIP_DEFAULT_PORT } from '../../protocol/usbip/constants.js';
 import { listenTcp } from '../../transport/tcp.js';
 import { formatHostPort, type HostPort } from '../../util/host-port.js';
 import { createLogger, type Logger } from '../../util/log.js';
-import type { ConnectionLimits } from '../limits.js';
+import type { AccessPolicy } from '../access.js';
+import { ConnectionGate } from '../connection-gate.js';
+import type { ServerLimits } from '../limits.js';
 import type { DeviceRegistry } from '../registry.js';
 import { UsbipConnection } from './connection.js';
 
 /** Limits (in-flight caps, OP_REQ timeout): see limits.ts for what they bound and their defaults. */
-export interface UsbipServerOptions extends ConnectionLimits {
-  /** Largest transfer_buffer_length accepted (default DEFAULT_MAX_TRANSFER_LENGTH, 32 MiB). */
-  maxTransferLength?: number;
+export interface UsbipServerOptions extends ServerLimits {
   logger?: Logger;
+  /** Which client may list and import which device (default: everyone, everything). */
+  access?: AccessPolicy;
+  /** Connection counts shared with the process's other listeners (default: this server's own). */
+  gate?: ConnectionGate;
 }
 
 /** USB/IP server (usbipd equivalent) exporting the devices of a DeviceRegistry. */
@@ -37,14 +41,10 @@ export class UsbipServer {
   /** Start listening; returns the bound address (useful with port 0). */
   async listen(): Promise<HostPort> {
     if (this.#server) throw new Error('UsbipServer is already listening');
+    const gate = this.#options.gate ?? new ConnectionGate(this.#options, this.#log);
     this.#server = await listenTcp(this.#address, (socket) => {
-      const conn = new UsbipConnection(
-        socket,
-        this.#registry,
-        this.#log,
-        this.#options.maxTransferLength,
-        this.#options,
-      );
+      if (!gate.admit(socket, 'USB/IP')) return;
+      const conn = new UsbipConnection(socket, this.#registry, this.#log, this.#options);
       this.#connections.add(conn);
       conn.closed.then(() => this.#connections.delete(conn));
     });

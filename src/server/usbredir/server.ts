@@ -3,14 +3,16 @@ import { connectTcp, listenTcp, remoteName } from '../../transport/tcp.js';
 import type { UsbDevice } from '../../usb/device.js';
 import { formatHostPort, type HostPort } from '../../util/host-port.js';
 import { createLogger, type Logger } from '../../util/log.js';
-import type { ConnectionLimits } from '../limits.js';
+import { AccessPolicy, describeClient } from '../access.js';
+import { ConnectionGate } from '../connection-gate.js';
+import type { ConnectionLimits, ServerLimits } from '../limits.js';
 import { type DeviceRegistry, type ExportedDevice, entryName, type PresentDevice } from '../registry.js';
 import { UsbredirHostSession, type UsbredirHostSessionOptions } from './session.js';
 
 /** Session options a listener or connector passes on, limits (see limits.ts) included. */
 export type SessionTuning = Pick<
   UsbredirHostSessionOptions,
-  'version' | 'drainTimeoutMs' | 'ackTimeoutMs' | keyof ConnectionLimits
+  'version' | 'drainTimeoutMs' | 'ackTimeoutMs' | 'maxTransferLength' | keyof ConnectionLimits
 >;
 
 /**
@@ -56,6 +58,15 @@ function startSession(
   return session;
 }
 
+export interface ListenerOptions
+  extends SessionTuning,
+    Pick<ServerLimits, 'maxConnections' | 'maxConnectionsPerAddress'> {
+  /** Which client may use the device (default: everyone). */
+  access?: AccessPolicy;
+  /** Connection counts shared with the process's other listeners (default: this listener's own). */
+  gate?: ConnectionGate;
+}
+
 /** Guests that connected while a remote device is away and wait for it, per listener. */
 const MAX_WAITING = 8;
 
@@ -68,17 +79,22 @@ export class UsbredirListener {
   readonly #entry: ExportedDevice;
   readonly #address: HostPort;
   readonly #tuning: SessionTuning;
+  readonly #access: AccessPolicy;
+  readonly #gate: ConnectionGate;
   readonly #log: Logger;
   readonly #sessions = new Set<UsbredirHostSession>();
   readonly #waiting = new Set<AbortController>();
   #server: net.Server | undefined;
 
-  constructor(registry: DeviceRegistry, entry: ExportedDevice, address: HostPort, tuning: SessionTuning = {}) {
+  constructor(registry: DeviceRegistry, entry: ExportedDevice, address: HostPort, options: ListenerOptions = {}) {
+    const { access, gate, maxConnections, maxConnectionsPerAddress, ...tuning } = options;
     this.#registry = registry;
     this.#entry = entry;
     this.#address = { host: address.host, port: address.port };
     this.#tuning = tuning;
     this.#log = createLogger('usbredir');
+    this.#access = access ?? AccessPolicy.open;
+    this.#gate = gate ?? new ConnectionGate({ maxConnections, maxConnectionsPerAddress }, this.#log);
   }
 
   /** Bound address (useful with port 0). */
@@ -95,6 +111,15 @@ export class UsbredirListener {
   }
 
   async #accept(socket: net.Socket): Promise<void> {
+    if (!this.#gate.admit(socket, 'usbredir')) return;
+    const client = { address: socket.remoteAddress ?? '?' };
+    if (!this.#access.allows(client, this.#entry.busid)) {
+      // Before the hello: a guest that may not use the device learns nothing about it.
+      this.#log.warn(`${remoteName(socket)}: ${describeClient(client)} may not use ${this.#entry.busid}, closing`);
+      socket.on('error', () => {});
+      socket.destroy();
+      return;
+    }
     const entry = await this.#waitForDevice(socket);
     if (!entry) return;
     const session = startSession(this.#registry, entry, socket, this.#log, this.#tuning);

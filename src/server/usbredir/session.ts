@@ -12,7 +12,7 @@ import { hasStreams } from '../../usb/streams.js';
 import { createLogger, type Logger } from '../../util/log.js';
 import { type TransferTrace, traceChunk, tracing } from '../../util/trace.js';
 import { usbwireVersion } from '../../util/version.js';
-import { type ConnectionLimits, resolveLimits } from '../limits.js';
+import { type ConnectionLimits, DEFAULT_MAX_TRANSFER_LENGTH, resolveLimits } from '../limits.js';
 import { ReadThrottle } from '../read-throttle.js';
 import { BulkStreams } from './bulk-streams.js';
 import { ConfigurationRequests } from './configuration.js';
@@ -29,6 +29,8 @@ import type { SessionContext } from './session-context.js';
 import { EndpointStreams } from './streams.js';
 
 export interface UsbredirHostSessionOptions extends ConnectionLimits {
+  /** Largest transfer a guest may ask for, data sent or requested (default 32 MiB). */
+  maxTransferLength?: number;
   device: UsbDevice;
   /** Who is on the other end, for logs ("127.0.0.1:41234"). */
   peer: string;
@@ -118,7 +120,22 @@ export class UsbredirHostSession extends EventEmitter<UsbredirHostSessionEvents>
     ];
     if (opts.bulkStreams ?? hasStreams(opts.device)) caps.push(Cap.BulkStreams);
     this.#neg = new Negotiation('host', capsFrom(caps));
-    this.#parser = new UsbredirParser(this.#neg, (p) => this.#received(p));
+    const maxTransfer = opts.maxTransferLength ?? DEFAULT_MAX_TRANSFER_LENGTH;
+    this.#parser = new UsbredirParser(
+      this.#neg,
+      (p) => this.#received(p),
+      (p, dataLength) => {
+        // Refused at the header, before its data is buffered: one connection, one bounded transfer.
+        const asked = Math.max('length' in p && typeof p.length === 'number' ? p.length : 0, dataLength);
+        if (asked > maxTransfer) {
+          throw new UsbredirProtocolError(
+            'transfer-too-long',
+            `transfer of ${asked} bytes > limit ${maxTransfer}`,
+            p.type,
+          );
+        }
+      },
+    );
     this.#throttle = new ReadThrottle(socket, this.#parser, () => this.#parser.buffered, opts, this.log);
     this.#writer = new PduWriter(socket, (congested) => this.#throttle.writerCongested(congested));
     this.#claim = opts.claim ?? (() => true);
