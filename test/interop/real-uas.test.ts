@@ -5,12 +5,21 @@
 // SCSI with one stream per tag, several in flight. The disk image is a file on the host, so the
 // data written through the streams is checked there after the run.
 import assert from 'node:assert/strict';
-import { cpSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { assertPatternsInImage, assertUnchangedOutside, MiB, patternFiles, standardWrites } from './disk-checks.js';
+import {
+  assertPatternsInImage,
+  assertUnchangedOutside,
+  MiB,
+  type PatternWrite,
+  patternFiles,
+  standardWrites,
+} from './disk-checks.js';
 import { bootRealGuest, GUEST_NODE, guestNodeShare, realDeviceSkip } from './real-guest-node.js';
-import { fromRoot, makePatternImage, readKV, sha256File } from './rig.js';
+import { fromRoot, makePatternImage, readAt, readKV, sha256File } from './rig.js';
+import { EXPORTER_HELPERS, runTwoGuests } from './two-guests.js';
 
 const SIZE = 16 * MiB;
 const TAG = 'uas';
@@ -32,22 +41,13 @@ export function uasQemuArgs(img: string): string[] {
   ];
 }
 
-/** Guest shell: uas bound to the disk, then usbwire exporting it over usbredir on 127.0.0.1:PORT. */
-export function guestServeUas(port: number): string {
-  return `${GUEST_NODE}
+/** Guest shell: uas bound to the disk, then usbwire exporting it over usbredir on port 4000. */
+const GUEST_SERVE_UAS = `
 D=$(rig_wait_disk 60) || fail "no usb-uas disk on the xHCI"
 ls /sys/bus/usb/drivers/uas | grep -q ':' && rig_result host_uas yes
+real_serve_usbredir ${UAS_ID} "$RIG_SHARE/serve.log"
 LOG="$RIG_SHARE/serve.log"
-$NODE "$RIG_SHARE/app/bin/usbwire.js" serve --usbredir 127.0.0.1:${port} --control none --device ${UAS_ID} > "$LOG" 2>&1 &
-SERVE=$!
-n=0
-until grep -q "host device ${UAS_ID}: exporting" "$LOG"; do
-  n=$((n + 1)); [ $n -gt 600 ] && fail "usbwire did not export the uas disk"
-  kill -0 $SERVE 2>/dev/null || fail "usbwire exited"
-  sleep 0.1
-done
 `;
-}
 
 /** Guest shell after the export: usbwire stops, and the guest's uas driver gets its disk back. */
 const GUEST_UAS_BACK = `
@@ -80,7 +80,8 @@ test('usb-uas streams through libusb and usbredir in one guest: our usbredir cli
     modules: ['xhci_pci', 'usb_storage', 'uas', 'sd_mod'],
     timeoutMs: 360_000,
     qemuArgs: uasQemuArgs(img),
-    script: `${guestServeUas(4000)}
+    script: `${GUEST_NODE}
+${GUEST_SERVE_UAS}
 $NODE "$RIG_SHARE/app/dist/test/interop/real-uas-client.js" 4000 "$RIG_SHARE" '${JSON.stringify(WRITES)}' ${TAG} > "$RIG_SHARE/client.log" 2>&1 || log "uas client failed"
 ${GUEST_UAS_BACK}
 rig_result done yes
@@ -107,4 +108,100 @@ rig_result done yes
   assertUnchangedOutside(img, SEED, SIZE, WRITES);
   console.log(`# whole-disk read, ${SIZE / MiB} MiB over usbredir streams: ${kv.read_ms} ms`);
   res.cleanup();
+});
+
+/**
+ * Guest B: the disk comes over usb-redir; whole-disk sha256, then random blocks written with
+ * direct I/O at known offsets (kept in B's share for the host to compare) and read back.
+ */
+function importerScript(writes: PatternWrite[]): string {
+  const lines = writes.map(
+    (w) => `head -c ${w.length} /dev/urandom > "$RIG_SHARE/w-${w.name}.bin"
+dd if="$RIG_SHARE/w-${w.name}.bin" of=/dev/$D bs=${w.length} count=1 seek=${w.offset} oflag=direct,seek_bytes conv=notrunc 2>/tmp/dd.err || { cat /tmp/dd.err; fail "direct write ${w.name}"; }
+got=$(dd if=/dev/$D bs=${w.length} count=1 skip=${w.offset} iflag=direct,skip_bytes 2>/dev/null | sha256sum | cut -d' ' -f1)
+[ "$got" = "$(rig_sha256 "$RIG_SHARE/w-${w.name}.bin")" ] && rig_result readback_${w.name} ok`,
+  );
+  return `
+D=$(rig_wait_disk 180) || fail "no disk came over usb-redir"
+bound() { for _i in /sys/bus/usb/drivers/$1/*:*; do [ -e "$_i" ] && return 0; done; return 1; }
+bound uas && rig_result uas_bound yes
+bound usb-storage && rig_result usb_storage_bound yes
+rig_result size $(cat /sys/block/$D/size)
+rig_result disk_sha $(rig_sha256 /dev/$D)
+${lines.join('\n')}
+sync
+# uas unbound (it frees its streams) and bound again (allocates them again): QEMU disconnects a
+# redirected device on any failed bulk_streams_status, so this is a free/alloc round trip.
+IF=$(ls /sys/bus/usb/drivers/uas | grep ':' | head -1)
+echo -n "$IF" > /sys/bus/usb/drivers/uas/unbind
+n=0
+while [ -e /sys/block/$D ]; do n=$((n + 1)); [ $n -gt 100 ] && break; sleep 0.1; done
+echo -n "$IF" > /sys/bus/usb/drivers/uas/bind || fail "uas bind"
+D=$(rig_wait_disk 60) || fail "no disk after binding uas again"
+rig_result rebound yes
+rig_result disk_sha2 $(rig_sha256 /dev/$D)
+dmesg | grep -i -E "uas|usb 1-|stream|xhci" | tail -30 > "$RIG_SHARE/dmesg-b.log"
+rig_result done yes
+`;
+}
+
+test('usb-uas over usbredir to a second QEMU: the importer binds uas (streams), disk data checked on the host image', {
+  skip: realDeviceSkip(),
+  timeout: 600_000,
+}, async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'usbwire-real-uas2-'));
+  const img = join(dir, 'disk.img');
+  makePatternImage(img, SIZE, SEED);
+  const sha = sha256File(img);
+  const run = await runTwoGuests({
+    name: 'real-uas2',
+    exporter: {
+      modules: ['xhci_pci', 'usb_storage', 'uas', 'sd_mod'],
+      qemuArgs: uasQemuArgs(img),
+      script: `${EXPORTER_HELPERS}
+${GUEST_SERVE_UAS}
+exporter_ready
+exporter_wait_b
+rig_result a_streams "$(grep -o '[0-9]* bulk streams on ep [0-9a-f,]*' "$LOG" | head -1)"
+rig_result a_allocs $(grep -c -E '[0-9]+ bulk streams on ep' "$LOG")
+rig_result a_frees $(grep -c 'bulk streams on ep .* freed' "$LOG")
+${GUEST_UAS_BACK}
+rig_result done yes
+`,
+    },
+    importer: { modules: ['usb_storage', 'uas', 'sd_mod'], script: importerScript(WRITES) },
+    timeoutMs: 540_000,
+  });
+  const { aKV, bKV } = run;
+  const why = run.describe();
+  assert.equal(aKV.host_uas, 'yes', `guest A's uas did not bind QEMU's usb-uas\n${why}`);
+  assert.equal(bKV.uas_bound, 'yes', `guest B did not bind uas to the redirected disk\n${why}`);
+  assert.equal(bKV.usb_storage_bound, undefined, 'guest B bound usb-storage (BOT), not uas');
+  assert.match(
+    aKV.a_streams ?? '',
+    /^\d+ bulk streams on ep 04,82,83$/,
+    `no streams allocated through usbwire\n${why}`,
+  );
+  assert.equal(bKV.size, String(SIZE / 512), why);
+  assert.equal(bKV.disk_sha, sha, `whole disk read by guest B over uas streams vs the image\n${why}`);
+  for (const w of WRITES) {
+    assert.equal(bKV[`readback_${w.name}`], 'ok', `guest B read back ${w.name}\n${why}`);
+    const written = readFileSync(join(run.b!.shareDir, `w-${w.name}.bin`));
+    assert.ok((await readAt(img, w.offset, w.length)).equals(written), `${w.name} from guest B is in the image`);
+  }
+  assertUnchangedOutside(img, SEED, SIZE, WRITES);
+  assert.equal(bKV.rebound, 'yes', `uas unbound and bound again in guest B\n${why}`);
+  assert.equal(bKV.disk_sha2, sha256File(img), `whole disk after the rebind vs the image\n${why}`);
+  assert.equal(aKV.a_allocs, '2', `streams allocated at probe and again after the rebind\n${why}`);
+  assert.ok(Number(aKV.a_frees) >= 1, `streams freed when uas was unbound\n${why}`);
+  assert.equal(bKV.done, 'yes', why);
+  assert.equal(aKV.closed, 'yes', `usbwire did not close on SIGTERM\n${why}`);
+  assert.equal(aKV.uas_back, 'yes', `guest A's uas did not get the disk back\n${why}`);
+  assert.equal(aKV.done, 'yes', why);
+  console.log(
+    `# guest A: ${aKV.a_streams} (${aKV.a_allocs} allocs, ${aKV.a_frees} frees); guest B: ${bKV.size} sectors, sha256 ${bKV.disk_sha}`,
+  );
+  console.log(`# guest A ready after ${run.readySecs?.toFixed(0)} s, whole run ${run.totalSecs.toFixed(0)} s`);
+  run.cleanup();
+  rmSync(dir, { recursive: true, force: true });
 });

@@ -70,7 +70,7 @@ export class BulkStreams {
       return reply(Status.IoError);
     }
     for (const ep of endpoints) this.#allocated.set(ep, p.noStreams);
-    log.debug(`${p.noStreams} bulk streams on ${describe(endpoints)}`);
+    log.info(`${p.noStreams} bulk streams on ${describe(endpoints)}`);
     reply(Status.Success);
   }
 
@@ -101,6 +101,7 @@ export class BulkStreams {
     for (const ep of endpoints) this.#allocated.delete(ep);
     const status = await device.freeStreams(endpoints);
     if (status !== TransferStatus.Ok) log.warn(`free of bulk streams on ${describe(endpoints)}: ${status}`);
+    else log.info(`bulk streams on ${describe(endpoints)} freed`);
     return status;
   }
 
