@@ -324,11 +324,12 @@ export class LibusbDevice extends EventEmitter<UsbDeviceEvents> implements UsbDe
       done();
       return;
     }
-    let lt: LibusbTransfer;
+    let lt: LibusbTransfer | undefined;
     try {
       lt = LibusbTransfer.create(this.#lib, this.#handle, this.#callback.pointer, t, done);
       if (t.streamId !== 0) this.#asStreamTransfer(lt);
     } catch (err) {
+      lt?.free(this.#lib);
       this.#log.warn(`${this.name}: ${t.describe()}: ${String(err)}`);
       t.fail(TransferStatus.Invalid);
       done();
