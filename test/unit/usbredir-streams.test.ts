@@ -12,6 +12,7 @@ import { hasStreams } from '../../src/usb/streams.js';
 import { Transfer } from '../../src/usb/transfer.js';
 import { createLogger, setLogSink } from '../../src/util/log.js';
 import { openSuperSpeedFake } from '../support/libusb-ss-device.js';
+import { ParkingDevice } from '../support/parking-device.js';
 import { until } from '../support/usbip-wire.js';
 import { importOverUsbredir } from '../support/usbredir-client-pair.js';
 import { UsbredirWire } from '../support/usbredir-wire.js';
@@ -218,4 +219,19 @@ test('a bridge carries streams: a device imported over usbredir is re-exported w
   await pair.close();
   await dev.close();
   assert.equal(lib.live, 0);
+});
+
+test('a device without streams: no bulk_streams in the hello, alloc answered with an error, stream ids refused', async () => {
+  const device = new ParkingDevice();
+  const { wire, close } = await rawGuest(device);
+  const hello = wire.packets.find((p) => p.type === T.Hello) as PacketOf<typeof T.Hello>;
+  assert.equal(hello.caps[0]! & (1 << Cap.BulkStreams), 0);
+  wire.send([{ type: T.SetConfiguration, id: 1n, configuration: 1 }]);
+  await next(wire, T.ConfigurationStatus);
+  wire.send([{ type: T.AllocBulkStreams, id: 2n, endpoints: 1 << 17, noStreams: 4 }]);
+  assert.equal((await next(wire, T.BulkStreamsStatus)).status, Status.IoError);
+  wire.send([bulkPacket(3n, 0x81, 2)]);
+  assert.equal((await next(wire, T.BulkPacket)).status, Status.Inval);
+  assert.equal(device.submitted, 1, 'only SET_CONFIGURATION reached the device');
+  await close();
 });
