@@ -47,7 +47,9 @@ export class DataRequests {
     this.#host.pending.submit(p, t, (done) => {
       if (!changesLayout || done.status !== TransferStatus.Ok) return;
       // The device dropped the streams of the endpoints whose layout changed.
-      bulkStreams.forget(p.request === StandardRequest.SetInterface ? guest.interfaceEndpoints(p.index & 0xff) : undefined);
+      bulkStreams.forget(
+        p.request === StandardRequest.SetInterface ? guest.interfaceEndpoints(p.index & 0xff) : undefined,
+      );
       // A guest that sends these raw still needs fresh info before the reply.
       if (guest.refresh()) guest.sendInfo();
     });
