@@ -9,11 +9,13 @@ import { UsbredirParser } from '../../protocol/usbredir/parser.js';
 import { PduWriter } from '../../transport/pdu-writer.js';
 import type { PeerIdentity } from '../../transport/peer.js';
 import type { UsbDevice } from '../../usb/device.js';
+import { hasStreams } from '../../usb/streams.js';
 import { createLogger, type Logger } from '../../util/log.js';
 import { type TransferTrace, traceChunk, tracing } from '../../util/trace.js';
 import { usbwireVersion } from '../../util/version.js';
 import { type ConnectionLimits, DEFAULT_MAX_TRANSFER_LENGTH, resolveLimits } from '../limits.js';
 import { ReadThrottle } from '../read-throttle.js';
+import { BulkStreams } from './bulk-streams.js';
 import { ConfigurationRequests } from './configuration.js';
 import type { HostContext } from './context.js';
 import { DataRequests } from './data-requests.js';
@@ -38,7 +40,7 @@ export interface UsbredirHostSessionOptions extends ConnectionLimits {
   /** Hello version string; default "usbwire <package version>". */
   version?: string;
   logger?: Logger;
-  /** Advertise bulk_streams. Only for devices that implement streams (none do yet). */
+  /** Advertise bulk_streams; default: whether the device implements streams (UsbDevice.allocStreams). */
   bulkStreams?: boolean;
   /** How long teardown waits for the device to finish cancelled transfers. */
   drainTimeoutMs?: number;
@@ -121,7 +123,7 @@ export class UsbredirHostSession extends EventEmitter<UsbredirHostSessionEvents>
       Cap.BulkLength32Bits,
       Cap.BulkReceiving,
     ];
-    if (opts.bulkStreams) caps.push(Cap.BulkStreams);
+    if (opts.bulkStreams ?? hasStreams(opts.device)) caps.push(Cap.BulkStreams);
     this.#neg = new Negotiation('host', capsFrom(caps));
     const maxTransfer = opts.maxTransferLength ?? DEFAULT_MAX_TRANSFER_LENGTH;
     this.#parser = new UsbredirParser(
@@ -244,15 +246,20 @@ export class UsbredirHostSession extends EventEmitter<UsbredirHostSessionEvents>
       submit: (t) => transfers.submit(t),
       budget: this.#throttle,
     };
-    return {
+    const host: HostContext = {
       device,
       log: this.log,
       guest,
       pending: new PendingRequests(ctx),
       streams: new EndpointStreams(ctx),
+      get bulkStreams() {
+        return bulkStreams;
+      },
       transfers,
       send,
     };
+    const bulkStreams = new BulkStreams(host);
+    return host;
   }
 
   #send(p: Packet, trace?: TransferTrace): void {
