@@ -31,6 +31,8 @@ export interface ServeOptions {
   demoSizeMiB: number;
   control: ControlSpec | undefined;
   logLevel: 'debug' | 'info' | 'warn' | 'error';
+  /** SIGTERM/SIGINT take devices a guest holds (a mounted disk) at once instead of waiting. */
+  forceStop: boolean;
 }
 
 /** One device flag, `--remote` or `--device`, in command-line order. */
@@ -133,6 +135,9 @@ operation:
                                else $XDG_RUNTIME_DIR/usbwire/control.sock or
                                /tmp/usbwire-UID/control.sock (skipped if another usbwire has it)
   --log-level LEVEL            debug, info, warn or error (default info)
+  --force-stop                 on SIGTERM/SIGINT, take disks a guest holds (mounted) at once: the
+                               guest sees its medium removed. Without it the first signal waits
+                               until the guests let go, and a second one forces
   -h, --help                   show this help
 `;
 
@@ -177,6 +182,7 @@ export function parseServeArgs(argv: string[]): ServeOptions | 'help' {
     demoSizeMiB: Number(demo),
     control,
     logLevel: logLevel as ServeOptions['logLevel'],
+    forceStop: v['force-stop'] === true,
   };
 }
 
@@ -261,6 +267,7 @@ function serveOptions() {
     'demo-size': { type: 'string' },
     control: { type: 'string' },
     'log-level': { type: 'string' },
+    'force-stop': { type: 'boolean' },
     help: { type: 'boolean', short: 'h' },
   } as const;
 }
