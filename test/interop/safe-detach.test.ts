@@ -8,7 +8,10 @@
 //      completed; `usbwire detach --force 1-1` in the middle: the guest's sd reports the medium
 //      removed (dmesg) before the device leaves, new I/O fails, and every logged write is in
 //      the image.
-//   4. SIGTERM while mounted: usbwire says who holds what and keeps serving; after `umount` it
+//   4. the same over QEMU's usb-redir (qemu-xhci, a second disk 1-2): refused while mounted,
+//      forced while writing = medium removal, every logged write in the image; QEMU reconnects
+//      and the guest gets the disk back with its files.
+//   5. SIGTERM while mounted: usbwire says who holds what and keeps serving; after `umount` it
 //      stops by itself (exit 0). A second server: two SIGTERMs while mounted force the stop,
 //      the guest sees the medium removed, and the writes it was told are done are in the image.
 import assert from 'node:assert/strict';
@@ -29,6 +32,7 @@ import {
   startGuest,
   startUsbwire,
   type UsbwireServer,
+  usbRedirArgs,
 } from './rig.js';
 
 const file = interopFile('safe-detach');
@@ -41,6 +45,10 @@ const REC = 4096;
 const RECORDS = 512;
 const RECS = patternBytes('safe-detach-records', 0, REC * RECORDS);
 const RECS2 = patternBytes('safe-detach-records-2', 0, REC * RECORDS);
+const RECS3 = patternBytes('safe-detach-records-3', 0, REC * RECORDS);
+/** The qemu-xhci of the usb-redir disk: PCI slot and its sysfs name. */
+const REDIR_HC = '0x0a';
+const REDIR_HC_PATH = '0000:00:0a.0';
 
 const U = 'usbip --tcp-port 3240';
 const H = '10.0.2.100';
@@ -48,9 +56,8 @@ const H = '10.0.2.100';
 /** Guest: attach 1-1, wait for its disk, mount it on /mnt/d (mkfs first if asked); prints the disk. */
 function attachAndMount(mkfs: boolean): string {
   return `
-EX=$(rig_disks)
 ${U} attach -r ${H} -b 1-1 || fail "usbip attach 1-1"
-D=$(rig_wait_disk 60 $EX) || fail "the disk of 1-1 did not appear"
+D=$(rig_wait_disk_via vhci_hcd 60) || fail "the disk of 1-1 did not appear"
 echo $D > /tmp/disk
 ${mkfs ? 'mkfs.ext4 -q -F /dev/$D || fail "mkfs.ext4"' : ''}
 mkdir -p /mnt/d
@@ -58,19 +65,23 @@ mount -t ext4 /dev/$D /mnt/d || fail "mount /dev/$D"
 echo $D`;
 }
 
-/** Guest: a writer in the background: record i of RECS-file at block i of /mnt/d/log.bin, O_DIRECT + fsync, logged once done. */
-function startWriter(recs: string, tag: string): string {
+/**
+ * Guest: a writer in the background: record i of RECS-file at block i of MNT/log.bin, O_DIRECT +
+ * fsync, logged once done. DISK_FILE names the disk (the remount checkpoints the journal, so
+ * debugfs finds log.bin on the host whatever happens next).
+ */
+function startWriter(recs: string, tag: string, mnt = '/mnt/d', diskFile = '/tmp/disk'): string {
   return `
-dd if=/dev/zero of=/mnt/d/log.bin bs=${REC} count=${RECORDS} conv=fsync 2>/dev/null || fail "log.bin"
-umount /mnt/d && mount -t ext4 /dev/$(cat /tmp/disk) /mnt/d || fail "remount"
+dd if=/dev/zero of=${mnt}/log.bin bs=${REC} count=${RECORDS} conv=fsync 2>/dev/null || fail "log.bin"
+umount ${mnt} && mount -t ext4 /dev/$(cat ${diskFile}) ${mnt} || fail "remount"
 rm -f $RIG_SHARE/acked-${tag}.txt $RIG_SHARE/writer-${tag}.txt
 (
   i=0
   while [ $i -lt ${RECORDS} ]; do
-    if dd if=$RIG_SHARE/${recs} of=/mnt/d/log.bin bs=${REC} count=1 skip=$i seek=$i conv=notrunc,fsync oflag=direct 2>/tmp/dd.err; then
+    if dd if=$RIG_SHARE/${recs} of=${mnt}/log.bin bs=${REC} count=1 skip=$i seek=$i conv=notrunc,fsync oflag=direct 2>/tmp/dd-${tag}.err; then
       echo $i >> $RIG_SHARE/acked-${tag}.txt
     else
-      echo "failed at $i: $(tr '\\n' ' ' < /tmp/dd.err)" > $RIG_SHARE/writer-${tag}.txt
+      echo "failed at $i: $(tr '\\n' ' ' < /tmp/dd-${tag}.err)" > $RIG_SHARE/writer-${tag}.txt
       exit 0
     fi
     i=$((i + 1))
@@ -78,6 +89,14 @@ rm -f $RIG_SHARE/acked-${tag}.txt $RIG_SHARE/writer-${tag}.txt
   echo "wrote all ${RECORDS}" > $RIG_SHARE/writer-${tag}.txt
 ) > /dev/null 2>&1 &
 echo started`;
+}
+
+/** The guest's sd reported the medium removal (UNIT ATTENTION, MEDIUM NOT PRESENT), before the USB device left. */
+function assertRemovalBeforeDisconnect(dmesg: string): void {
+  const removal = dmesg.search(/Unit Attention[^\n]*\n[^\n]*Add\. Sense: Medium not present/);
+  const gone = dmesg.search(/USB disconnect/);
+  assert.ok(removal >= 0, `the guest's sd reported the medium removal:\n${dmesg.slice(-4000)}`);
+  assert.ok(gone < 0 || removal < gone, `medium removal reported before the device left:\n${dmesg.slice(-4000)}`);
 }
 
 function acked(shareDir: string, tag: string): number[] {
@@ -131,11 +150,15 @@ test('safe detach: refused while mounted, accepted after umount, forced = medium
   timeout: 420_000,
 }, async (t) => {
   const img = join(work, 'disk.img');
+  const img2 = join(work, 'disk2.img');
   makeZeroImage(img, SIZE);
+  makeZeroImage(img2, SIZE);
   const sock = join(work, 'c.sock');
   const port = await freePort();
+  const redirPort = await freePort();
   const serve = (): UsbwireServer => {
-    const s = startUsbwire(['--usbip', `127.0.0.1:${port}`, '--disk', img, '--control', `unix:${sock}`], {
+    const args = ['--usbip', `127.0.0.1:${port}`, '--usbredir', `127.0.0.1:${redirPort}=1-2`];
+    const s = startUsbwire([...args, '--disk', img, '--disk', img2, '--control', `unix:${sock}`], {
       readyPattern: /^control: listening/,
     });
     servers.push(s);
@@ -152,9 +175,10 @@ test('safe detach: refused while mounted, accepted after umount, forced = medium
   await srv.ready;
   const g = startGuest({
     script: 'rig_command_loop\nlog "guest done"',
-    files: { 'a.bin': FILE_A, 'b.bin': FILE_B, 'recs.bin': RECS, 'recs2.bin': RECS2 },
-    modules: ['vhci_hcd', 'usb_storage', 'sd_mod', 'ext4'],
+    files: { 'a.bin': FILE_A, 'b.bin': FILE_B, 'recs.bin': RECS, 'recs2.bin': RECS2, 'recs3.bin': RECS3 },
+    modules: ['vhci_hcd', 'xhci_pci', 'usb_storage', 'sd_mod', 'ext4'],
     guestfwd: [{ guestPort: 3240, hostPort: port }],
+    qemuArgs: usbRedirArgs([redirPort], { pciAddr: REDIR_HC }),
     timeoutMs: 360_000,
   });
   const sh = new GuestShell(g);
@@ -219,14 +243,53 @@ sha256sum /mnt/d/a.bin /mnt/d/b.bin`,
         const out = await sh.ok(
           'rig_wait_disk_gone $(cat /tmp/disk) 30 || fail "the disk is still there"; umount -l /mnt/d; dmesg',
         );
-        const removal = out.search(/Medium not present/);
-        const gone = out.search(/USB disconnect/);
         t.diagnostic(`writer: ${writer.trim()}; acknowledged ${acked(g.shareDir, 'force').length} writes`);
-        assert.ok(removal >= 0, `the guest's sd reported the medium removal:\n${out.slice(-4000)}`);
-        assert.ok(gone < 0 || removal < gone, `medium removal reported before the device left:\n${out.slice(-4000)}`);
-        assert.match(out, /Unit Attention/);
+        assertRemovalBeforeDisconnect(out);
         const fsck = assertAckedInImage(img, RECS, acked(g.shareDir, 'force'));
         t.diagnostic(fsck.split('\n')[0] ?? '');
+      },
+    );
+
+    await step(
+      'usb-redir: refused while mounted, forced while writing = medium removal; QEMU gets the disk back',
+      async () => {
+        await sh.ok(
+          `R=$(rig_wait_disk_via ${REDIR_HC_PATH} 60) || fail "no usb-redir disk"
+echo $R > /tmp/rdisk
+mkfs.ext4 -q -F /dev/$R || fail "mkfs.ext4"
+mkdir -p /mnt/r && mount -t ext4 /dev/$R /mnt/r || fail "mount /dev/$R"
+cp $RIG_SHARE/a.bin /mnt/r/a.bin && sync || fail "write a.bin"
+${startWriter('recs3.bin', 'redir', '/mnt/r', '/tmp/rdisk')}`,
+          180_000,
+        );
+        const refused = cli('detach', '1-2');
+        assert.equal(refused.status, 1, refused.out);
+        assert.match(refused.out, /1-2 \(disk .*\) is held by usbredir [\d.]+:\d+: the host has locked the medium/);
+        await waitFor('the guest writer to log 5 writes', 60_000, () => acked(g.shareDir, 'redir').length >= 5);
+        await sh.ok('dmesg -c > /dev/null');
+        const r = cli('detach', '--force', '1-2');
+        assert.equal(r.status, 0, r.out);
+        assert.match(r.out, /1-2: detached from usbredir .*\(writes in flight finished and flushed\)/);
+        assert.match(r.out, /the host was told its medium was removed/);
+        await waitFor('the writer to stop', 60_000, () => existsSync(join(g.shareDir, 'writer-redir.txt')));
+        const writer = readFileSync(join(g.shareDir, 'writer-redir.txt'), 'utf8');
+        assert.match(writer, /^failed at \d+/, 'the writer got an error for new I/O');
+        const out = await sh.ok('rig_wait_disk_gone $(cat /tmp/rdisk) 30 || fail "the disk is still there"; dmesg');
+        assertRemovalBeforeDisconnect(out);
+        assertAckedInImage(img2, RECS3, acked(g.shareDir, 'redir'));
+        t.diagnostic(
+          `usb-redir: ${writer.trim()}; acknowledged ${acked(g.shareDir, 'redir').length} writes, all in the image`,
+        );
+        // QEMU reconnects (reconnect=1) and takes the device again: medium back, files there.
+        const back = await sh.ok(
+          `umount -l /mnt/r
+R=$(rig_wait_disk_via ${REDIR_HC_PATH} 60) || fail "the usb-redir disk did not come back"
+mount -t ext4 /dev/$R /mnt/r || fail "mount /dev/$R again"
+sha256sum /mnt/r/a.bin
+umount /mnt/r || fail "umount"`,
+          120_000,
+        );
+        assert.match(back, new RegExp(`${sha256(FILE_A)}\\s+/mnt/r/a.bin`));
       },
     );
 
@@ -258,12 +321,7 @@ sha256sum /mnt/d/a.bin /mnt/d/b.bin`,
       const out = await sh.ok(
         'rig_wait_disk_gone $(cat /tmp/disk) 30 || fail "the disk is still there"; umount -l /mnt/d; dmesg',
       );
-      const removal = out.search(/Medium not present/);
-      const gone = out.search(/USB disconnect/);
-      assert.ok(
-        removal >= 0 && (gone < 0 || removal < gone),
-        `medium removal before the device left:\n${out.slice(-4000)}`,
-      );
+      assertRemovalBeforeDisconnect(out);
       assertAckedInImage(img, RECS2, acked(g.shareDir, 'term'));
       t.diagnostic(`SIGTERM x2: acknowledged ${acked(g.shareDir, 'term').length} writes, all in the image`);
     });
