@@ -39,6 +39,8 @@ export interface ServeOptions {
   /** Access rules from the config file; undefined: every client may use every device. */
   access: AccessPolicy | undefined;
   limits: ServeConfig['limits'];
+  /** SIGTERM/SIGINT take devices a guest holds (a mounted disk) at once instead of waiting. */
+  forceStop: boolean;
 }
 
 /** One device flag, `--remote` or `--device`, in command-line order. */
@@ -153,6 +155,9 @@ operation:
   --log-level LEVEL            debug, info, warn or error (default info)
   --config FILE                a JSON file holding flags, devices, access rules and limits
                                (see the README's "Config file"); flags given too are added
+  --force-stop                 on SIGTERM/SIGINT, take disks a guest holds (mounted) at once: the
+                               guest sees its medium removed. Without it the first signal waits
+                               until the guests let go, and a second one forces
   -h, --help                   show this help
 `;
 
@@ -202,6 +207,7 @@ export function parseServeArgs(argv: string[]): ServeOptions | 'help' {
     credentials: credentialFlags(v, { cert: '--tls-cert', key: '--tls-key', ca: '--tls-ca' }),
     access: config.access,
     limits: config.limits,
+    forceStop: v['force-stop'] === true,
   };
 }
 
@@ -337,6 +343,7 @@ function serveOptions() {
     'psk-file': { type: 'string' },
     'psk-identity': { type: 'string' },
     config: { type: 'string' },
+    'force-stop': { type: 'boolean' },
     help: { type: 'boolean', short: 'h' },
   } as const;
 }

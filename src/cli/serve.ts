@@ -10,6 +10,7 @@ import {
   ControlServer,
   checkControlAddress,
   defaultControlPath,
+  detachAllForStop,
 } from '../server/control/index.js';
 import { DeviceRegistry, entryName } from '../server/registry.js';
 import { UsbipServer } from '../server/usbip/index.js';
@@ -74,12 +75,19 @@ export async function serve(argv: string[]): Promise<number> {
   }
   // Signals are handled from the start, so a SIGTERM during start-up still shuts down cleanly,
   // and until the end: a repeated signal must not kill the process before images are flushed.
+  // A second signal insists: devices a guest holds (a mounted disk) are taken anyway.
   let signalled: ((signal: string) => void) | undefined;
+  let insisted: (() => void) | undefined;
   const signal = new Promise<string>((resolve) => (signalled = resolve));
+  const insist = new Promise<void>((resolve) => (insisted = resolve));
   const onSignal = (name: string) => () => {
-    if (signalled) signalled(name);
-    else log.info(`${name}: already shutting down, flushing first`);
-    signalled = undefined;
+    if (signalled) {
+      signalled(name);
+      signalled = undefined;
+    } else if (insisted) {
+      insisted();
+      insisted = undefined;
+    } else log.info(`${name}: already shutting down, flushing first`);
   };
   const handlers = { SIGINT: onSignal('SIGINT'), SIGTERM: onSignal('SIGTERM'), SIGHUP: onSignal('SIGHUP') };
   for (const [name, handler] of Object.entries(handlers)) process.on(name, handler);
@@ -100,7 +108,9 @@ export async function serve(argv: string[]): Promise<number> {
     await registry.closeAll();
     throw err;
   }
-  log.info(`${await signal}: shutting down`);
+  const why = await signal;
+  log.info(`${why}: shutting down`);
+  await detachAllForStop(registry, { force: parsed.forceStop, insist, why });
   await Promise.allSettled(frontEnds.map((f) => f.close()));
   await slots.close();
   await registry.closeAll();

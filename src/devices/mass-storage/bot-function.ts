@@ -15,6 +15,8 @@ export interface ScsiTarget {
   ): Promise<{ status: 'good' | 'check-condition'; data?: Buffer | undefined; sense?: Buffer | undefined }>;
   /** Bus reset: the next command reports UNIT ATTENTION. */
   reset(): void;
+  /** The host has the status of the last command (its CSW went out). */
+  statusDelivered?(): void;
 }
 
 export const BOT_IN = 0x81;
@@ -294,7 +296,7 @@ export class BotFunction implements UsbFunction {
         t.completeIn(this.#csw);
         this.#csw = undefined;
         this.#phase = 'command';
-        this.#host.complete(t);
+        if (this.#host.complete(t)) this.#target.statusDelivered?.();
         this.#pumpOut();
       } else return;
     }
