@@ -66,5 +66,11 @@ read_keys() {
   _n=0; until grep -q READY "$1" 2>/dev/null; do _n=$((_n + 1)); [ $_n -gt 100 ] && fail "evdev-read did not start"; rig_nap 0.1; done
   echo "ev=$EV $(evdev-read name $EV)"
 }
+# read_loop DEV: read DEV again and again (O_DIRECT, 1 MiB) in the background until a read fails;
+# then /tmp/dd.end exists and /tmp/dd.err has dd's error
+read_loop() {
+  rm -f /tmp/dd.end
+  (while dd if=$1 of=/dev/null bs=1M iflag=direct 2>/tmp/dd.err; do :; done; echo ended > /tmp/dd.end) > /dev/null 2>&1 &
+}
 mkdir -p /mnt/d /mnt/e
 `;

@@ -15,8 +15,8 @@
 //     under the same busid, the copy reads the image's sha256;
 //  5. hotplug: a keyboard plugged after usbwire started (VID:PID) is exported; keys typed on the
 //     host arrive as evdev events on the vhci copy; unplugged → detach seen; plugged again →
-//     exported under the same busid, keys again; SIGTERM while attached → usbhid and usb-storage
-//     bound again to the guest's own devices.
+//     exported under the same busid, keys again; SIGTERM while the keyboard is attached and the disk copy is
+//     being read → both copies gone, usbhid and usb-storage bound again to the guest's own devices.
 import assert from 'node:assert/strict';
 import { cpSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -228,8 +228,7 @@ serve_alive && echo alive=yes`,
           `
 attach 1-1 || fail "usbip attach 1-1"
 E=$(rig_wait_disk_via vhci_hcd 60) || fail "no vhci copy"
-rm -f /tmp/dd.end
-(while dd if=/dev/$E of=/dev/null bs=1M iflag=direct 2>/tmp/dd.err; do :; done; echo ended > /tmp/dd.end) > /dev/null 2>&1 &
+read_loop /dev/$E
 rig_nap 1`,
           120_000,
         );
@@ -314,14 +313,26 @@ read_keys $RIG_SHARE/keys-2.txt`,
           await sh.ok(
             `
 S=$(cat /tmp/S); K=$(cat /tmp/K)
+attach 1-1 || fail "usbip attach 1-1"
+E=$(rig_wait_disk_via vhci_hcd 60) || fail "no vhci copy"
+read_loop /dev/$E
+rig_nap 1
 stop_bg $RIG_SHARE/serve2.log && echo closed=yes
+rig_wait_file /tmp/dd.end 30 && echo reader_ended=yes
+gone_from_vhci 1-1 30 && gone_from_vhci 1-2 30 && echo detached=yes
 bound usbhid $K:1.0 && echo kbd_reattached=yes
 bound usb-storage $S:1.0 && echo storage_reattached=yes
 rig_wait_disk_via "/$S:1.0/" 60 > /dev/null && echo host_disk=yes`,
             120_000,
           ),
         );
-        assert.equal(end.closed, 'yes', 'usbwire did not close on SIGTERM with the keyboard attached');
+        assert.equal(
+          end.closed,
+          'yes',
+          'usbwire did not close on SIGTERM with the keyboard attached and the disk being read',
+        );
+        assert.equal(end.reader_ended, 'yes', 'the reader of the disk copy did not end');
+        assert.equal(end.detached, 'yes', 'the vhci copies stayed after usbwire stopped');
         assert.equal(end.kbd_reattached, 'yes', "the guest's usbhid was not bound to the keyboard again");
         assert.equal(end.storage_reattached, 'yes', "the guest's usb-storage was not bound to the disk again");
         assert.equal(end.host_disk, 'yes');

@@ -154,7 +154,9 @@ test('an interface the kernel still holds (detach refused): a log line at open, 
   assert.equal(lib.submitted.length, 0);
   assert.ok(
     lines.some((l) =>
-      /request 0x2 for interface 1, which the host's kernel driver still holds: answered with a stall/.test(l),
+      /request 0x2 for interface 1, which the host still holds \(a kernel driver or another program\): answered with a stall/.test(
+        l,
+      ),
     ),
     lines.join('\n'),
   );

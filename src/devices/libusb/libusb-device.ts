@@ -336,7 +336,7 @@ export class LibusbDevice extends EventEmitter<UsbDeviceEvents> implements UsbDe
       return `request 0x${s.bRequest.toString(16)} for interface ${index}, which configuration ${this.#tracker.configuration} lacks`;
     }
     if (this.#claimOne(index)) return undefined;
-    return `request 0x${s.bRequest.toString(16)} for interface ${index}, which the host's kernel driver still holds`;
+    return `request 0x${s.bRequest.toString(16)} for interface ${index}, which the host still holds (a kernel driver or another program)`;
   }
 
   #refuse(t: Transfer, why: string): void {
