@@ -218,7 +218,7 @@ serve_alive && echo alive=yes`,
       const log = readFileSync(join(share, 'serve2.log'), 'utf8');
       assert.match(log, /the client asked for configuration 7; the device has 1: answered with a stall/);
       assert.match(log, /request 0xfe for interface 4, which configuration 1 lacks/);
-      assert.match(log, /CLEAR_FEATURE\(ENDPOINT_HALT\) for endpoint 0x86, which the active settings lack/);
+      assert.match(log, /CLEAR_FEATURE\(ENDPOINT_HALT\) for endpoint 0x86, which the active configuration lacks/);
     });
 
     await phase(

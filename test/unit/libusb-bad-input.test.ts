@@ -29,10 +29,10 @@ const iface = (number: number, alt: number, endpoints: number, cls: number) => [
 const bulk = (address: number) => [7, 5, address, 2, 0, 2, 0];
 const body = [
   ...[...iface(0, 0, 2, 0xff), ...bulk(0x81), ...bulk(0x02)],
-  ...[...iface(0, 1, 2, 0xff), ...bulk(0x81), ...bulk(0x02)],
+  ...[...iface(0, 1, 3, 0xff), ...bulk(0x81), ...bulk(0x02), ...bulk(0x84)],
   ...[...iface(1, 0, 1, 3), ...[7, 5, 0x83, 3, 8, 0, 10]],
 ];
-/** Configuration 1: interface 0 (bulk 0x81/0x02, alternates 0 and 1), interface 1 (interrupt 0x83). */
+/** Configuration 1: interface 0 (bulk 0x81/0x02; alternate 1 adds 0x84), interface 1 (interrupt 0x83). */
 const CONFIG = Buffer.from([9, 2, 9 + body.length, 0, 2, 1, 0, 0x80, 50, ...body]);
 
 const openFake = (setup?: (lib: FakeLibusb) => void) =>
@@ -102,7 +102,7 @@ test('SET_INTERFACE to a setting or interface the device lacks, CLEAR_HALT of a 
   for (const [t, why] of [
     [setInterface(0, 5), /alternate setting 5 of interface 0, which it lacks/],
     [setInterface(4, 0), /SET_INTERFACE for interface 4, which the active configuration lacks/],
-    [clearHalt(0x85), /CLEAR_FEATURE\(ENDPOINT_HALT\) for endpoint 0x85, which the active settings lack/],
+    [clearHalt(0x85), /CLEAR_FEATURE\(ENDPOINT_HALT\) for endpoint 0x85, which the active configuration lacks/],
   ] as const) {
     lines.length = 0;
     await run(lib, dev, t);
@@ -134,11 +134,13 @@ test('requests to a missing interface or endpoint: STALL before libusb; present 
   await run(lib, dev, noEndpoint);
   assert.equal(noEndpoint.status, TransferStatus.Stall);
   assert.equal(lib.submitted.length, 0, 'neither reached libusb');
-  const present = [toInterface(1), endpointStatus(0x83), endpointStatus(0x03), endpointStatus(0)];
+  // 0x84 is in an alternate setting not selected: usbfs takes it (findintfep), so do we;
+  // 0x03 is 0x83 with the wrong direction, which usbfs lets through too.
+  const present = [toInterface(1), endpointStatus(0x83), endpointStatus(0x84), endpointStatus(0x03), endpointStatus(0)];
   const vendor = control({ bmRequestType: 0xc1, bRequest: 1, wValue: 0, wIndex: 9, wLength: 4 });
   for (const t of [...present, vendor]) await run(lib, dev, t);
   for (const t of [...present, vendor]) assert.equal(t.status, TransferStatus.Ok, JSON.stringify(t.setup));
-  assert.equal(lib.submitted.length, 5);
+  assert.equal(lib.submitted.length, 6);
   await dev.close();
 });
 

@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import { activeEndpoints, type ParsedConfiguration, parseConfiguration } from '../../usb/descriptors.js';
+import { type ParsedConfiguration, parseConfiguration } from '../../usb/descriptors.js';
 import type { DeviceDescriptors, UsbDevice, UsbDeviceEvents } from '../../usb/device.js';
 import { ConfigurationTracker, isSetConfiguration, isSetInterface, readDescriptors } from '../../usb/device-state.js';
 import { Feature, RequestType, type SetupPacket, StandardRequest } from '../../usb/setup.js';
@@ -315,7 +315,7 @@ export class LibusbDevice extends EventEmitter<UsbDeviceEvents> implements UsbDe
       return `SET_INTERFACE to alternate setting ${s.wValue & 0xff} of interface ${iface.number}, which it lacks`;
     }
     if (this.#hasEndpoint(s.wIndex & 0xff)) return undefined;
-    return `CLEAR_FEATURE(ENDPOINT_HALT) for endpoint 0x${(s.wIndex & 0xff).toString(16)}, which the active settings lack`;
+    return `CLEAR_FEATURE(ENDPOINT_HALT) for endpoint 0x${(s.wIndex & 0xff).toString(16)}, which the active configuration lacks`;
   }
 
   /**
@@ -329,7 +329,7 @@ export class LibusbDevice extends EventEmitter<UsbDeviceEvents> implements UsbDe
     const index = s.wIndex & 0xff;
     if (recipient === RequestType.Endpoint) {
       if ((index & 0x7f) === 0 || this.#hasEndpoint(index) || this.#hasEndpoint(index ^ 0x80)) return undefined;
-      return `request 0x${s.bRequest.toString(16)} for endpoint 0x${index.toString(16)}, which the active settings lack`;
+      return `request 0x${s.bRequest.toString(16)} for endpoint 0x${index.toString(16)}, which the active configuration lacks`;
     }
     if (recipient !== RequestType.Interface || this.#claimed.has(index)) return undefined;
     if (!this.#activeConfig()?.interfaces.some((i) => i.number === index)) {
@@ -349,10 +349,10 @@ export class LibusbDevice extends EventEmitter<UsbDeviceEvents> implements UsbDe
     return this.#configs.find((c) => c.value === this.#tracker.configuration);
   }
 
+  /** Like usbfs (findintfep): an endpoint of any alternate setting of the active configuration. */
   #hasEndpoint(address: number): boolean {
-    const config = this.#activeConfig();
-    return (
-      !!config && activeEndpoints(config, (i) => this.#tracker.alternateSetting(i)).some((e) => e.address === address)
+    return !!this.#activeConfig()?.interfaces.some((i) =>
+      i.alternates.some((a) => a.endpoints.some((e) => e.address === address)),
     );
   }
 
