@@ -62,6 +62,11 @@ export class BotFunction implements UsbFunction {
   #generation = 0;
   /** An OUT transfer is being handled (the last data-out transfer is held until the write is done). */
   #outBusy = false;
+  /**
+   * The last command handed to the target. The next one waits for it, across resets too: a write
+   * whose client went away (cancelled, device reset) must not land after the next client's.
+   */
+  #executing: Promise<unknown> = Promise.resolve();
 
   constructor(target: ScsiTarget) {
     this.#target = target;
@@ -242,8 +247,10 @@ export class BotFunction implements UsbFunction {
     this.#phase = 'executing';
     const h = cmd.cbw.dataTransferLength;
     let result: Awaited<ReturnType<ScsiTarget['execute']>>;
+    const run = this.#executing.then(() => this.#target.execute(cmd.cbw.cdb, dataOut));
+    this.#executing = run.catch(() => {});
     try {
-      result = await this.#target.execute(cmd.cbw.cdb, dataOut);
+      result = await run;
     } catch (err) {
       log.error(`SCSI command 0x${cmd.cbw.cdb[0]!.toString(16)} threw: ${(err as Error).message}`);
       result = { status: 'check-condition' };
