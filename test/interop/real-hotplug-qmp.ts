@@ -4,6 +4,7 @@
 import { existsSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
+import { REAL_GUEST } from './real-guest-node.js';
 import { type BootOptions, type GuestHandle, sleep, startGuest, waitForFile } from './rig.js';
 
 type QmpReply = { return?: unknown; error?: { class: string; desc: string }; event?: string; data?: unknown };
@@ -125,7 +126,7 @@ export function qmpArgs(dir: string): { path: string; args: string[] } {
 }
 
 /**
- * A real-device guest (as real-guest-node.ts' bootRealGuest) that the host drives while it runs:
+ * A real-device guest (real-guest-node.ts' bootRealGuest) that the host drives while it runs:
  * returns the handle (waitStage, signal, GuestShell). Stopped 10 s after guest.sh has finished,
  * in case its shutdown hangs behind a stuck driver.
  */
@@ -133,13 +134,7 @@ export function startRealGuest(
   share: string,
   opts: Pick<BootOptions, 'modules' | 'qemuArgs' | 'script'> & { timeoutMs: number },
 ): GuestHandle {
-  const g = startGuest({
-    shareDir: share,
-    net: false,
-    memoryMiB: 1024,
-    append: 'preempt=full loglevel=3',
-    ...opts,
-  });
+  const g = startGuest({ shareDir: share, net: false, ...REAL_GUEST, ...opts });
   waitForFile(g.path('guest.rc'), opts.timeoutMs, g.done)
     .then(() => sleep(10_000))
     .then(g.kill, () => {});
