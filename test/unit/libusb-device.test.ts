@@ -6,39 +6,22 @@ import type { SetupPacket } from '../../src/usb/setup.js';
 import { TransferStatus } from '../../src/usb/status.js';
 import { Transfer } from '../../src/usb/transfer.js';
 import { setLogSink } from '../../src/util/log.js';
-import { FakeLibusb, type FakeSubmitted } from './libusb-fake.js';
+import { FAKE_DEVICE_DESCRIPTOR, FakeLibusb, openFakeDevice } from './libusb-fake.js';
 
 setLogSink('silent');
 
-const DEVICE = Buffer.from([18, 1, 0, 2, 0, 0, 0, 64, 0x25, 0x05, 0xa0, 0xa4, 0, 1, 0, 0, 0, 1]);
+const DEVICE = FAKE_DEVICE_DESCRIPTOR;
 const CONFIG = Buffer.from([
-  ...[9, 2, 32, 0, 1, 1, 0, 0x80, 50],
+  ...[9, 2, 55, 0, 1, 1, 0, 0x80, 50],
   ...[9, 4, 0, 0, 2, 0xff, 0, 0, 0],
+  ...[7, 5, 0x81, 2, 0, 2, 0],
+  ...[7, 5, 0x02, 2, 0, 2, 0],
+  ...[9, 4, 0, 1, 2, 0xff, 0, 0, 0],
   ...[7, 5, 0x81, 2, 0, 2, 0],
   ...[7, 5, 0x02, 2, 0, 2, 0],
 ]);
 
-function isGetDescriptor(s: FakeSubmitted): boolean {
-  return s.type === 0 && s.buffer[0] === 0x80 && s.buffer[1] === 6;
-}
-
-async function openFake(): Promise<{ lib: FakeLibusb; dev: LibusbDevice }> {
-  const lib = new FakeLibusb();
-  lib.driverActive.add(0);
-  lib.autoComplete = (s) => {
-    if (!isGetDescriptor(s)) return false;
-    const type = s.buffer[3];
-    const want = s.buffer.readUInt16LE(6);
-    const data = (type === 1 ? DEVICE : CONFIG).subarray(0, want);
-    setImmediate(() => lib.complete(s, XferStatus.Completed, data.length, data));
-    return true;
-  };
-  const dev = new LibusbDevice(lib.asLibusb(), 1n, 2n, 'fake', 'high');
-  await dev.init();
-  lib.submitted.length = 0;
-  lib.calls.length = 0;
-  return { lib, dev };
-}
+const openFake = () => openFakeDevice(CONFIG, [0]);
 
 function control(setup: SetupPacket): Transfer {
   return new Transfer({ type: 'control', endpoint: setup.bmRequestType & 0x80, setup, length: setup.wLength });

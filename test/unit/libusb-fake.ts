@@ -1,5 +1,6 @@
 // A stand-in for the libusb binding: transfers are recorded when submitted and completed by the
 // test (or by `autoComplete`), the way libusb would from libusb_handle_events.
+import { LibusbDevice } from '../../src/devices/libusb/libusb-device.js';
 import { type Libusb, type Pointer, TRANSFER, XferStatus } from '../../src/devices/libusb/libusb-ffi.js';
 
 export interface FakeSubmitted {
@@ -123,4 +124,33 @@ export class FakeLibusb implements Partial<Libusb> {
     this.calls.push('cancel');
     return 0;
   };
+}
+
+/** A device descriptor (0525:a4a0, one configuration) for fake devices. */
+export const FAKE_DEVICE_DESCRIPTOR = Buffer.from([18, 1, 0, 2, 0, 0, 0, 64, 0x25, 0x05, 0xa0, 0xa4, 0, 1, 0, 0, 0, 1]);
+
+/**
+ * A LibusbDevice opened on a fake whose kernel drivers hold `drivers` and whose descriptors are
+ * FAKE_DEVICE_DESCRIPTOR and `config`; `setup` may change the fake first. The fake's records are
+ * emptied after the open.
+ */
+export async function openFakeDevice(
+  config: Buffer,
+  drivers: number[],
+  setup?: (lib: FakeLibusb) => void,
+): Promise<{ lib: FakeLibusb; dev: LibusbDevice }> {
+  const lib = new FakeLibusb();
+  for (const i of drivers) lib.driverActive.add(i);
+  setup?.(lib);
+  lib.autoComplete = (s) => {
+    if (!(s.type === 0 && s.buffer[0] === 0x80 && s.buffer[1] === 6)) return false;
+    const data = (s.buffer[3] === 1 ? FAKE_DEVICE_DESCRIPTOR : config).subarray(0, s.buffer.readUInt16LE(6));
+    setImmediate(() => lib.complete(s, XferStatus.Completed, data.length, data));
+    return true;
+  };
+  const dev = new LibusbDevice(lib.asLibusb(), 1n, 2n, 'fake', 'high');
+  await dev.init();
+  lib.submitted.length = 0;
+  lib.calls.length = 0;
+  return { lib, dev };
 }

@@ -260,10 +260,14 @@ export class LibusbDevice extends EventEmitter<UsbDeviceEvents> implements UsbDe
       const s = q.t.setup;
       const dead = this.#gone || this.#closed;
       const intercepted = !dead && s !== undefined && isIntercepted(s);
-      if (intercepted && this.#ep0InFlight > 0) return;
+      const refusal = !dead && s !== undefined && !intercepted ? this.#refusal(s) : undefined;
+      if ((intercepted || refusal) && this.#ep0InFlight > 0) return;
       this.#ep0Queue.shift();
       if (dead) {
         q.t.fail(TransferStatus.NoDevice);
+        q.done();
+      } else if (refusal) {
+        this.#refuse(q.t, refusal);
         q.done();
       } else if (intercepted) {
         this.#runIntercepted(q.t, s);
@@ -283,11 +287,16 @@ export class LibusbDevice extends EventEmitter<UsbDeviceEvents> implements UsbDe
 
   /** SET_CONFIGURATION, SET_INTERFACE and CLEAR_FEATURE(HALT) through libusb's calls (status set). */
   #runIntercepted(t: Transfer, s: SetupPacket): void {
-    if (isSetConfiguration(s)) {
+    const refusal = this.#interceptedRefusal(s);
+    if (refusal) {
+      this.#refuse(t, refusal);
+    } else if (isSetConfiguration(s)) {
+      const before = this.#tracker.configuration;
       this.#dropStreams();
       this.#releaseAll();
       const rc = this.#lib.setConfiguration(this.#handle, s.wValue & 0xff);
-      this.#claimAll(s.wValue & 0xff);
+      // Failed: the interfaces of the configuration that is still active are ours again.
+      this.#claimAll(rc < 0 ? before : s.wValue & 0xff);
       this.#finishSync(t, 'libusb_set_configuration', rc);
     } else if (isSetInterface(s)) {
       this.#dropStreams(this.#interfaceEndpoints(s.wIndex & 0xff));
@@ -296,6 +305,65 @@ export class LibusbDevice extends EventEmitter<UsbDeviceEvents> implements UsbDe
     } else {
       this.#finishSync(t, 'libusb_clear_halt', this.#lib.clearHalt(this.#handle, s.wIndex & 0xff));
     }
+  }
+
+  /**
+   * Why a request the device could not carry out is answered with a STALL here (what a device
+   * does with a request error) instead of reaching libusb: a configuration, interface, setting
+   * or endpoint the device lacks.
+   */
+  #interceptedRefusal(s: SetupPacket): string | undefined {
+    if (isSetConfiguration(s)) {
+      const value = s.wValue & 0xff;
+      if (value === 0 || this.#configs.some((c) => c.value === value)) return undefined;
+      return `the client asked for configuration ${value}; the device has ${this.#configs.map((c) => c.value).join(', ') || 'none'}`;
+    }
+    if (isSetInterface(s)) {
+      const iface = this.#activeConfig()?.interfaces.find((i) => i.number === (s.wIndex & 0xff));
+      if (!iface) return `SET_INTERFACE for interface ${s.wIndex & 0xff}, which the active configuration lacks`;
+      if (iface.alternates.some((a) => a.alternate === (s.wValue & 0xff))) return undefined;
+      return `SET_INTERFACE to alternate setting ${s.wValue & 0xff} of interface ${iface.number}, which it lacks`;
+    }
+    if (this.#hasEndpoint(s.wIndex & 0xff)) return undefined;
+    return `CLEAR_FEATURE(ENDPOINT_HALT) for endpoint 0x${(s.wIndex & 0xff).toString(16)}, which the active configuration lacks`;
+  }
+
+  /**
+   * Requests addressed to an interface or endpoint go through usbfs only if we hold that
+   * interface; otherwise libusb fails them with a bare I/O error. Say why, and STALL. Vendor
+   * requests are passed as usbfs passes them.
+   */
+  #refusal(s: SetupPacket): string | undefined {
+    if ((s.bmRequestType & RequestType.TypeMask) === RequestType.Vendor) return undefined;
+    const recipient = s.bmRequestType & RequestType.RecipientMask;
+    const index = s.wIndex & 0xff;
+    if (recipient === RequestType.Endpoint) {
+      if ((index & 0x7f) === 0 || this.#hasEndpoint(index) || this.#hasEndpoint(index ^ 0x80)) return undefined;
+      return `request 0x${s.bRequest.toString(16)} for endpoint 0x${index.toString(16)}, which the active configuration lacks`;
+    }
+    if (recipient !== RequestType.Interface || this.#claimed.has(index)) return undefined;
+    if (!this.#activeConfig()?.interfaces.some((i) => i.number === index)) {
+      return `request 0x${s.bRequest.toString(16)} for interface ${index}, which configuration ${this.#tracker.configuration} lacks`;
+    }
+    if (this.#claimOne(index)) return undefined;
+    return `request 0x${s.bRequest.toString(16)} for interface ${index}, which the host still holds (a kernel driver or another program)`;
+  }
+
+  #refuse(t: Transfer, why: string): void {
+    this.#log.warn(`${this.name}: ${why}: answered with a stall`);
+    t.status = TransferStatus.Stall;
+    t.actualLength = 0;
+  }
+
+  #activeConfig(): ParsedConfiguration | undefined {
+    return this.#configs.find((c) => c.value === this.#tracker.configuration);
+  }
+
+  /** Like usbfs (findintfep): an endpoint of any alternate setting of the active configuration. */
+  #hasEndpoint(address: number): boolean {
+    return !!this.#activeConfig()?.interfaces.some((i) =>
+      i.alternates.some((a) => a.endpoints.some((e) => e.address === address)),
+    );
   }
 
   #finishSync(t: Transfer, call: string, rc: number): void {
@@ -537,16 +605,28 @@ export class LibusbDevice extends EventEmitter<UsbDeviceEvents> implements UsbDe
   #claimAll(value = this.#tracker.configuration): void {
     const config = this.#configs.find((c) => c.value === value);
     if (!config) return;
-    for (const { number } of config.interfaces) {
-      if (this.#lib.kernelDriverActive(this.#handle, number) === 1) {
-        const rc = this.#lib.detachKernelDriver(this.#handle, number);
-        if (rc < 0) this.#log.warn(`${this.name}: detach kernel driver of interface ${number}: ${rc}`);
-        else this.#detached.add(number);
+    for (const { number } of config.interfaces) this.#claimOne(number);
+  }
+
+  /** Detach the kernel driver (once) and claim; false (with a log line) when the host keeps it. */
+  #claimOne(number: number): boolean {
+    if (this.#lib.kernelDriverActive(this.#handle, number) === 1) {
+      const rc = this.#lib.detachKernelDriver(this.#handle, number);
+      if (rc < 0) {
+        this.#log.warn(
+          `${this.name}: interface ${number} stays with the host's kernel driver: ${new LibusbError('libusb_detach_kernel_driver', rc).message}`,
+        );
+        return false;
       }
-      const rc = this.#lib.claimInterface(this.#handle, number);
-      if (rc < 0) this.#log.warn(`${this.name}: ${new LibusbError(`claim interface ${number}`, rc).message}`);
-      else this.#claimed.add(number);
+      this.#detached.add(number);
     }
+    const rc = this.#lib.claimInterface(this.#handle, number);
+    if (rc < 0) {
+      this.#log.warn(`${this.name}: ${new LibusbError(`claim interface ${number}`, rc).message}`);
+      return false;
+    }
+    this.#claimed.add(number);
+    return true;
   }
 
   #releaseAll(): void {

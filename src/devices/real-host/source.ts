@@ -4,7 +4,7 @@ import type { DeviceSource, DeviceSourceEvents } from '../../usb/source.js';
 import { hex4 } from '../../util/hex.js';
 import { createLogger, type Logger } from '../../util/log.js';
 import { whatHolds } from './holders.js';
-import { type DeviceSelector, formatSelector, selectDevice } from './selector.js';
+import { type DeviceSelector, formatSelector, matches, selectDevice } from './selector.js';
 import { type HostRoot, type HostUsbDevice, listHostDevices, REAL_HOST } from './sysfs.js';
 
 export interface HostDeviceSourceOptions {
@@ -57,6 +57,8 @@ export class HostDeviceSource extends EventEmitter<DeviceSourceEvents> implement
   async close(): Promise<void> {
     this.#stopped = true;
     clearInterval(this.#timer);
+    // A look in progress may be opening the device: let it finish (it closes what it opened).
+    await this.#running;
     const current = this.#current;
     if (current) await this.#drop(current);
   }
@@ -76,22 +78,34 @@ export class HostDeviceSource extends EventEmitter<DeviceSourceEvents> implement
   }
 
   async #look(): Promise<void> {
-    let found: HostUsbDevice | undefined;
+    const selector = this.#opts.selector;
     // Strings (names, serial) make the kernel take the device lock: only when a serial selects.
-    const strings = this.#opts.selector.kind === 'id' && this.#opts.selector.serial !== undefined;
+    const strings = selector.kind === 'id' && selector.serial !== undefined;
+    let devices: HostUsbDevice[];
     try {
-      found = selectDevice(this.#opts.selector, await listHostDevices(this.#host, { strings }));
+      devices = await listHostDevices(this.#host, { strings });
     } catch (err) {
       this.#note('warn', (err as Error).message);
       return;
     }
+    if (this.#stopped) return;
     const current = this.#current;
     if (current) {
-      // Gone, or something else now sits on the port: the exported device is unplugged.
-      if (!found || found.busnum !== current.host.busnum || found.devnum !== current.host.devnum) {
+      // Gone, or something else now sits on the port: the exported device is unplugged. Another
+      // device with the same VID:PID (a USB/IP client's copy of this one attached back to this
+      // host, say) does not make the one exported ambiguous.
+      const same = (d: HostUsbDevice) => d.busnum === current.host.busnum && d.devnum === current.host.devnum;
+      if (!devices.some((d) => same(d) && matches(selector, d))) {
         this.#log.info(`${this.description}: ${describe(current.host)} unplugged`);
         await this.#drop(current);
       }
+      return;
+    }
+    let found: HostUsbDevice | undefined;
+    try {
+      found = selectDevice(selector, devices);
+    } catch (err) {
+      this.#note('warn', (err as Error).message);
       return;
     }
     if (!found) {
@@ -126,6 +140,10 @@ export class HostDeviceSource extends EventEmitter<DeviceSourceEvents> implement
     device.once('disconnect', () => {
       entry.gone = true;
       if (this.#current === entry) this.#current = undefined;
+      // Gone by itself (libusb saw it first): still ours to close, or its file descriptor and
+      // libusb context stay open and keep the process alive after SIGTERM. After the other
+      // listeners (the servers) have seen the disconnect.
+      setImmediate(() => void this.#closeDevice(device));
     });
     this.#log.info(`${this.description}: exporting ${describe(found)}`);
     this.emit('device', device);
@@ -134,11 +152,15 @@ export class HostDeviceSource extends EventEmitter<DeviceSourceEvents> implement
   /** Close the device; if it did not say so itself, tell its users it is gone. */
   async #drop(entry: { device: UsbDevice; gone: boolean }): Promise<void> {
     if (this.#current === entry) this.#current = undefined;
-    await entry.device.close().catch((err: Error) => this.#log.warn(`closing ${entry.device.name}: ${err.message}`));
+    await this.#closeDevice(entry.device);
     if (!entry.gone) {
       entry.gone = true;
       entry.device.emit('disconnect');
     }
+  }
+
+  #closeDevice(device: UsbDevice): Promise<void> {
+    return device.close().catch((err: Error) => this.#log.warn(`closing ${device.name}: ${err.message}`));
   }
 
   #note(level: 'info' | 'warn', text: string): void {
