@@ -46,6 +46,8 @@ const USB_PORT_FEAT_RESET = 4;
  * cancelled: RET_UNLINK(-ECONNRESET) only; completed anyway: RET_SUBMIT, then RET_UNLINK(0).
  */
 export class UrbSession {
+  /** Reasons already logged at info level. */
+  readonly #rejected = new Set<string>();
   readonly #device: UsbDevice;
   readonly #devid: number;
   readonly #writer: PduWriter;
@@ -105,7 +107,10 @@ export class UrbSession {
       : undefined;
     const built = this.#buildTransfer(p);
     if (typeof built === 'string') {
-      this.#log.debug(`seqnum ${p.seqnum} rejected: ${built}`);
+      // Once per reason and connection at info: a client that repeats a bad request must not flood the log.
+      const first = this.#rejected.size < 32 && !this.#rejected.has(built);
+      if (first) this.#rejected.add(built);
+      this.#log[first ? 'info' : 'debug'](`seqnum ${p.seqnum} rejected with EINVAL: ${built}`);
       this.#writer.write(
         encodeRetSubmit({
           seqnum: p.seqnum,
