@@ -139,26 +139,31 @@ function usbipParser(c: UsbipCase, onPacket: (p: UsbipPacket, urb: boolean) => v
   return parser;
 }
 
+/** Any USB/IP packet as its wire bytes. */
+export function encodeUsbipPacket(p: UsbipPacket): Buffer {
+  switch (p.kind) {
+    case 'op-req-devlist':
+      return Buffer.concat(encodeReqDevlist());
+    case 'op-req-import':
+      return Buffer.concat(encodeReqImport(p.busid));
+    case 'op-rep-devlist':
+      return Buffer.concat(encodeRepDevlist(p.devices, p.status));
+    case 'op-rep-import':
+      return Buffer.concat(encodeRepImport(p.status, p.device));
+    case 'cmd-submit':
+      return Buffer.concat(encodeCmdSubmit(p));
+    case 'cmd-unlink':
+      return Buffer.concat(encodeCmdUnlink(p));
+    case 'ret-submit':
+      return Buffer.concat(encodeRetSubmit(p));
+    case 'ret-unlink':
+      return Buffer.concat(encodeRetUnlink(p));
+  }
+}
+
 function encodeUsbip(p: UsbipPacket): Buffer | undefined {
   try {
-    switch (p.kind) {
-      case 'op-req-devlist':
-        return Buffer.concat(encodeReqDevlist());
-      case 'op-req-import':
-        return Buffer.concat(encodeReqImport(p.busid));
-      case 'op-rep-devlist':
-        return Buffer.concat(encodeRepDevlist(p.devices, p.status));
-      case 'op-rep-import':
-        return Buffer.concat(encodeRepImport(p.status, p.device));
-      case 'cmd-submit':
-        return Buffer.concat(encodeCmdSubmit(p));
-      case 'cmd-unlink':
-        return Buffer.concat(encodeCmdUnlink(p));
-      case 'ret-submit':
-        return Buffer.concat(encodeRetSubmit(p));
-      case 'ret-unlink':
-        return Buffer.concat(encodeRetUnlink(p));
-    }
+    return encodeUsbipPacket(p);
   } catch (err) {
     // A path or busid decoded from invalid UTF-8 may not fit its field once re-encoded.
     if (err instanceof RangeError && /longer than/.test(err.message)) return undefined;

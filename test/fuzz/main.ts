@@ -5,7 +5,7 @@
  *   --seed N            seed (default: random, printed)
  *   --inputs N          inputs per codec target (default: as many as the time allows)
  *   --live-inputs N     inputs per live target (server and client; default: time)
- *   --duration S        total time budget in seconds (default 45; with --inputs, a cap)
+ *   --duration S        total time budget in seconds (default 40; with --inputs, a cap)
  *   --targets a,b       codec-usbip,codec-usbredir,server-usbip,server-usbredir,client-usbip,client-usbredir
  *   --concurrency N     hostile connections (server targets) or inputs (client targets) at once (default 6)
  *   --failures DIR      where failing inputs go (default dist/fuzz-failures)
@@ -80,7 +80,7 @@ function parseArgs(argv: string[]) {
   }
   // Without a count, a time budget; with one, time is only a cap if given.
   if (Number.isNaN(opts.durationS)) {
-    opts.durationS = Number.isFinite(opts.inputs) || Number.isFinite(opts.liveInputs) ? Number.POSITIVE_INFINITY : 45;
+    opts.durationS = Number.isFinite(opts.inputs) || Number.isFinite(opts.liveInputs) ? Number.POSITIVE_INFINITY : 40;
   }
   return opts;
 }
