@@ -36,10 +36,9 @@ export class FuzzFailure extends Error {
 // ---- allocation guard ----
 
 let largestAlloc = 0;
+let largestWhere = '';
 let guarding = false;
-const realAlloc = Buffer.alloc;
-const realAllocUnsafe = Buffer.allocUnsafe;
-const realAllocUnsafeSlow = Buffer.allocUnsafeSlow;
+let always = false;
 
 /** Record the largest Buffer allocation made while `fn` runs (the parsers allocate only through these). */
 function measureAllocations<T>(fn: () => T): { result: T; largest: number } {
@@ -52,14 +51,47 @@ function measureAllocations<T>(fn: () => T): { result: T; largest: number } {
   }
 }
 
-export function installAllocationGuard(): void {
+/** The largest allocation since the last reset (with `installAllocationGuard(true)`), and where it was made. */
+export function largestAllocation(reset = false): { bytes: number; where: string } {
+  const r = { bytes: largestAlloc, where: largestWhere };
+  if (reset) {
+    largestAlloc = 0;
+    largestWhere = '';
+  }
+  return r;
+}
+
+/** Wrap Buffer's allocators so every allocation size is seen (`all`: outside measureAllocations too). */
+export function installAllocationGuard(all = false): void {
+  always ||= all;
+  if ((Buffer.alloc as { guarded?: boolean }).guarded) return;
+  const realAlloc = Buffer.alloc;
+  const realAllocUnsafe = Buffer.allocUnsafe;
+  const realAllocUnsafeSlow = Buffer.allocUnsafeSlow;
   const note = (n: unknown) => {
-    if (guarding && typeof n === 'number' && n > largestAlloc) largestAlloc = n;
+    if ((guarding || always) && typeof n === 'number' && n > largestAlloc) {
+      largestAlloc = n;
+      if (always) {
+        largestWhere = (new Error().stack ?? '')
+          .split('\n')
+          .slice(3, 7)
+          .map((l) =>
+            l
+              .trim()
+              .replace(/^at /, '')
+              .replace(/\(file:.*\/(src|test)\//, '($1/'),
+          )
+          .join(' < ');
+      }
+    }
   };
-  Buffer.alloc = ((size: number, ...rest: unknown[]) => {
-    note(size);
-    return (realAlloc as (...a: unknown[]) => Buffer)(size, ...rest);
-  }) as typeof Buffer.alloc;
+  Buffer.alloc = Object.assign(
+    ((size: number, ...rest: unknown[]) => {
+      note(size);
+      return (realAlloc as (...a: unknown[]) => Buffer)(size, ...rest);
+    }) as typeof Buffer.alloc,
+    { guarded: true },
+  );
   Buffer.allocUnsafe = ((size: number) => {
     note(size);
     return realAllocUnsafe(size);

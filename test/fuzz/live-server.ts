@@ -296,6 +296,7 @@ async function runPhase(
   const protocol: Protocol = target === 'server-usbip' ? 'usbip' : 'usbredir';
   failures.push(...(await probe(protocol, ready)));
   const stats = await server.request<ServerStats>('stats', 'stats');
+  const largest = stats.largestAlloc;
   for (const line of stats.internal) failures.push(`server logged: ${line}`);
   if (stats.peakRssMiB > MAX_SERVER_RSS_MIB) {
     failures.push(`server peak RSS ${stats.peakRssMiB.toFixed(0)} MiB > ${MAX_SERVER_RSS_MIB} MiB`);
@@ -312,6 +313,7 @@ async function runPhase(
       `${concurrency} connections at a time; close after FIN: median ${pct(0.5)} ms, p99 ${pct(0.99)} ms, max ${pct(1)} ms; ` +
         `${(received / 2 ** 20).toFixed(1)} MiB of replies; ${stats.warnings} protocol warnings logged`,
       `server after GC: heap ${stats.heapUsedMiB.toFixed(0)} MiB, external ${stats.externalMiB.toFixed(0)} MiB, RSS ${stats.rssMiB.toFixed(0)} MiB`,
+      `largest single allocation in the server: ${largest.bytes} bytes, at ${largest.where}`,
     ],
   };
 }

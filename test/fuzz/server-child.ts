@@ -6,6 +6,7 @@ import { UsbipServer } from '../../src/server/usbip/index.js';
 import { UsbredirListener } from '../../src/server/usbredir/server.js';
 import { setLogSink } from '../../src/util/log.js';
 import { isInternalError, reportCrashes, sendToDriver } from './child.js';
+import { installAllocationGuard, largestAllocation } from './codec.js';
 import { peakRssMiB, resetPeakRss } from './report.js';
 import { buildDevices, FUZZ_KINDS } from './scenario.js';
 
@@ -27,6 +28,8 @@ export interface ServerStats {
   /** Log lines that name an internal error (a bug, not a protocol error). */
   internal: string[];
   warnings: number;
+  /** The largest single Buffer allocation since the last reset, and its call site. */
+  largestAlloc: { bytes: number; where: string };
 }
 
 const send = sendToDriver;
@@ -40,6 +43,7 @@ setLogSink((line) => {
 
 reportCrashes();
 
+installAllocationGuard(true);
 const devices = buildDevices();
 const usbip = new UsbipServer(devices.registry, { host: '127.0.0.1', port: 0 });
 const address = await usbip.listen();
@@ -55,6 +59,7 @@ await listen('good', devices.goodUsbredir.busid);
 process.on('message', (m: { type: string }) => {
   if (m.type === 'reset-peak') {
     resetPeakRss();
+    largestAllocation(true);
     internal.length = 0;
     warnings = 0;
     send({ type: 'reset' });
@@ -70,6 +75,7 @@ process.on('message', (m: { type: string }) => {
       owners: devices.registry.list().map((e) => [e.busid, e.owner]),
       internal: [...internal],
       warnings,
+      largestAlloc: largestAllocation(),
     };
     send(stats);
   } else if (m.type === 'exit') {
