@@ -56,7 +56,7 @@ export class GoodClient {
 
   start(seed: number): void {
     this.#loop = this.#run(seed).catch((err: unknown) => {
-      this.stats.error = (err as Error)?.message ?? String(err);
+      this.stats.error = ((err as Error)?.message ?? String(err)).split('\n')[0];
     });
   }
 

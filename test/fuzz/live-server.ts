@@ -47,6 +47,8 @@ class ServerProcess {
       this.#waiters.delete(m.type);
       w?.(m);
     });
+    // A send racing the child's death: the exit handler reports it.
+    this.child.on('error', () => {});
     this.child.on('exit', (code, signal) => {
       if (this.crashed) return;
       this.crashed = `server process exited (code ${code}, signal ${signal})`;
@@ -55,6 +57,7 @@ class ServerProcess {
   }
 
   request<T>(type: string, reply: string): Promise<T> {
+    if (!this.child.connected) return Promise.reject(new Error(`server process gone: ${this.crashed ?? 'exited'}`));
     return withDeadline(
       new Promise<T>((resolve) => {
         this.#waiters.set(reply, resolve as (m: unknown) => void);
@@ -66,16 +69,28 @@ class ServerProcess {
   }
 
   async stop(): Promise<void> {
-    if (this.child.exitCode !== null || this.child.signalCode !== null) return;
+    if (!this.child.connected) return;
     this.child.send({ type: 'exit' });
     await Promise.race([once(this.child, 'exit'), new Promise((r) => setTimeout(r, 3000))]);
     if (this.child.exitCode === null) this.child.kill('SIGKILL');
   }
 }
 
+/** Which listener an input goes to: 'usbip', or the usbredir listener of a device kind or 'good'. */
+interface Target {
+  tight: boolean;
+  name: string;
+}
+
+function portOf(ready: ServerReady, t: Target): number {
+  const ports = t.tight ? ready.tight : ready;
+  return t.name === 'usbip' ? ports.usbip : t.name === 'good' ? ready.usbredir.good! : ports.usbredir[t.name]!;
+}
+
 interface ServerInput {
   protocol: Protocol;
   transcript: Transcript;
+  to: Target;
   port: number;
   bytes: Buffer;
   chunks: number[];
@@ -96,17 +111,16 @@ function buildInput(ctx: RunContext, target: string, index: number, ready: Serve
     all.map((t) => t.toServer),
     protocol === 'usbip' ? 'be' : 'le',
   );
-  // usbredir: the listener of the captured device; sometimes the good client's (busy: refused).
-  const port =
-    protocol === 'usbip'
-      ? ready.usbip
-      : rand() < 0.05
-        ? ready.usbredir.good!
-        : ready.usbredir[transcript.kind ?? 'disk']!;
+  // Half the time the servers with tiny in-flight caps. usbredir: the listener of the captured
+  // device; sometimes the good client's (busy: refused).
+  const tight = rand() < 0.5;
+  const name = protocol === 'usbip' ? 'usbip' : rand() < 0.05 ? 'good' : (transcript.kind ?? 'disk');
+  const to = { tight, name };
   return {
     protocol,
     transcript,
-    port,
+    to,
+    port: portOf(ready, to),
     bytes,
     chunks: chunkSizes(rand, bytes.length),
     yieldEvery: 1 + int(rand, 8),
@@ -207,7 +221,21 @@ export async function runServerTargets(
   goodRedir.start(ctx.seed + 1);
   const results: TargetResult[] = [];
   try {
-    for (const b of budgets) results.push(await runPhase(server, ready, ctx, b, concurrency));
+    for (const b of budgets) {
+      if (server.crashed) break;
+      results.push(
+        await runPhase(server, ready, ctx, b, concurrency).catch(
+          (err: unknown): TargetResult => ({
+            target: b.target,
+            inputs: 0,
+            ms: 0,
+            peakRssMiB: Number.NaN,
+            failures: [`harness: ${(err as Error).message}`],
+            details: [],
+          }),
+        ),
+      );
+    }
   } finally {
     const a = await goodUsbip.stop();
     const r = await goodRedir.stop();
@@ -250,6 +278,7 @@ async function runPhase(
       input: {
         protocol: input.protocol,
         source: input.transcript.name,
+        to: input.to,
         mutations: input.mutations,
         bytes: b64(input.bytes),
         chunks: input.chunks,
@@ -330,7 +359,8 @@ export async function replayServer(saved: SavedInput): Promise<string> {
     const input: ServerInput = {
       protocol,
       transcript,
-      port: protocol === 'usbip' ? ready.usbip : ready.usbredir[transcript.kind ?? 'disk']!,
+      to: i.to as Target,
+      port: portOf(ready, i.to as Target),
       bytes: unb64(i.bytes),
       chunks: i.chunks as number[],
       yieldEvery: Number(i.yieldEvery),

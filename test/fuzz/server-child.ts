@@ -14,6 +14,8 @@ export interface ServerReady {
   type: 'ready';
   usbip: number;
   usbredir: Record<string, number>;
+  /** The same devices behind servers with tiny in-flight caps, so holding and releasing input happens all the time. */
+  tight: { usbip: number; usbredir: Record<string, number> };
   busid: Record<string, string>;
   good: { usbip: string; usbredir: string };
 }
@@ -45,16 +47,22 @@ reportCrashes();
 
 installAllocationGuard(true);
 const devices = buildDevices();
-const usbip = new UsbipServer(devices.registry, { host: '127.0.0.1', port: 0 });
-const address = await usbip.listen();
+const TIGHT = { maxTransfersInFlight: 2, maxBytesInFlight: 4096 };
+const loopback = { host: '127.0.0.1', port: 0 };
+const address = await new UsbipServer(devices.registry, loopback).listen();
+const tightAddress = await new UsbipServer(devices.registry, loopback, TIGHT).listen();
 const ports: Record<string, number> = {};
-const listen = async (name: string, busid: string) => {
-  const l = new UsbredirListener(devices.registry, devices.registry.get(busid)!, { host: '127.0.0.1', port: 0 });
+const tightPorts: Record<string, number> = {};
+const listen = async (name: string, busid: string, into: Record<string, number>, tuning = {}) => {
+  const l = new UsbredirListener(devices.registry, devices.registry.get(busid)!, loopback, tuning);
   await l.listen();
-  ports[name] = l.address!.port;
+  into[name] = l.address!.port;
 };
-for (const kind of FUZZ_KINDS) await listen(kind, devices.busid[kind]);
-await listen('good', devices.goodUsbredir.busid);
+for (const kind of FUZZ_KINDS) {
+  await listen(kind, devices.busid[kind], ports);
+  await listen(kind, devices.busid[kind], tightPorts, TIGHT);
+}
+await listen('good', devices.goodUsbredir.busid, ports);
 
 process.on('message', (m: { type: string }) => {
   if (m.type === 'reset-peak') {
@@ -87,6 +95,7 @@ const ready: ServerReady = {
   type: 'ready',
   usbip: address.port,
   usbredir: ports,
+  tight: { usbip: tightAddress.port, usbredir: tightPorts },
   busid: devices.busid,
   good: { usbip: devices.goodUsbip.busid, usbredir: devices.goodUsbredir.busid },
 };
