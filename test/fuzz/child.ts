@@ -9,8 +9,12 @@ export function isInternalError(line: string): boolean {
   return / error \[/.test(line) || /internal error/i.test(line);
 }
 
-/** An exception nobody caught ends the process, as it would a real server or client: tell the driver why first. */
+/**
+ * An exception nobody caught ends the process, as it would a real server or client: tell the
+ * driver why first. A driver that went away (killed, crashed) takes this process with it.
+ */
 export function reportCrashes(): void {
+  process.on('disconnect', () => process.exit(0));
   process.on('uncaughtException', (err) => {
     sendToDriver({ type: 'crash', error: err.stack ?? String(err) });
     process.exit(70);

@@ -11,6 +11,7 @@ import { UsbredirClientConnection } from '../../src/client/usbredir/connection.j
 import type { RemoteUsbredirDevice } from '../../src/client/usbredir/remote-device.js';
 import { createLogger, type Logger, setLogSink } from '../../src/util/log.js';
 import { isInternalError, reportCrashes, sendToDriver } from './child.js';
+import { installAllocationGuard, largestAllocation } from './codec.js';
 import { type DeviceKind, exercise, withDeadline } from './scenario.js';
 
 export interface ClientInput {
@@ -34,6 +35,8 @@ export interface ClientOutcome {
   outcome: string;
   /** A broken promise: a step past its deadline, an internal error logged. */
   failure: string | undefined;
+  /** The largest single Buffer allocation in this process so far, and where. */
+  largestAlloc: { bytes: number; where: string };
 }
 
 /** Client timeouts used under fuzz (import, hello, descriptors, unlink). */
@@ -54,6 +57,7 @@ setLogSink((line) => {
   internal.set(key, [...(internal.get(key) ?? []), line]);
 });
 reportCrashes();
+installAllocationGuard(true);
 
 /** Write the stream in the captured pieces, each once the client has sent what it had sent then (or after a pause). */
 function replay(socket: net.Socket, input: ClientInput): void {
@@ -168,7 +172,7 @@ process.on('message', async (input: ClientInput) => {
   internal.delete(input.id);
   internal.delete(-1);
   if (!failure && lines.length > 0) failure = `client logged: ${lines.join(' | ')}`;
-  const reply: ClientOutcome = { type: 'done', id: input.id, outcome, failure };
+  const reply: ClientOutcome = { type: 'done', id: input.id, outcome, failure, largestAlloc: largestAllocation() };
   send(reply);
 });
 

@@ -69,21 +69,24 @@ export function installAllocationGuard(all = false): void {
   const realAllocUnsafe = Buffer.allocUnsafe;
   const realAllocUnsafeSlow = Buffer.allocUnsafeSlow;
   const note = (n: unknown) => {
-    if ((guarding || always) && typeof n === 'number' && n > largestAlloc) {
+    if (!(guarding || always) || typeof n !== 'number' || n <= largestAlloc) return;
+    if (!always) {
       largestAlloc = n;
-      if (always) {
-        largestWhere = (new Error().stack ?? '')
-          .split('\n')
-          .slice(3, 7)
-          .map((l) =>
-            l
-              .trim()
-              .replace(/^at /, '')
-              .replace(/\(file:.*\/(src|test)\//, '($1/'),
-          )
-          .join(' < ');
-      }
+      return;
     }
+    // Live targets: only what usbwire's own code allocates, not the harness.
+    const frames = (new Error().stack ?? '').split('\n').slice(3);
+    if (!frames.some((f) => f.includes('/src/'))) return;
+    largestAlloc = n;
+    largestWhere = frames
+      .slice(0, 4)
+      .map((l) =>
+        l
+          .trim()
+          .replace(/^at /, '')
+          .replace(/\(file:.*\/(src|test)\//, '($1/'),
+      )
+      .join(' < ');
   };
   Buffer.alloc = Object.assign(
     ((size: number, ...rest: unknown[]) => {

@@ -120,6 +120,7 @@ export async function runClientTarget(
   let peak = 0;
   let next = 0;
   let done = 0;
+  let largest = { bytes: 0, where: '' };
   const worker = async () => {
     while (next < budget.inputs && Date.now() - started < budget.ms && failures.length < ctx.maxFailures) {
       const index = next++;
@@ -132,6 +133,7 @@ export async function runClientTarget(
       else if ('crash' in r) error = `client process crashed: ${r.crash}`;
       else if (r.failure) error = r.failure;
       else outcomes.set(r.outcome, (outcomes.get(r.outcome) ?? 0) + 1);
+      if ('largestAlloc' in r && r.largestAlloc.bytes > largest.bytes) largest = r.largestAlloc;
       if (!error) continue;
       const saved: SavedInput = { target, seed: ctx.seed, index, error, input: { ...input } };
       failures.push(`input ${index}: ${error.split('\n')[0]} (saved ${saveFailure(ctx.failuresDir, saved)})`);
@@ -154,6 +156,7 @@ export async function runClientTarget(
     failures,
     details: [
       `${concurrency} inputs at a time; outcomes: ${[...outcomes.entries()].map(([k, n]) => `${k} ${n}`).join(', ')}`,
+      `largest single allocation in the client: ${largest.bytes} bytes, at ${largest.where}`,
     ],
   };
 }
