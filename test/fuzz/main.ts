@@ -3,8 +3,8 @@
  * clients. Prints the seed; a failing input is saved for `--replay FILE`.
  *
  *   --seed N            seed (default: random, printed)
- *   --inputs N          inputs per codec target (default: as many as the time allows)
- *   --live-inputs N     inputs per live target (server and client; default: time)
+ *   --inputs N          inputs per codec target (default: 50 × --live-inputs, or time)
+ *   --live-inputs N     inputs per live target, server and client (default: --inputs / 50, or time)
  *   --duration S        total time budget in seconds (default 40; with --inputs, a cap)
  *   --targets a,b       codec-usbip,codec-usbredir,server-usbip,server-usbredir,client-usbip,client-usbredir
  *   --concurrency N     hostile connections (server targets) or inputs (client targets) at once (default 6)
@@ -78,6 +78,9 @@ function parseArgs(argv: string[]) {
       opts.targets = names as Target[];
     } else throw new Error(`unknown option ${a}`);
   }
+  // Live inputs cost milliseconds, not microseconds: by default a fiftieth of the codec count.
+  if (Number.isFinite(opts.inputs) && !Number.isFinite(opts.liveInputs)) opts.liveInputs = Math.ceil(opts.inputs / 50);
+  if (Number.isFinite(opts.liveInputs) && !Number.isFinite(opts.inputs)) opts.inputs = opts.liveInputs * 50;
   // Without a count, a time budget; with one, time is only a cap if given.
   if (Number.isNaN(opts.durationS)) {
     opts.durationS = Number.isFinite(opts.inputs) || Number.isFinite(opts.liveInputs) ? Number.POSITIVE_INFINITY : 40;
