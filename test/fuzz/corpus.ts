@@ -182,9 +182,12 @@ interface StoredTranscript {
   pacing: { at: number; after: number }[];
 }
 
+/** Over the transcripts in file-name order, so a capture and the files it wrote have the same digest. */
 function digestOf(transcripts: readonly Transcript[]): string {
   const hash = createHash('sha256');
-  for (const t of transcripts) hash.update(t.toServer).update(t.toClient);
+  const key = (t: Transcript) => `${t.protocol}-${t.name}.json`;
+  const sorted = [...transcripts].sort((a, b) => (key(a) < key(b) ? -1 : key(a) > key(b) ? 1 : 0));
+  for (const t of sorted) hash.update(t.toServer).update(t.toClient);
   return hash.digest('hex').slice(0, 16);
 }
 
