@@ -97,6 +97,8 @@ interface ServerInput {
   /** Pause after this many chunks, to let the server act in the middle of the stream. */
   yieldEvery: number;
   finDelayMs: number;
+  /** No FIN at all: the server must answer something, or close by its handshake timeout. */
+  noFin: boolean;
   mutations: string;
 }
 
@@ -125,8 +127,22 @@ function buildInput(ctx: RunContext, target: string, index: number, ready: Serve
     chunks: chunkSizes(rand, bytes.length),
     yieldEvery: 1 + int(rand, 8),
     finDelayMs: rand() < 0.8 ? 0 : int(rand, 400),
+    noFin: tight && rand() < 0.04,
     mutations,
   };
+}
+
+/** The tight servers' handshake timeout (server-child.ts), plus slack for a loaded machine. */
+const NO_FIN_BOUND_MS = 1000 + 4000;
+
+/** Without a FIN: wait until the server said something or closed, within NO_FIN_BOUND_MS. */
+async function answeredOrClosed(socket: net.Socket, received: () => number): Promise<boolean> {
+  const deadline = Date.now() + NO_FIN_BOUND_MS;
+  while (Date.now() < deadline) {
+    if (received() > 0 || socket.destroyed || socket.readableEnded) return true;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return false;
 }
 
 /** One hostile connection: send, FIN, and time how long the server takes to close. */
@@ -151,6 +167,12 @@ async function runInput(input: ServerInput): Promise<{ closeMs: number; received
     socket.write(input.bytes.subarray(at, at + n));
     at += n;
     if (i % input.yieldEvery === 0) await new Promise((r) => setImmediate(r));
+  }
+  if (input.noFin) {
+    const ok = await answeredOrClosed(socket, () => received);
+    socket.destroy();
+    if (!ok) return { hang: `no reply and not closed ${NO_FIN_BOUND_MS} ms after the last byte (no FIN sent)` };
+    return { closeMs: 0, received };
   }
   if (input.finDelayMs > 0) await new Promise((r) => setTimeout(r, input.finDelayMs));
   const fin = Date.now();
@@ -267,6 +289,7 @@ async function runPhase(
   let next = 0;
   let done = 0;
   let received = 0;
+  let withoutFin = 0;
   /** Inputs with the time they started and ended: a crash is blamed on those that overlap it. */
   const recent: { index: number; input: ServerInput; start: number; end: number }[] = [];
   const save = (index: number, input: ServerInput, error: string) => {
@@ -284,6 +307,7 @@ async function runPhase(
         chunks: input.chunks,
         yieldEvery: input.yieldEvery,
         finDelayMs: input.finDelayMs,
+        noFin: input.noFin,
       },
     };
     return saveFailure(ctx.failuresDir, saved);
@@ -303,6 +327,7 @@ async function runPhase(
       const r = await runInput(input);
       entry.end = Date.now();
       done++;
+      if (input.noFin) withoutFin++;
       if ('hang' in r) failures.push(`input ${index}: ${r.hang} (saved ${save(index, input, r.hang)})`);
       else {
         closeTimes.push(r.closeMs);
@@ -340,7 +365,8 @@ async function runPhase(
     failures,
     details: [
       `${concurrency} connections at a time; close after FIN: median ${pct(0.5)} ms, p99 ${pct(0.99)} ms, max ${pct(1)} ms; ` +
-        `${(received / 2 ** 20).toFixed(1)} MiB of replies; ${stats.warnings} protocol warnings logged`,
+        `${(received / 2 ** 20).toFixed(1)} MiB of replies; ${stats.warnings} protocol warnings logged; ` +
+        `${withoutFin} connections never sent FIN (answered or closed within ${NO_FIN_BOUND_MS} ms)`,
       `server after GC: heap ${stats.heapUsedMiB.toFixed(0)} MiB, external ${stats.externalMiB.toFixed(0)} MiB, RSS ${stats.rssMiB.toFixed(0)} MiB`,
       `largest single allocation in the server: ${largest.bytes} bytes, at ${largest.where}`,
     ],
@@ -365,6 +391,7 @@ export async function replayServer(saved: SavedInput): Promise<string> {
       chunks: i.chunks as number[],
       yieldEvery: Number(i.yieldEvery),
       finDelayMs: Number(i.finDelayMs),
+      noFin: i.noFin === true,
       mutations: String(i.mutations),
     };
     const r = await runInput(input);

@@ -47,7 +47,7 @@ reportCrashes();
 
 installAllocationGuard(true);
 const devices = buildDevices();
-const TIGHT = { maxTransfersInFlight: 2, maxBytesInFlight: 4096 };
+const TIGHT = { maxTransfersInFlight: 2, maxBytesInFlight: 4096, handshakeTimeoutMs: 1000 };
 const loopback = { host: '127.0.0.1', port: 0 };
 const address = await new UsbipServer(devices.registry, loopback).listen();
 const tightAddress = await new UsbipServer(devices.registry, loopback, TIGHT).listen();
