@@ -3,7 +3,10 @@ import { parseRemoteUrl, type RemoteSpec, RemoteUrlError } from '../client/remot
 import { deviceClasses, parseDeviceSpec } from '../devices/catalog.js';
 import { type DeviceSpec, DeviceSpecError } from '../devices/classes.js';
 import { type DeviceSelector, parseSelector, SelectorError } from '../devices/real-host/selector.js';
+import type { AccessPolicy } from '../server/access.js';
+import type { CredentialFlags } from '../transport/credentials.js';
 import { AddressError, type HostPort, LOOPBACK, parseHostPort } from '../util/host-port.js';
+import { ConfigError, loadConfig, type ServeConfig } from './config.js';
 
 /** A user-facing error: printed as one line, exit code 2 (bad usage) or 1. */
 export class UsageError extends Error {
@@ -31,6 +34,13 @@ export interface ServeOptions {
   demoSizeMiB: number;
   control: ControlSpec | undefined;
   logLevel: 'debug' | 'info' | 'warn' | 'error';
+  /** --tls-cert/--tls-key/--tls-ca or --psk-file [--psk-identity]; none: plain TCP. */
+  credentials: CredentialFlags;
+  /** Access rules from the config file; undefined: every client may use every device. */
+  access: AccessPolicy | undefined;
+  limits: ServeConfig['limits'];
+  /** SIGTERM/SIGINT take devices a guest holds (a mounted disk) at once instead of waiting. */
+  forceStop: boolean;
 }
 
 /** One device flag, `--remote` or `--device`, in command-line order. */
@@ -119,12 +129,22 @@ ${deviceHelp()}  --remote URL                 a device another server exports, r
                                                              (usbredirect --as)
                                  usbredir-listen://HOST:PORT usbredir hosts connect here
                                                              (usbredirect --to)
+                                 usbip+tls://, usbredir+tls:// the same over TLS
                                reconnects with backoff; the busid is kept while the device is away
   --device SELECTOR[,force]    a USB device plugged into this host, through libusb: a port path
                                (1-1.4: whatever is plugged there) or VID:PID[:SERIAL]; exported
                                when it appears, kept while it is away; a disk the host has
                                mounted or open is refused unless ,force
   --demo-size MIB              size of the in-memory demo disk (default 64)
+
+security (both protocols; plain TCP without, with a warning on a non-loopback address):
+  --tls-cert FILE --tls-key FILE
+                               TLS 1.3 with this certificate and key (PEM)
+  --tls-ca FILE                and require client certificates signed by these CAs (mutual TLS)
+  --psk-file FILE              TLS 1.3 with pre-shared keys instead: lines identity:hexkey
+  --psk-identity ID            the identity to use when connecting out (default: the file's only one)
+                               Connections out (--usbredir-connect, --remote usbip+tls://,
+                               usbredir+tls://) use the same certificate, CA or key.
 
 operation:
   --control unix:PATH|HOST:PORT|none
@@ -133,11 +153,18 @@ operation:
                                else $XDG_RUNTIME_DIR/usbwire/control.sock or
                                /tmp/usbwire-UID/control.sock (skipped if another usbwire has it)
   --log-level LEVEL            debug, info, warn or error (default info)
+  --config FILE                a JSON file holding flags, devices, access rules and limits
+                               (see the README's "Config file"); flags given too are added
+  --force-stop                 on SIGTERM/SIGINT, take disks a guest holds (mounted) at once: the
+                               guest sees its medium removed. Without it the first signal waits
+                               until the guests let go, and a second one forces
   -h, --help                   show this help
 `;
 
 export function parseServeArgs(argv: string[]): ServeOptions | 'help' {
   const options = serveOptions();
+  const config = expandConfig(argv, new Set(Object.keys(options)));
+  argv = config.argv;
   let parsed: ReturnType<
     typeof parseArgs<{ options: typeof options; allowPositionals: true; strict: true; tokens: true }>
   >;
@@ -177,7 +204,56 @@ export function parseServeArgs(argv: string[]): ServeOptions | 'help' {
     demoSizeMiB: Number(demo),
     control,
     logLevel: logLevel as ServeOptions['logLevel'],
+    credentials: credentialFlags(v, { cert: '--tls-cert', key: '--tls-key', ca: '--tls-ca' }),
+    access: config.access,
+    limits: config.limits,
+    forceStop: v['force-stop'] === true,
   };
+}
+
+/** The credential flags that were given (shared with `usbwire tunnel`, whose flags are --cert/--key/--ca). */
+export function credentialFlags(
+  v: Record<string, unknown>,
+  names: { cert: string; key: string; ca: string },
+): CredentialFlags {
+  const out: CredentialFlags = {};
+  const file = (flag: string) => {
+    const path = v[flag.slice(2)];
+    if (path === undefined) return undefined;
+    if (typeof path !== 'string' || path === '') throw new UsageError(`${flag} needs a file name`);
+    return { flag, path };
+  };
+  const cert = file(names.cert);
+  const key = file(names.key);
+  const ca = file(names.ca);
+  const pskFile = file('--psk-file');
+  const id = v['psk-identity'];
+  if (cert) out.cert = cert;
+  if (key) out.key = key;
+  if (ca) out.ca = ca;
+  if (pskFile) out.pskFile = pskFile;
+  if (typeof id === 'string') out.pskIdentity = { flag: '--psk-identity', value: id };
+  return out;
+}
+
+/** `--config FILE` stands for the flags in the file, at its place on the command line. */
+function expandConfig(argv: string[], flags: ReadonlySet<string>): ServeConfig {
+  const at = argv.findIndex((a) => a === '--config' || a.startsWith('--config='));
+  if (at < 0) return { argv, access: undefined, limits: {} };
+  const inline = argv[at]!.startsWith('--config=');
+  const path = inline ? argv[at]!.slice('--config='.length) : argv[at + 1];
+  if (!path || path.startsWith('-')) throw new UsageError('--config needs a file name');
+  const rest = argv.slice(at + (inline ? 1 : 2));
+  if (rest.some((a) => a === '--config' || a.startsWith('--config=')))
+    throw new UsageError('--config may be given once');
+  const deviceFlags = new Set([...deviceClasses().map((c) => c.name), 'device', 'remote']);
+  try {
+    const config = loadConfig(path, flags, deviceFlags);
+    return { ...config, argv: [...argv.slice(0, at), ...config.argv, ...rest] };
+  } catch (err) {
+    if (err instanceof ConfigError) throw new UsageError(`--config ${err.message}`);
+    throw err;
+  }
 }
 
 /** A device flag as the user wrote it, for messages: `--disk a.img,readonly`. */
@@ -261,6 +337,13 @@ function serveOptions() {
     'demo-size': { type: 'string' },
     control: { type: 'string' },
     'log-level': { type: 'string' },
+    'tls-cert': { type: 'string' },
+    'tls-key': { type: 'string' },
+    'tls-ca': { type: 'string' },
+    'psk-file': { type: 'string' },
+    'psk-identity': { type: 'string' },
+    config: { type: 'string' },
+    'force-stop': { type: 'boolean' },
     help: { type: 'boolean', short: 'h' },
   } as const;
 }

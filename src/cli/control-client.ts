@@ -2,6 +2,18 @@ import { request } from 'node:http';
 import { type ControlAddress, defaultControlPath, describeControlAddress } from '../server/control/index.js';
 import { parseControl, UsageError } from './args.js';
 
+/** The control endpoint answered with an error status; `body` is its JSON answer. */
+export class ControlError extends UsageError {
+  override name = 'ControlError';
+  constructor(
+    message: string,
+    readonly status: number,
+    readonly body: unknown,
+  ) {
+    super(message);
+  }
+}
+
 /** The control endpoint a command talks to: --control, else the default socket. */
 export function controlAddress(text: string | undefined): ControlAddress {
   if (text === undefined) return { kind: 'unix', path: defaultControlPath() };
@@ -42,7 +54,8 @@ export function callControl(
           }
           if ((res.statusCode ?? 500) >= 400) {
             const message = (parsed as { error?: unknown })?.error;
-            reject(new UsageError(typeof message === 'string' ? message : `HTTP ${res.statusCode}`));
+            const status = res.statusCode ?? 500;
+            reject(new ControlError(typeof message === 'string' ? message : `HTTP ${status}`, status, parsed));
           } else resolve(parsed);
         });
       },
@@ -60,4 +73,40 @@ export function callControl(
     });
     req.end(payload);
   });
+}
+
+export interface DetachAnswer {
+  detached: string;
+  ejected: boolean;
+  forcedHold?: string;
+  hostNoticed?: boolean;
+}
+
+/**
+ * Ask the server to detach BUSID. Resolves with the lines to print and the exit status: 1 when
+ * the server refused because the host holds the device (a mounted disk), with its reason.
+ */
+export async function detachDevice(
+  address: ControlAddress,
+  busid: string,
+  force: boolean,
+): Promise<{ status: number; lines: string[] }> {
+  let r: DetachAnswer;
+  try {
+    r = (await callControl(address, 'POST', `/devices/${encodeURIComponent(busid)}/detach`, {
+      force,
+    })) as DetachAnswer;
+  } catch (err) {
+    if (err instanceof ControlError && err.status === 409 && (err.body as { held?: unknown })?.held) {
+      return { status: 1, lines: [`usbwire: ${err.message}`] };
+    }
+    throw err;
+  }
+  const lines = [`${busid}: detached from ${r.detached}${r.ejected ? ' (writes in flight finished and flushed)' : ''}`];
+  if (r.forcedHold !== undefined) {
+    lines.push(
+      `${busid}: forced while ${r.forcedHold}; the host ${r.hostNoticed ? 'was told' : 'had not asked yet, so it was not told'} its medium was removed before it lost the device`,
+    );
+  }
+  return { status: 0, lines };
 }

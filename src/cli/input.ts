@@ -1,5 +1,5 @@
 import { UsageError } from './args.js';
-import { callControl, controlAddress } from './control-client.js';
+import { callControl, controlAddress, detachDevice } from './control-client.js';
 
 const CONTROL_USAGE = `  --control unix:PATH|HOST:PORT
                  the server's control endpoint (default: the default socket of 'usbwire serve')`;
@@ -40,10 +40,14 @@ List the devices a running 'usbwire serve' exports, who uses them and their acti
 ${CONTROL_USAGE}
 `;
 
-export const DETACH_HELP = `usage: usbwire detach BUSID [--control ADDR]
+export const DETACH_HELP = `usage: usbwire detach [--force] BUSID [--control ADDR]
 
 Take an exported device away from whoever uses it: their connection is closed (a USB/IP client
 sees the device unplugged; a usbredir guest with reconnect= connects again and gets it back).
+A disk finishes the writes in flight and flushes its image first. While the guest holds the disk
+(mounted or open: it locked the medium) the detach is refused with the reason, exit status 1.
+  --force        detach anyway: the guest first sees its medium removed (new I/O fails), then
+                 loses the device; every write it was told is done is in the image
 ${CONTROL_USAGE}
 `;
 
@@ -193,22 +197,15 @@ export async function devicesCommand(argv: string[]): Promise<number> {
   return 0;
 }
 
-/** `usbwire detach BUSID` */
+/** `usbwire detach [--force] BUSID` */
 export async function detachCommand(argv: string[]): Promise<number> {
-  const p = parseInputArgs(argv, [], 'detach');
+  const p = parseInputArgs(argv, ['--force'], 'detach');
   if (p === 'help') return help(DETACH_HELP);
   const [busid, extra] = p.positionals;
-  if (!busid || extra !== undefined) throw new UsageError('usage: usbwire detach BUSID');
-  const r = (await callControl(
-    controlAddress(p.control),
-    'POST',
-    `/devices/${encodeURIComponent(busid)}/detach`,
-    {},
-  )) as {
-    detached: string;
-  };
-  console.log(`${busid}: detached from ${r.detached}`);
-  return 0;
+  if (!busid || extra !== undefined) throw new UsageError('usage: usbwire detach [--force] BUSID');
+  const { status, lines } = await detachDevice(controlAddress(p.control), busid, p.flags.has('--force'));
+  for (const line of lines) (status === 0 ? console.log : console.error)(line);
+  return status;
 }
 
 function help(text: string): number {

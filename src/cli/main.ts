@@ -3,6 +3,7 @@ import { UsageError } from './args.js';
 import { detachCommand, devicesCommand, keyCommand, ledsCommand, pointerCommand, typeCommand } from './input.js';
 import { list } from './list.js';
 import { serve } from './serve.js';
+import { tunnel } from './tunnel.js';
 
 const HELP = `usage: usbwire <command> [options]
 
@@ -11,6 +12,7 @@ USB devices over the network: exports emulated and real USB devices over USB/IP 
 commands:
   serve      export devices (usbwire serve --help)
   list       list the devices a USB/IP server exports (usbwire list --help)
+  tunnel     plain TCP in, TLS out, for usbip attach to a TLS server (usbwire tunnel --help)
   devices    list what a running usbwire serve exports, who uses it, its actions
   detach     take an exported device away from its client: usbwire detach 1-2
   type       type text on an exported keyboard: usbwire type 1-1 "Hello, World!"
@@ -39,6 +41,8 @@ export async function main(argv: string[]): Promise<number> {
         return await serve(rest);
       case 'list':
         return await list(rest);
+      case 'tunnel':
+        return await tunnel(rest);
       case 'devices':
         return await devicesCommand(rest);
       case 'detach':

@@ -1,6 +1,8 @@
 import { createSource } from '../client/sources.js';
 import { STDIO_RESOURCE } from '../devices/classes.js';
 import { createDemoDisk } from '../devices/mass-storage/index.js';
+import { AccessPolicy } from '../server/access.js';
+import { ConnectionGate } from '../server/connection-gate.js';
 import {
   type ControlAddress,
   ControlAddressError,
@@ -8,10 +10,18 @@ import {
   ControlServer,
   checkControlAddress,
   defaultControlPath,
+  detachAllForStop,
 } from '../server/control/index.js';
 import { DeviceRegistry, entryName } from '../server/registry.js';
 import { UsbipServer } from '../server/usbip/index.js';
 import { UsbredirConnector, UsbredirListener } from '../server/usbredir/index.js';
+import {
+  type ConnectSecurity,
+  CredentialError,
+  type ListenSecurity,
+  loadServerCredentials,
+} from '../transport/credentials.js';
+import { setPeerTimeout } from '../transport/peer-timeout.js';
 import { createLogger, setLogLevel } from '../util/log.js';
 import { deviceFlag, type Endpoint, parseServeArgs, SERVE_HELP, type ServeOptions, UsageError } from './args.js';
 import { DeviceSlots } from './device-slots.js';
@@ -21,6 +31,27 @@ const log = createLogger('serve');
 
 interface FrontEnd {
   close(): Promise<void>;
+}
+
+/** What the front ends and remotes secure their connections with; nothing: plain TCP. */
+interface Security {
+  listen?: ListenSecurity;
+  /** For connections out; throws a UsageError when the flags cannot say which identity to use. */
+  connect(): ConnectSecurity | undefined;
+}
+
+function loadSecurity(opts: ServeOptions): Security {
+  const asUsage = <T>(f: () => T): T => {
+    try {
+      return f();
+    } catch (err) {
+      if (err instanceof CredentialError) throw new UsageError(err.message);
+      throw err;
+    }
+  };
+  const loaded = asUsage(() => loadServerCredentials(opts.credentials, (m) => log.warn(m)));
+  if (!loaded) return { connect: () => undefined };
+  return { listen: loaded.listen, connect: () => asUsage(loaded.connect) };
 }
 
 function hostForDisplay(e: Endpoint): string {
@@ -44,12 +75,19 @@ export async function serve(argv: string[]): Promise<number> {
   }
   // Signals are handled from the start, so a SIGTERM during start-up still shuts down cleanly,
   // and until the end: a repeated signal must not kill the process before images are flushed.
+  // A second signal insists: devices a guest holds (a mounted disk) are taken anyway.
   let signalled: ((signal: string) => void) | undefined;
+  let insisted: (() => void) | undefined;
   const signal = new Promise<string>((resolve) => (signalled = resolve));
+  const insist = new Promise<void>((resolve) => (insisted = resolve));
   const onSignal = (name: string) => () => {
-    if (signalled) signalled(name);
-    else log.info(`${name}: already shutting down, flushing first`);
-    signalled = undefined;
+    if (signalled) {
+      signalled(name);
+      signalled = undefined;
+    } else if (insisted) {
+      insisted();
+      insisted = undefined;
+    } else log.info(`${name}: already shutting down, flushing first`);
   };
   const handlers = { SIGINT: onSignal('SIGINT'), SIGTERM: onSignal('SIGTERM'), SIGHUP: onSignal('SIGHUP') };
   for (const [name, handler] of Object.entries(handlers)) process.on(name, handler);
@@ -57,8 +95,9 @@ export async function serve(argv: string[]): Promise<number> {
   const registry = new DeviceRegistry();
   const slots = new DeviceSlots(registry);
   try {
-    await openDevices(parsed, registry, slots);
-    await startFrontEnds(parsed, registry, frontEnds);
+    const security = loadSecurity(parsed);
+    await openDevices(parsed, registry, slots, security);
+    await startFrontEnds(parsed, registry, frontEnds, security);
     const control = await startControl(parsed, registry);
     if (control) frontEnds.push(control);
     slots.start();
@@ -69,7 +108,9 @@ export async function serve(argv: string[]): Promise<number> {
     await registry.closeAll();
     throw err;
   }
-  log.info(`${await signal}: shutting down`);
+  const why = await signal;
+  log.info(`${why}: shutting down`);
+  await detachAllForStop(registry, { force: parsed.forceStop, insist, why });
   await Promise.allSettled(frontEnds.map((f) => f.close()));
   await slots.close();
   await registry.closeAll();
@@ -79,7 +120,12 @@ export async function serve(argv: string[]): Promise<number> {
   return 0;
 }
 
-async function openDevices(opts: ServeOptions, registry: DeviceRegistry, slots: DeviceSlots): Promise<void> {
+async function openDevices(
+  opts: ServeOptions,
+  registry: DeviceRegistry,
+  slots: DeviceSlots,
+  security: Security,
+): Promise<void> {
   if (opts.exports.length === 0) {
     registry.add(createDemoDisk(opts.demoSizeMiB, 0));
     return;
@@ -99,7 +145,8 @@ async function openDevices(opts: ServeOptions, registry: DeviceRegistry, slots: 
   const hostSources = await hostDeviceSources(opts.exports.filter((e) => e.kind === 'host'));
   for (const e of opts.exports) {
     if (e.kind === 'remote') {
-      slots.add(createSource(e.remote));
+      const tls = e.remote.kind !== 'usbredir-listen' && e.remote.tls;
+      slots.add(createSource(e.remote, tls ? security.connect() : undefined));
       continue;
     }
     if (e.kind === 'host') {
@@ -143,10 +190,22 @@ function listenError(what: string, e: Endpoint, err: unknown): UsageError {
   return new UsageError(`cannot listen for ${what} on ${hostForDisplay(e)}:${e.port}: ${reason}`);
 }
 
-async function startFrontEnds(opts: ServeOptions, registry: DeviceRegistry, frontEnds: FrontEnd[]): Promise<void> {
+async function startFrontEnds(
+  opts: ServeOptions,
+  registry: DeviceRegistry,
+  frontEnds: FrontEnd[],
+  security: Security,
+): Promise<void> {
   const announce = announcer(opts);
+  const { peerTimeoutMs, ...limits } = opts.limits;
+  if (peerTimeoutMs !== undefined) setPeerTimeout(peerTimeoutMs);
+  const access = opts.access ?? AccessPolicy.open;
+  const unknown = access.unknownDevices(registry.list().map((d) => d.busid));
+  if (unknown.length > 0) log.warn(`access rules name ${unknown.join(', ')}, which this server does not export`);
+  // One count for all listeners: the connection limits are per process.
+  const gate = new ConnectionGate(limits, log);
   for (const e of opts.usbip) {
-    const server = new UsbipServer(registry, e);
+    const server = new UsbipServer(registry, e, { ...limits, access, gate, security: security.listen });
     try {
       await server.listen();
     } catch (err) {
@@ -155,15 +214,24 @@ async function startFrontEnds(opts: ServeOptions, registry: DeviceRegistry, fron
     frontEnds.push(server);
     for (const d of registry.list()) {
       const port = e.port === 3240 ? '' : ` --tcp-port ${e.port}`;
+      // vhci-hcd speaks plain TCP only: over TLS it goes through a tunnel on the client machine.
+      const attach = security.listen
+        ? `usbwire tunnel --listen 127.0.0.1:3240 --to tls://${hostForDisplay(e)}:${e.port} ...; usbip attach -r 127.0.0.1 -b ${d.busid}`
+        : `usbip${port} attach -r ${hostForDisplay(e)} -b ${d.busid}`;
       announce(
-        `usbip: listening on ${hostForDisplay(e)}:${e.port}, exporting ${d.busid} (${entryName(d)}); ` +
-          `attach with: usbip${port} attach -r ${hostForDisplay(e)} -b ${d.busid}`,
+        `usbip: listening on ${hostForDisplay(e)}:${e.port}${security.listen ? ' (TLS)' : ''}, exporting ${d.busid} (${entryName(d)}); ` +
+          `attach with: ${attach}`,
       );
     }
   }
   for (const spec of opts.usbredir) {
     const entry = pickDevice(registry, spec.busid, '--usbredir');
-    const listener = new UsbredirListener(registry, entry, spec);
+    const listener = new UsbredirListener(registry, entry, spec, {
+      ...limits,
+      access,
+      gate,
+      security: security.listen,
+    });
     try {
       await listener.listen();
     } catch (err) {
@@ -171,20 +239,28 @@ async function startFrontEnds(opts: ServeOptions, registry: DeviceRegistry, fron
     }
     frontEnds.push(listener);
     announce(
-      `usbredir: listening on ${hostForDisplay(spec)}:${spec.port}, exporting ${entry.busid} (${entryName(entry)}); ` +
-        `connect with: qemu ... -chardev socket,id=ur,host=${hostForDisplay(spec)},port=${spec.port},reconnect=1,nodelay=on ` +
+      `usbredir: listening on ${hostForDisplay(spec)}:${spec.port}${security.listen ? ' (TLS)' : ''}, exporting ${entry.busid} (${entryName(entry)}); ` +
+        `connect with: qemu ...${qemuTlsObject(security.listen)} -chardev socket,id=ur,host=${hostForDisplay(spec)},port=${spec.port},reconnect=1,nodelay=on${security.listen ? ',tls-creds=tls0' : ''} ` +
         '-device usb-redir,chardev=ur',
     );
   }
   for (const spec of opts.usbredirConnect) {
     const entry = pickDevice(registry, spec.busid, '--usbredir-connect');
-    const connector = new UsbredirConnector(registry, entry, spec);
+    const connector = new UsbredirConnector(registry, entry, spec, { ...limits, security: security.connect() });
     connector.start();
     frontEnds.push(connector);
     announce(
       `usbredir: connecting to ${hostForDisplay(spec)}:${spec.port} (retrying until it answers), exporting ${entry.busid} (${entryName(entry)})`,
     );
   }
+}
+
+/** The QEMU credentials object a guest needs to reach a TLS listener. */
+function qemuTlsObject(listen: ListenSecurity | undefined): string {
+  if (!listen) return '';
+  return listen.kind === 'psk'
+    ? ' -object tls-creds-psk,id=tls0,endpoint=client,dir=DIR,username=ID'
+    : ' -object tls-creds-x509,id=tls0,endpoint=client,dir=DIR';
 }
 
 function pickDevice(registry: DeviceRegistry, busid: string | undefined, flag: string) {

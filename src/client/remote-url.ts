@@ -3,10 +3,10 @@ import { AddressError, formatHostPort, type HostPort, parseHostPort } from '../u
 
 /** Where a remote device comes from, as `--remote` names it. */
 export type RemoteSpec =
-  /** A device on a USB/IP server (usbipd, usbwire), imported by bus id. */
-  | { kind: 'usbip'; address: HostPort; busid: string }
-  /** A usbredir host that listens (usbredirect --as, a SPICE-style server): we connect. */
-  | { kind: 'usbredir'; address: HostPort }
+  /** A device on a USB/IP server (usbipd, usbwire), imported by bus id; over TLS with usbip+tls://. */
+  | { kind: 'usbip'; address: HostPort; busid: string; tls?: boolean }
+  /** A usbredir host that listens (usbredirect --as, a SPICE-style server): we connect (usbredir+tls://: over TLS). */
+  | { kind: 'usbredir'; address: HostPort; tls?: boolean }
   /** usbredir hosts that connect out (usbredirect --to): we listen. */
   | { kind: 'usbredir-listen'; address: HostPort };
 
@@ -14,13 +14,17 @@ export class RemoteUrlError extends Error {
   override name = 'RemoteUrlError';
 }
 
-const FORMS = 'usbip://HOST[:PORT]/BUSID, usbredir://HOST:PORT or usbredir-listen://HOST:PORT';
+const FORMS =
+  'usbip://HOST[:PORT]/BUSID, usbredir://HOST:PORT, usbredir-listen://HOST:PORT (usbip+tls://, usbredir+tls:// over TLS)';
 
 /** Parse `usbip://HOST[:PORT]/BUSID`, `usbredir://HOST:PORT`, `usbredir-listen://HOST:PORT`. */
 export function parseRemoteUrl(text: string): RemoteSpec {
-  const m = /^([a-z-]+):\/\/([^/]*)(?:\/(.*))?$/.exec(text);
+  const m = /^([a-z+-]+):\/\/([^/]*)(?:\/(.*))?$/.exec(text);
   if (!m) throw new RemoteUrlError(`"${text}": expected ${FORMS}`);
-  const [, scheme, where, path] = m as unknown as [string, string, string, string | undefined];
+  const [, fullScheme, where, path] = m as unknown as [string, string, string, string | undefined];
+  const tls = fullScheme === 'usbip+tls' || fullScheme === 'usbredir+tls';
+  const scheme = tls ? fullScheme.slice(0, -'+tls'.length) : fullScheme;
+  const secure = tls ? { tls: true } : {};
   const address = (defaultPort?: number) => {
     try {
       return parseHostPort(where, defaultPort);
@@ -35,21 +39,22 @@ export function parseRemoteUrl(text: string): RemoteSpec {
       if (!/^\d+-\d+(\.\d+)*$/.test(path)) {
         throw new RemoteUrlError(`"${text}": bad bus id "${path}" (expected e.g. 1-1 or 1-1.4)`);
       }
-      return { kind: 'usbip', address: address(USBIP_DEFAULT_PORT), busid: path };
+      return { kind: 'usbip', address: address(USBIP_DEFAULT_PORT), busid: path, ...secure };
     }
     case 'usbredir':
     case 'usbredir-listen': {
       if (path) throw new RemoteUrlError(`"${text}": ${scheme}:// takes no path (one device per connection)`);
       const a = address();
       if (a.port === 0 && scheme === 'usbredir') throw new RemoteUrlError(`"${text}": port must be 1-65535`);
-      return { kind: scheme, address: a };
+      return scheme === 'usbredir' ? { kind: scheme, address: a, ...secure } : { kind: scheme, address: a };
     }
     default:
-      throw new RemoteUrlError(`"${text}": unknown scheme "${scheme}://" (expected ${FORMS})`);
+      throw new RemoteUrlError(`"${text}": unknown scheme "${fullScheme}://" (expected ${FORMS})`);
   }
 }
 
 export function formatRemoteUrl(spec: RemoteSpec): string {
   const where = formatHostPort(spec.address);
-  return spec.kind === 'usbip' ? `usbip://${where}/${spec.busid}` : `${spec.kind}://${where}`;
+  const scheme = spec.kind !== 'usbredir-listen' && spec.tls ? `${spec.kind}+tls` : spec.kind;
+  return spec.kind === 'usbip' ? `${scheme}://${where}/${spec.busid}` : `${scheme}://${where}`;
 }

@@ -1,3 +1,5 @@
+import { DEFAULT_MAX_TRANSFER_LENGTH } from '../protocol/usbip/constants.js';
+
 /**
  * Per-connection limits of both servers, in one place.
  *
@@ -25,6 +27,15 @@ export const HELD_INPUT_BYTES = 1024 * 1024;
 export const DEFAULT_HANDSHAKE_TIMEOUT_MS = 10_000;
 export { MAX_QUEUED_BYTES } from '../transport/pdu-writer.js';
 
+/** Largest single transfer a client may ask for (USB/IP transfer_buffer_length, usbredir data): 32 MiB. */
+export { DEFAULT_MAX_TRANSFER_LENGTH };
+
+/** A client whose replies have not drained for this long has stopped reading: it is dropped. */
+export const DEFAULT_WRITE_STALL_TIMEOUT_MS = 30_000;
+/** Connections a server process accepts at once, in total and from one address. */
+export const DEFAULT_MAX_CONNECTIONS = 256;
+export const DEFAULT_MAX_CONNECTIONS_PER_ADDRESS = 32;
+
 export interface ConnectionLimits {
   /** Transfers a connection may have submitted and not yet answered (default 4096). */
   maxTransfersInFlight?: number;
@@ -32,6 +43,8 @@ export interface ConnectionLimits {
   maxBytesInFlight?: number;
   /** Time allowed for the opening exchange before the connection is closed (default 10 s). */
   handshakeTimeoutMs?: number;
+  /** Replies queued past MAX_QUEUED_BYTES that do not drain for this long close the connection (default 30 s). */
+  writeStallTimeoutMs?: number;
 }
 
 export function resolveLimits(l: ConnectionLimits = {}): Required<ConnectionLimits> {
@@ -39,5 +52,20 @@ export function resolveLimits(l: ConnectionLimits = {}): Required<ConnectionLimi
     maxTransfersInFlight: l.maxTransfersInFlight ?? DEFAULT_MAX_TRANSFERS_IN_FLIGHT,
     maxBytesInFlight: l.maxBytesInFlight ?? DEFAULT_MAX_BYTES_IN_FLIGHT,
     handshakeTimeoutMs: l.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS,
+    writeStallTimeoutMs: l.writeStallTimeoutMs ?? DEFAULT_WRITE_STALL_TIMEOUT_MS,
   };
 }
+
+/** Limits of a whole server process: per connection, plus how many connections and how large a transfer. */
+export interface ServerLimits extends ConnectionLimits {
+  maxTransferLength?: number;
+  maxConnections?: number;
+  maxConnectionsPerAddress?: number;
+}
+
+export const DEFAULT_SERVER_LIMITS: Required<ServerLimits> = {
+  ...resolveLimits(),
+  maxTransferLength: DEFAULT_MAX_TRANSFER_LENGTH,
+  maxConnections: DEFAULT_MAX_CONNECTIONS,
+  maxConnectionsPerAddress: DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
+};

@@ -26,6 +26,8 @@ export class ReadThrottle implements InFlightBudget {
   readonly #log: Logger;
   readonly #maxTransfers: number;
   readonly #maxBytes: number;
+  readonly #writeStallTimeoutMs: number;
+  #stallTimer: NodeJS.Timeout | undefined;
   #transfers = 0;
   #bytes = 0;
   #held = false;
@@ -41,6 +43,7 @@ export class ReadThrottle implements InFlightBudget {
     const l = resolveLimits(limits);
     this.#maxTransfers = l.maxTransfersInFlight;
     this.#maxBytes = l.maxBytesInFlight;
+    this.#writeStallTimeoutMs = l.writeStallTimeoutMs;
   }
 
   get transfers(): number {
@@ -95,6 +98,7 @@ export class ReadThrottle implements InFlightBudget {
 
   /** The connection is closing: no packet is emitted any more, whatever completes. */
   stop(): void {
+    clearTimeout(this.#stallTimer);
     this.#stopped = true;
     this.#held = true;
     this.#parser.holdPackets();
@@ -103,6 +107,16 @@ export class ReadThrottle implements InFlightBudget {
   /** From the reply writer: too much output queued (or no longer). */
   writerCongested(congested: boolean): void {
     this.#writerCongested = congested;
+    clearTimeout(this.#stallTimer);
+    // A peer that stops reading keeps its replies (and its device) forever unless dropped.
+    if (congested && !this.#stopped) {
+      this.#stallTimer = setTimeout(() => {
+        this.#log.warn(
+          `replies queued and not drained for ${this.#writeStallTimeoutMs} ms (the peer stopped reading), closing`,
+        );
+        this.#socket.destroy();
+      }, this.#writeStallTimeoutMs);
+    }
     this.update();
   }
 

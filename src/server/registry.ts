@@ -35,6 +35,8 @@ export interface DeviceRegistryEvents {
   plugged: [PresentDevice];
   /** The slot's device went away. */
   unplugged: [ExportedDevice];
+  /** The holder let go of the entry (its connection is done with the device). */
+  released: [ExportedDevice];
 }
 
 /**
@@ -137,6 +139,7 @@ export class DeviceRegistry extends EventEmitter<DeviceRegistryEvents> {
     if (entry.owner !== owner) return;
     entry.owner = undefined;
     this.#drops.delete(entry);
+    this.emit('released', entry);
   }
 
   /** Make the holder let go of a device. Returns who held it, or undefined if it was free. */

@@ -1,16 +1,14 @@
 import net from 'node:net';
 import { formatHostPort, type HostPort } from '../util/host-port.js';
 import { createLogger } from '../util/log.js';
+import { applyPeerTimeout } from './peer-timeout.js';
 
 const log = createLogger('tcp');
 
-/** Keepalive probes start after this much idle time: a vanished peer must not hold a device forever. */
-export const KEEPALIVE_IDLE_MS = 15_000;
-
-/** TCP_NODELAY (small PDUs must not wait for Nagle) and keepalive. */
+/** TCP_NODELAY (small PDUs must not wait for Nagle) and keepalive: a vanished peer must not hold a device forever. */
 export function tuneSocket(socket: net.Socket): void {
   socket.setNoDelay(true);
-  socket.setKeepAlive(true, KEEPALIVE_IDLE_MS);
+  applyPeerTimeout(socket);
 }
 
 export function remoteName(socket: net.Socket): string {
@@ -18,10 +16,17 @@ export function remoteName(socket: net.Socket): string {
   return host.includes(':') ? `[${host}]:${socket.remotePort}` : `${host}:${socket.remotePort}`;
 }
 
-/** Listen on an address; resolves once bound (port 0 picks a free port, see server.address()). */
-export function listenTcp(address: HostPort, onConnection: (socket: net.Socket) => void): Promise<net.Server> {
+/**
+ * Listen on an address; resolves once bound (port 0 picks a free port, see server.address()).
+ * allowHalfOpen: a peer's FIN does not end our side (a relay forwards it instead).
+ */
+export function listenTcp(
+  address: HostPort,
+  onConnection: (socket: net.Socket) => void,
+  opts: { allowHalfOpen?: boolean } = {},
+): Promise<net.Server> {
   return new Promise((resolve, reject) => {
-    const server = net.createServer({ noDelay: true, keepAlive: true, keepAliveInitialDelay: KEEPALIVE_IDLE_MS });
+    const server = net.createServer({ noDelay: true, allowHalfOpen: opts.allowHalfOpen ?? false });
     server.on('connection', (socket) => {
       tuneSocket(socket);
       onConnection(socket);

@@ -1,5 +1,6 @@
 import type { EventEmitter } from 'node:events';
 import type { UsbSpeed } from './speed.js';
+import type { TransferStatus } from './status.js';
 import type { Transfer } from './transfer.js';
 
 /** Raw descriptors of a device, as a host would read them over endpoint 0. */
@@ -41,6 +42,16 @@ export interface UsbDevice extends EventEmitter<UsbDeviceEvents> {
   cancel(transfer: Transfer): void;
   /** USB port reset: cancels everything pending, back to the default (unconfigured) state. */
   reset(): Promise<void>;
+  /**
+   * USB 3 bulk streams, present only on devices that can carry stream ids (see UsbStreams).
+   * Stream ids 1..n become usable on these bulk endpoints (addresses with the direction bit),
+   * all allocated together. Resolves with n, which may be fewer than asked (libusb_alloc_streams
+   * does that), or with a failure status; never rejects. Allocations end with freeStreams, a
+   * reset, or SET_CONFIGURATION / SET_INTERFACE touching the endpoints.
+   */
+  allocStreams?(endpoints: number[], streams: number): Promise<number | TransferStatus>;
+  /** Back to plain bulk on these endpoints; their pending transfers complete Cancelled first. */
+  freeStreams?(endpoints: number[]): Promise<TransferStatus>;
   /** Release resources (files, handles). The device is unusable afterwards. */
   close(): Promise<void>;
 }

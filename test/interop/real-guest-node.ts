@@ -129,6 +129,33 @@ real_serve() {
     sleep 0.1
   done
 }
+# real_serve_usbredir SELECTOR LOG [PORT=4000]: the same over usbredir, listening on 0.0.0.0:PORT
+# (guest B's QEMU reaches it through a hostfwd, two-guests.ts); returns once the device is exported.
+# SERVE_ARGS: more serve options (e.g. --log-level debug)
+real_serve_usbredir() {
+  $NODE "$RIG_SHARE/app/bin/usbwire.js" serve --usbredir 0.0.0.0:\${3:-4000} --control none --device "$1" $SERVE_ARGS > "$2" 2>&1 &
+  SERVE=$!
+  _n=0
+  until grep -q "host device .*: exporting" "$2" 2>/dev/null && grep -q "listening for usbredir" "$2"; do
+    _n=$((_n + 1)); [ $_n -gt 600 ] && fail "usbwire did not start ($2)"
+    kill -0 $SERVE 2>/dev/null || fail "usbwire exited ($2)"
+    sleep 0.1
+  done
+}
+# source_sink_gadget PID: configfs gadget 0525:PID with SourceSink (gadget zero's configuration 3)
+# bound to dummy_udc.0; G=its configfs folder (echo "" > $G/UDC unplugs it)
+source_sink_gadget() {
+  mount -t configfs none /sys/kernel/config 2>/dev/null
+  G=/sys/kernel/config/usb_gadget/ss
+  mkdir $G || fail "configfs gadget"
+  echo 0x0525 > $G/idVendor
+  echo 0x$1 > $G/idProduct
+  mkdir $G/strings/0x409 && echo usbwire-real > $G/strings/0x409/serialnumber
+  mkdir $G/functions/SourceSink.0 || fail "SourceSink function"
+  mkdir $G/configs/c.3
+  ln -s $G/functions/SourceSink.0 $G/configs/c.3/
+  echo dummy_udc.0 > $G/UDC || fail "bind dummy_udc.0"
+}
 # stop_serve LOG: SIGTERM, wait up to 10 s; true when usbwire said it closed everything
 stop_serve() {
   kill -TERM $SERVE
@@ -137,6 +164,9 @@ stop_serve() {
   grep -q "all devices closed and flushed" "$1"
 }
 `;
+
+/** QEMU settings of a guest that runs usbwire (node needs the memory; see gadget-zero-run.ts for preempt=full). */
+export const REAL_GUEST = { memoryMiB: 1024, append: 'preempt=full loglevel=3' } as const;
 
 /**
  * Boot a guest on `share` (already prepared) with usbwire's usual real-device settings; a guest
@@ -147,7 +177,7 @@ export function bootRealGuest(
   opts: Pick<BootOptions, 'modules' | 'qemuArgs' | 'script'> & { timeoutMs: number },
 ): Promise<GuestResult> {
   writeFileSync(join(share, 'results.txt'), '');
-  const g = startGuest({ shareDir: share, net: false, memoryMiB: 1024, append: 'preempt=full loglevel=3', ...opts });
+  const g = startGuest({ shareDir: share, net: false, ...REAL_GUEST, ...opts });
   waitForFile(g.path('guest.rc'), opts.timeoutMs, g.done)
     .then(() => sleep(10_000))
     .then(g.kill, () => {});

@@ -34,6 +34,7 @@ flock 9
 # --- 1. Debian packages ---------------------------------------------------------------
 PKGS=(qemu-system-x86 busybox-static usbip cpio kmod usbutils gcc libc6-dev usbredirect
   e2fsprogs xz-utils util-linux)
+PKGS+=(iproute2) # network namespaces and veth links (vanished-peer, netns tests)
 PKGS+=(libusb-1.0-0) # usbwire's real-device export (koffi → libusb-1.0.so.0), also copied to the guest share
 missing=()
 for p in "${PKGS[@]}"; do

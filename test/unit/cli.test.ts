@@ -130,6 +130,7 @@ test('input commands: no server → one line saying so and how to start one; bad
     [['key', '1-1', 'a', '--sideways'], /unknown option --sideways/],
     [['serve', '--keyboard', '--control', '10.0.0.1:5000'], /unauthenticated.*loopback/],
     [['serve', '--keyboard=yes'], /--keyboard/],
+    [['detach', '--sideways', '1-1'], /unknown option --sideways/],
   ] as [string[], RegExp][]) {
     const x = await run(args);
     assert.notEqual(x.code, 0, args.join(' '));
@@ -217,4 +218,16 @@ test('serve --serial stdio: stdout is the serial line, so the server speaks on s
   assert.equal(code, 0, stderr);
   assert.match(stderr, /usbip: listening on 127\.0\.0\.1/);
   assert.equal(stdout, '', 'nothing of the server on the serial line');
+});
+
+test('serve --force-stop is accepted and stops on SIGTERM; detach --help documents --force', async () => {
+  const port = await freePort();
+  const r = await run(
+    ['serve', '--force-stop', '--demo-size', '1', '--usbip', `127.0.0.1:${port}`, '--control', 'none'],
+    /listening/,
+  );
+  assert.equal(r.code, 0, r.stderr);
+  const help = await run(['detach', '--help']);
+  assert.match(help.stdout, /usage: usbwire detach \[--force\] BUSID/);
+  assert.match(help.stdout, /--force {8}detach anyway: the guest first sees its medium removed/);
 });

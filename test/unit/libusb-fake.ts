@@ -107,6 +107,17 @@ export class FakeLibusb implements Partial<Libusb> {
     if (this.autoComplete(s)) return 0;
     return 0;
   };
+  /** Streams libusb_alloc_streams grants (it may grant fewer than asked); negative: an error. */
+  streamsGranted: (asked: number) => number = (asked) => asked;
+  readonly streamIds = new Map<Pointer, number>();
+  allocStreams = (_h: Pointer, n: number, eps: number[]) => {
+    this.calls.push(`allocStreams ${n} ${eps.map((e) => e.toString(16)).join(',')}`);
+    return this.streamsGranted(n);
+  };
+  freeStreams = (_h: Pointer, eps: number[]) => this.record(`freeStreams ${eps.map((e) => e.toString(16)).join(',')}`);
+  setStreamId = (t: Pointer, id: number) => {
+    this.streamIds.set(t, id);
+  };
   cancelTransfer = (t: Pointer) => {
     if (!this.#memory.has(t)) throw new Error('cancel of a freed transfer (pitfall 1)');
     this.calls.push('cancel');

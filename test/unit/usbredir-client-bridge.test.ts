@@ -65,7 +65,10 @@ test('bridge: usbredir to usbredir (two hops): descriptors, SET_INTERFACE and is
     const setIf = { bmRequestType: 0x01, bRequest: 11, wValue: 1, wIndex: 0, wLength: 0 };
     assert.equal((await control(dev, setIf)).status, TransferStatus.Ok);
     assert.deepEqual([gz.alternateSetting(0), inner.remote.alternateSetting(0), dev.alternateSetting(0)], [1, 1, 1]);
-    for (let i = 0; i < 3; i++) {
+    // Iso is real time: a jitter buffer that runs dry (a loaded machine) answers empty packets, as
+    // a host controller would. What arrives must be the pattern, and a running stream fills transfers.
+    let full = 0;
+    for (let i = 0; i < 200 && full < 3; i++) {
       const isoPackets = Array.from({ length: 8 }, (_, j) => ({
         offset: j * 1024,
         length: 1024,
@@ -75,10 +78,13 @@ test('bridge: usbredir to usbredir (two hops): descriptors, SET_INTERFACE and is
       const t = new Transfer({ type: 'isochronous', endpoint: SS_ISO_IN, length: 8192, isoPackets });
       await dev.submit(t);
       assert.equal(t.status, TransferStatus.Ok);
-      assert.equal(t.actualLength, 8192);
-      for (const p of t.isoPackets!)
-        assert.equal(patternMismatch(t.data.subarray(p.offset, p.offset + 1024), 1, 1024), -1);
+      for (const p of t.isoPackets!) {
+        assert.ok(p.actualLength === 0 || p.actualLength === 1024, `packet of ${p.actualLength} bytes`);
+        assert.equal(patternMismatch(t.data.subarray(p.offset, p.offset + p.actualLength), 1, 1024), -1);
+      }
+      if (t.actualLength === 8192) full++;
     }
+    assert.equal(full, 3, 'three full transfers once the stream runs');
   } finally {
     await outer.close();
     await inner.close();

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { test } from 'node:test';
+import { after, test } from 'node:test';
 import { PacketType as T } from '../../src/protocol/usbredir/constants.js';
 import { DeviceRegistry } from '../../src/server/registry.js';
 import { type SessionTuning, UsbredirListener } from '../../src/server/usbredir/server.js';
@@ -10,6 +10,10 @@ import { bulkIn, UsbredirWire } from '../support/usbredir-wire.js';
 
 setLogSink('silent');
 
+// A test that fails must not leave a server listening: the file would never exit.
+const open: { close(): Promise<void> }[] = [];
+after(() => Promise.all(open.map((s) => s.close())));
+
 async function serve(tuning: SessionTuning = {}) {
   const registry = new DeviceRegistry();
   const device = new ParkingDevice();
@@ -17,6 +21,7 @@ async function serve(tuning: SessionTuning = {}) {
   const entry = registry.add(device);
   const listener = new UsbredirListener(registry, entry, { host: '127.0.0.1', port: 0 }, tuning);
   await listener.listen();
+  open.push(listener);
   return { device, entry, listener, port: listener.address!.port };
 }
 
@@ -70,11 +75,11 @@ test('usbredir: closing a connection with 100k requests pending takes linear tim
   const { device, entry, listener, guest } = await parkedGuest(N, (i) => BigInt(i + 1));
   const started = performance.now();
   guest.socket.destroy();
-  await until(() => entry.owner === undefined, 'teardown', 10_000);
+  await until(() => entry.owner === undefined, 'teardown', 30_000);
   const ms = performance.now() - started;
   t.diagnostic(`teardown of ${N}: ${ms.toFixed(0)} ms`);
   assert.equal(device.parked, 0);
-  assert.ok(ms < 2000, `teardown took ${ms.toFixed(0)} ms`);
+  assert.ok(ms < 10_000, `teardown took ${ms.toFixed(0)} ms`);
   await listener.close();
 });
 
@@ -83,11 +88,32 @@ test('usbredir: a reset with 100k requests on one reused id takes linear time', 
   const { device, listener, guest } = await parkedGuest(N, () => 7n);
   const started = performance.now();
   guest.send([{ type: T.Reset, id: 0n }]);
-  await until(() => device.resets === 1, 'reset', 10_000);
+  await until(() => device.resets === 1, 'reset', 30_000);
   const ms = performance.now() - started;
   t.diagnostic(`reset cancelling ${N}: ${ms.toFixed(0)} ms`);
   assert.equal(device.parked, 0);
-  assert.ok(ms < 2000, `reset took ${ms.toFixed(0)} ms`);
+  assert.ok(ms < 10_000, `reset took ${ms.toFixed(0)} ms`);
   guest.socket.destroy();
   await listener.close();
+});
+
+test('usbredir: a transfer longer than maxTransferLength closes the connection at its header', async () => {
+  const logs: string[] = [];
+  setLogSink((l) => logs.push(l));
+  const { device, entry, listener, port } = await serve({ maxTransferLength: 1024 * 1024 });
+  const guest = await UsbredirWire.connect(port);
+  await guest.attach();
+  guest.send([bulkIn(1n, 1024 * 1024)]);
+  await until(() => device.parked === 1, 'a transfer at the limit is taken');
+  const submitted = device.submitted;
+  guest.send([bulkIn(2n, 1024 * 1024 + 512)]);
+  await until(() => guest.closed, 'closed');
+  assert.equal(device.submitted, submitted, 'the long one never reached the device');
+  assert.ok(
+    logs.some((l) => /transfer of 1049088 bytes > limit 1048576/.test(l)),
+    logs.join('\n'),
+  );
+  await until(() => entry.owner === undefined, 'released');
+  await listener.close();
+  setLogSink('silent');
 });

@@ -2,8 +2,9 @@ import { USBIP_DEFAULT_PORT } from '../../protocol/usbip/constants.js';
 import { UsbipProtocolError } from '../../protocol/usbip/errors.js';
 import { encodeReqDevlist, type UsbipDevlistEntry } from '../../protocol/usbip/op.js';
 import { UsbipParser } from '../../protocol/usbip/parser.js';
+import type { ConnectSecurity } from '../../transport/credentials.js';
 import { PduWriter } from '../../transport/pdu-writer.js';
-import { connectTcp } from '../../transport/tcp.js';
+import { connectSecure } from '../../transport/secure.js';
 import { formatHostPort, type HostPort, parseHostPort } from '../../util/host-port.js';
 import { createLogger, type Logger } from '../../util/log.js';
 import { RemoteUsbipDevice } from './remote-device.js';
@@ -14,6 +15,8 @@ export interface UsbipClientOptions {
   /** Largest transfer accepted in either direction (default: the codec's 32 MiB). */
   maxTransferLength?: number;
   logger?: Logger;
+  /** TLS to the server; plain TCP without. */
+  security?: ConnectSecurity | undefined;
 }
 
 export type Address = HostPort | string;
@@ -27,8 +30,10 @@ export class UsbipClient {
   readonly #timeoutMs: number;
   readonly #maxTransferLength: number | undefined;
   readonly #log: Logger;
+  readonly #security: ConnectSecurity | undefined;
 
   constructor(options: UsbipClientOptions = {}) {
+    this.#security = options.security;
     this.#timeoutMs = options.timeoutMs ?? 10_000;
     this.#maxTransferLength = options.maxTransferLength;
     this.#log = options.logger ?? createLogger('usbip-client');
@@ -37,7 +42,7 @@ export class UsbipClient {
   /** OP_REQ_DEVLIST on a fresh connection (the server closes it after the reply). */
   async listDevices(address: Address): Promise<UsbipDevlistEntry[]> {
     const where = toHostPort(address);
-    const socket = await connectTcp(where, this.#timeoutMs);
+    const socket = await connectSecure(where, this.#security, this.#timeoutMs);
     try {
       return await new Promise<UsbipDevlistEntry[]>((resolve, reject) => {
         const fail = (why: string) => reject(new Error(`device list from ${formatHostPort(where)}: ${why}`));
@@ -74,6 +79,7 @@ export class UsbipClient {
       maxTransferLength: this.#maxTransferLength,
       timeoutMs: this.#timeoutMs,
       logger: this.#log,
+      security: this.#security,
     });
     this.#log.info(`imported ${device.name}`);
     return device;

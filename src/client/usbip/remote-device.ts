@@ -5,8 +5,9 @@ import { UsbipProtocolError } from '../../protocol/usbip/errors.js';
 import { encodeReqImport, type UsbipDeviceInfo } from '../../protocol/usbip/op.js';
 import { type OpRepImport, type UsbipPacket, UsbipParser } from '../../protocol/usbip/parser.js';
 import { speedFromLinux } from '../../protocol/usbip/status.js';
+import type { ConnectSecurity } from '../../transport/credentials.js';
 import { PduWriter } from '../../transport/pdu-writer.js';
-import { connectTcp } from '../../transport/tcp.js';
+import { connectSecure } from '../../transport/secure.js';
 import { activeEndpoints, type ParsedConfiguration, parseConfiguration } from '../../usb/descriptors.js';
 import type { DeviceDescriptors, UsbDevice, UsbDeviceEvents } from '../../usb/device.js';
 import { ConfigurationTracker, readConfigurationValue, readDescriptors } from '../../usb/device-state.js';
@@ -28,6 +29,8 @@ export interface RemoteDeviceOptions {
   logger?: Logger;
   /** Aborts an import in progress (the connection is closed, the import rejects). */
   signal?: AbortSignal;
+  /** TLS to the server (usbip+tls://); plain TCP without. */
+  security?: ConnectSecurity | undefined;
 }
 
 /** Why an import failed, in one line (refused, busy, unreachable, bad reply, timeout). */
@@ -90,9 +93,11 @@ export class RemoteUsbipDevice extends EventEmitter<UsbDeviceEvents> implements 
   static async import(address: HostPort, busid: string, options: RemoteDeviceOptions = {}): Promise<RemoteUsbipDevice> {
     const timeoutMs = options.timeoutMs ?? 10_000;
     const where = formatHostPort(address);
-    const socket = await abortable(connectTcp(address, timeoutMs), options.signal).catch((err: Error) => {
-      throw new UsbipImportError(err.message);
-    });
+    const socket = await abortable(connectSecure(address, options.security, timeoutMs), options.signal).catch(
+      (err: Error) => {
+        throw new UsbipImportError(err.message);
+      },
+    );
     if (!socket) throw new UsbipImportError(`import of ${busid} from ${where}: aborted`);
     const device = new RemoteUsbipDevice(socket, address, busid, options);
     await device.#attach(options.signal);

@@ -1,4 +1,5 @@
 import { EventEmitter } from 'node:events';
+import type { ConnectSecurity } from '../../transport/credentials.js';
 import type { DeviceSource, DeviceSourceEvents } from '../../usb/source.js';
 import { formatHostPort, type HostPort } from '../../util/host-port.js';
 import { createLogger, type Logger } from '../../util/log.js';
@@ -7,6 +8,8 @@ import { RemoteUsbipDevice } from './remote-device.js';
 export interface UsbipSourceOptions {
   address: HostPort;
   busid: string;
+  /** TLS to the server (usbip+tls://); plain TCP without. */
+  security?: ConnectSecurity | undefined;
   logger?: Logger;
   /** Connect, import reply, descriptor read and unlink answer timeout (default 10 s). */
   timeoutMs?: number;
@@ -29,6 +32,7 @@ export class UsbipSource extends EventEmitter<DeviceSourceEvents> implements Dev
   readonly description: string;
   readonly #address: HostPort;
   readonly #busid: string;
+  readonly #security: ConnectSecurity | undefined;
   readonly #log: Logger;
   readonly #timeoutMs: number | undefined;
   readonly #minRetryMs: number;
@@ -45,7 +49,8 @@ export class UsbipSource extends EventEmitter<DeviceSourceEvents> implements Dev
     super();
     this.#address = opts.address;
     this.#busid = opts.busid;
-    this.description = `usbip://${formatHostPort(opts.address)}/${opts.busid}`;
+    this.#security = opts.security;
+    this.description = `usbip${opts.security ? '+tls' : ''}://${formatHostPort(opts.address)}/${opts.busid}`;
     this.#log = opts.logger ?? createLogger('usbip-source');
     this.#timeoutMs = opts.timeoutMs;
     this.#minRetryMs = opts.minRetryMs ?? 1000;
@@ -73,6 +78,7 @@ export class UsbipSource extends EventEmitter<DeviceSourceEvents> implements Dev
       timeoutMs: this.#timeoutMs,
       logger: this.#log,
       signal: abort.signal,
+      security: this.#security,
     }).then(
       (device) => this.#imported(device),
       (err: unknown) => this.#failed(err instanceof Error ? err.message : String(err)),

@@ -69,6 +69,11 @@ export class RemoteUsbredirDevice extends EventEmitter<UsbDeviceEvents> implemen
     this.#name = `${opts.where} ${hex4(connect.vendorId)}:${hex4(connect.productId)}`;
     this.#streams = new StreamRequests(link, table, opts.timeoutMs);
     this.#requests = new PendingRequests(link, table, this.#tracker, opts.timeoutMs);
+    if (this.streamsSupported) {
+      const gone = () => Promise.resolve(TransferStatus.NoDevice);
+      this.allocStreams = (endpoints, streams) => (this.#gone ? gone() : this.#streams.alloc(endpoints, streams));
+      this.freeStreams = (endpoints) => (this.#gone ? gone() : this.#streams.free(endpoints));
+    }
   }
 
   get name(): string {
@@ -104,16 +109,14 @@ export class RemoteUsbredirDevice extends EventEmitter<UsbDeviceEvents> implemen
     return this.#table.get(endpoint).maxStreams;
   }
 
-  /** alloc_bulk_streams: stream ids 1..streams become usable on these bulk endpoints. */
-  allocStreams(endpoints: number[], streams: number): Promise<TransferStatus> {
-    if (this.#gone) return Promise.resolve(TransferStatus.NoDevice);
-    return this.#streams.alloc(endpoints, streams);
-  }
-
-  freeStreams(endpoints: number[]): Promise<TransferStatus> {
-    if (this.#gone) return Promise.resolve(TransferStatus.NoDevice);
-    return this.#streams.free(endpoints);
-  }
+  /**
+   * alloc_bulk_streams: stream ids 1..streams become usable on these bulk endpoints. Present only
+   * when both sides announced bulk_streams (UsbDevice's optional streams methods), so whoever
+   * re-exports this device knows whether it carries streams.
+   */
+  readonly allocStreams?: (endpoints: number[], streams: number) => Promise<number | TransferStatus>;
+  /** free_bulk_streams; the host completes the endpoints' pending transfers cancelled. */
+  readonly freeStreams?: (endpoints: number[]) => Promise<TransferStatus>;
 
   /** Read the descriptors and the current configuration over EP0; the device is ready after this. */
   async init(): Promise<void> {

@@ -1,6 +1,8 @@
 import { EventEmitter } from 'node:events';
 import type net from 'node:net';
-import { connectTcp, listenTcp, remoteName } from '../../transport/tcp.js';
+import type { ConnectSecurity } from '../../transport/credentials.js';
+import { connectSecure } from '../../transport/secure.js';
+import { listenTcp, remoteName } from '../../transport/tcp.js';
 import type { DeviceSource, DeviceSourceEvents } from '../../usb/source.js';
 import { formatHostPort, type HostPort } from '../../util/host-port.js';
 import { createLogger, type Logger } from '../../util/log.js';
@@ -24,6 +26,8 @@ function startConnection(
 
 export interface UsbredirConnectSourceOptions {
   address: HostPort;
+  /** TLS to the usbredir host (usbredir+tls://); plain TCP without. */
+  security?: ConnectSecurity | undefined;
   logger?: Logger;
   /** Connect, hello, descriptor read and cancel timeout (default 10 s). */
   timeoutMs?: number;
@@ -39,6 +43,7 @@ export interface UsbredirConnectSourceOptions {
 export class UsbredirConnectSource extends EventEmitter<DeviceSourceEvents> implements DeviceSource {
   readonly description: string;
   readonly #address: HostPort;
+  readonly #security: ConnectSecurity | undefined;
   readonly #log: Logger;
   readonly #timeoutMs: number;
   readonly #minRetryMs: number;
@@ -54,7 +59,8 @@ export class UsbredirConnectSource extends EventEmitter<DeviceSourceEvents> impl
   constructor(opts: UsbredirConnectSourceOptions) {
     super();
     this.#address = { host: opts.address.host, port: opts.address.port };
-    this.description = `usbredir://${formatHostPort(this.#address)}`;
+    this.#security = opts.security;
+    this.description = `usbredir${opts.security ? '+tls' : ''}://${formatHostPort(this.#address)}`;
     this.#log = opts.logger ?? createLogger(this.description);
     this.#timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     this.#minRetryMs = opts.minRetryMs ?? 1000;
@@ -80,7 +86,7 @@ export class UsbredirConnectSource extends EventEmitter<DeviceSourceEvents> impl
       let worked = false;
       try {
         this.#connecting = true;
-        const socket = await connectTcp(this.#address, this.#timeoutMs).finally(() => {
+        const socket = await connectSecure(this.#address, this.#security, this.#timeoutMs).finally(() => {
           this.#connecting = false;
         });
         if (this.#stopped) {

@@ -26,7 +26,8 @@ export class StreamRequests {
     this.#timeoutMs = timeoutMs;
   }
 
-  alloc(endpoints: number[], streams: number): Promise<TransferStatus> {
+  /** Resolves with `streams` once the host granted them all (usbredir has no partial grant). */
+  alloc(endpoints: number[], streams: number): Promise<number | TransferStatus> {
     const refused = this.#check(endpoints) ?? (streams < 1 ? `${streams} streams` : undefined);
     const tooMany = endpoints.find((ep) => this.#table.get(ep).maxStreams < streams);
     const why =
@@ -34,7 +35,7 @@ export class StreamRequests {
     if (why) return this.#refuse(why);
     const mask = maskOf(endpoints);
     this.#link.send({ type: T.AllocBulkStreams, id: 0n, endpoints: mask, noStreams: streams });
-    return this.#wait(mask, streams);
+    return this.#wait(mask, streams).then((s) => (s === TransferStatus.Ok ? streams : s));
   }
 
   free(endpoints: number[]): Promise<TransferStatus> {

@@ -1,15 +1,16 @@
 import { EventEmitter } from 'node:events';
-import { type ParsedConfiguration, parseConfiguration } from '../../usb/descriptors.js';
+import { activeEndpoints, type ParsedConfiguration, parseConfiguration } from '../../usb/descriptors.js';
 import type { DeviceDescriptors, UsbDevice, UsbDeviceEvents } from '../../usb/device.js';
 import { ConfigurationTracker, isSetConfiguration, isSetInterface, readDescriptors } from '../../usb/device-state.js';
 import { Feature, RequestType, type SetupPacket, StandardRequest } from '../../usb/setup.js';
 import type { UsbSpeed } from '../../usb/speed.js';
 import { TransferStatus } from '../../usb/status.js';
+import { maxStreamsOf } from '../../usb/streams.js';
 import { Transfer } from '../../usb/transfer.js';
-import { hex4 } from '../../util/hex.js';
+import { hex2, hex4 } from '../../util/hex.js';
 import { createLogger, type Logger } from '../../util/log.js';
 import { LibusbEventPump } from './libusb-events.js';
-import { type Libusb, LibusbError, LibusbErrorCode, libusb, type Pointer } from './libusb-ffi.js';
+import { type Libusb, LibusbError, LibusbErrorCode, libusb, type Pointer, TRANSFER, XferType } from './libusb-ffi.js';
 import { LibusbTransfer } from './libusb-transfer.js';
 
 /** Which device to open: a port (bus number + port path, e.g. 1-1.4) or the first VID:PID match. */
@@ -128,6 +129,10 @@ export class LibusbDevice extends EventEmitter<UsbDeviceEvents> implements UsbDe
   #completions: LibusbTransfer[] = [];
   #flushScheduled = false;
   #deviceFds = new Set<number>();
+  /** Bulk streams allocated, by endpoint address. */
+  readonly #streams = new Map<number, number>();
+  /** Waiting for the transfers of some endpoints to finish (freeStreams). */
+  readonly #idleWaiters: { endpoints: ReadonlySet<number>; resolve: () => void }[] = [];
   #gone = false;
   #closed = false;
   #drained: (() => void) | undefined;
@@ -202,6 +207,7 @@ export class LibusbDevice extends EventEmitter<UsbDeviceEvents> implements UsbDe
   async reset(): Promise<void> {
     if (this.#gone || this.#closed) return;
     await this.#cancelAll();
+    this.#dropStreams();
     const rc = this.#lib.resetDevice(this.#handle);
     if (rc === LibusbErrorCode.NotFound || rc === LibusbErrorCode.NoDevice) {
       this.#log.warn(`${this.name}: device changed or went away on reset (${rc})`);
@@ -220,6 +226,8 @@ export class LibusbDevice extends EventEmitter<UsbDeviceEvents> implements UsbDe
   async close(): Promise<void> {
     if (this.#closed) return;
     await this.#cancelAll();
+    // Freed explicitly: a kernel driver re-attached below (uas) allocates its own.
+    if (!this.#gone) this.#dropStreams();
     this.#closed = true;
     for (const q of this.#ep0Queue.splice(0)) {
       q.t.fail(TransferStatus.NoDevice);
@@ -276,11 +284,13 @@ export class LibusbDevice extends EventEmitter<UsbDeviceEvents> implements UsbDe
   /** SET_CONFIGURATION, SET_INTERFACE and CLEAR_FEATURE(HALT) through libusb's calls (status set). */
   #runIntercepted(t: Transfer, s: SetupPacket): void {
     if (isSetConfiguration(s)) {
+      this.#dropStreams();
       this.#releaseAll();
       const rc = this.#lib.setConfiguration(this.#handle, s.wValue & 0xff);
       this.#claimAll(s.wValue & 0xff);
       this.#finishSync(t, 'libusb_set_configuration', rc);
     } else if (isSetInterface(s)) {
+      this.#dropStreams(this.#interfaceEndpoints(s.wIndex & 0xff));
       const rc = this.#lib.setAltSetting(this.#handle, s.wIndex & 0xff, s.wValue & 0xff);
       this.#finishSync(t, 'libusb_set_interface_alt_setting', rc);
     } else {
@@ -306,10 +316,20 @@ export class LibusbDevice extends EventEmitter<UsbDeviceEvents> implements UsbDe
   // --- libusb transfers ---
 
   #start(t: Transfer, done: () => void): void {
-    let lt: LibusbTransfer;
+    const streamed = t.type === 'bulk' && (t.streamId !== 0 || this.#streams.size > 0);
+    const badStream = streamed ? this.#streamProblem(t) : undefined;
+    if (badStream) {
+      this.#log.info(`${this.name}: ${t.describe()}: ${badStream}`);
+      t.fail(TransferStatus.Invalid);
+      done();
+      return;
+    }
+    let lt: LibusbTransfer | undefined;
     try {
       lt = LibusbTransfer.create(this.#lib, this.#handle, this.#callback.pointer, t, done);
+      if (t.streamId !== 0) this.#asStreamTransfer(lt);
     } catch (err) {
+      lt?.free(this.#lib);
       this.#log.warn(`${this.name}: ${t.describe()}: ${String(err)}`);
       t.fail(TransferStatus.Invalid);
       done();
@@ -354,6 +374,7 @@ export class LibusbDevice extends EventEmitter<UsbDeviceEvents> implements UsbDe
     this.#completions = [];
     for (const lt of done) lt.done();
     if (this.#inflight.size === 0) this.#drained?.();
+    if (this.#idleWaiters.length > 0) this.#checkIdle();
     // After the submitters' continuations: they see their NoDevice before the disconnect.
     if (this.#gone && this.#inflight.size === 0) setImmediate(() => this.#emitDisconnect());
   }
@@ -372,6 +393,117 @@ export class LibusbDevice extends EventEmitter<UsbDeviceEvents> implements UsbDe
         resolve();
       };
     });
+  }
+
+  // --- bulk streams (USB 3) ---
+
+  /** libusb_alloc_streams on bulk endpoints of the current alt settings whose companion allows streams. */
+  async allocStreams(endpoints: number[], streams: number): Promise<number | TransferStatus> {
+    if (this.#gone || this.#closed) return TransferStatus.NoDevice;
+    const problem = this.#allocProblem(endpoints, streams);
+    if (problem) {
+      this.#log.info(`${this.name}: alloc of ${streams} streams refused: ${problem}`);
+      return TransferStatus.Invalid;
+    }
+    const rc = this.#lib.allocStreams(this.#handle, streams, endpoints);
+    if (rc <= 0) {
+      this.#log.warn(`${this.name}: ${new LibusbError('libusb_alloc_streams', rc).message}`);
+      if (rc === LibusbErrorCode.NoDevice) this.#goneNow();
+      return rc === 0 ? TransferStatus.IoError : rcStatus(rc);
+    }
+    for (const ep of endpoints) this.#streams.set(ep, rc);
+    return rc;
+  }
+
+  /** Cancel the endpoints' transfers, wait for them, then libusb_free_streams. */
+  async freeStreams(endpoints: number[]): Promise<TransferStatus> {
+    if (this.#gone || this.#closed) return TransferStatus.NoDevice;
+    const missing = endpoints.find((ep) => !this.#streams.has(ep));
+    if (endpoints.length === 0 || missing !== undefined) {
+      this.#log.info(`${this.name}: free of streams refused: ep ${hex2(missing ?? 0)} has none`);
+      return TransferStatus.Invalid;
+    }
+    await this.#cancelOn(new Set(endpoints));
+    const rc = this.#freeStreamsNow(endpoints);
+    return rcStatus(rc);
+  }
+
+  #allocProblem(endpoints: number[], streams: number): string | undefined {
+    if (endpoints.length === 0) return 'no endpoints';
+    if (!Number.isInteger(streams) || streams < 1) return `${streams} streams`;
+    const active = this.#activeEndpoints();
+    for (const address of endpoints) {
+      const ep = active.find((e) => e.address === address);
+      if (ep?.type !== 'bulk') return `ep ${hex2(address)} is not a bulk endpoint of the current setting`;
+      if (maxStreamsOf(ep) === 0) return `ep ${hex2(address)} has no streams (no SuperSpeed companion MaxStreams)`;
+      if (this.#streams.has(address)) return `ep ${hex2(address)} has streams already`;
+    }
+    return undefined;
+  }
+
+  /** Why a bulk transfer cannot go with its stream id (undefined: it can). */
+  #streamProblem(t: Transfer): string | undefined {
+    const n = this.#streams.get(t.endpoint);
+    if (n === undefined) return t.streamId === 0 ? undefined : `stream ${t.streamId} but the endpoint has no streams`;
+    if (t.streamId === 0) return 'the endpoint has streams: stream id 0';
+    return t.streamId > n ? `stream ${t.streamId} but the endpoint has ${n}` : undefined;
+  }
+
+  #asStreamTransfer(lt: LibusbTransfer): void {
+    this.#lib.viewTransfer(lt.pointer, 0)[TRANSFER.type] = XferType.bulkStream;
+    this.#lib.setStreamId(lt.pointer, lt.transfer.streamId);
+  }
+
+  /** Free streams (on some endpoints, or all) before the kernel drops them itself: nothing may be pending. */
+  #dropStreams(endpoints?: Iterable<number>): void {
+    const eps = [...(endpoints ?? this.#streams.keys())].filter((ep) => this.#streams.has(ep));
+    if (eps.length > 0) this.#freeStreamsNow(eps);
+  }
+
+  #freeStreamsNow(endpoints: number[]): number {
+    for (const ep of endpoints) this.#streams.delete(ep);
+    const rc = this.#lib.freeStreams(this.#handle, endpoints);
+    if (rc < 0) this.#log.warn(`${this.name}: ${new LibusbError('libusb_free_streams', rc).message}`);
+    return rc;
+  }
+
+  #activeEndpoints() {
+    const config = this.#configs.find((c) => c.value === this.#tracker.configuration);
+    return config ? activeEndpoints(config, (i) => this.#tracker.alternateSetting(i)) : [];
+  }
+
+  #interfaceEndpoints(iface: number): number[] {
+    const config = this.#configs.find((c) => c.value === this.#tracker.configuration);
+    const alt = config?.interfaces.find((i) => i.number === iface)?.alternates;
+    return (alt ?? []).flatMap((a) => a.endpoints.map((e) => e.address));
+  }
+
+  #cancelOn(endpoints: ReadonlySet<number>): Promise<void> {
+    for (const lt of this.#inflight.values()) if (endpoints.has(lt.transfer.endpoint)) lt.cancel(this.#lib);
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(() => {
+        this.#log.warn(`${this.name}: transfers on ${[...endpoints].map(hex2).join(',')} did not finish after cancel`);
+        finish();
+      }, CLOSE_WAIT_MS);
+      const finish = () => {
+        clearTimeout(timer);
+        const at = this.#idleWaiters.indexOf(waiter);
+        if (at >= 0) this.#idleWaiters.splice(at, 1);
+        resolve();
+      };
+      const waiter = { endpoints, resolve: finish };
+      this.#idleWaiters.push(waiter);
+      this.#checkIdle();
+    });
+  }
+
+  #checkIdle(): void {
+    for (const w of [...this.#idleWaiters]) {
+      const busy =
+        [...this.#inflight.values()].some((lt) => w.endpoints.has(lt.transfer.endpoint)) ||
+        this.#completions.some((lt) => w.endpoints.has(lt.transfer.endpoint));
+      if (!busy) w.resolve();
+    }
   }
 
   // --- device gone ---

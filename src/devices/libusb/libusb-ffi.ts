@@ -140,6 +140,12 @@ export interface Libusb {
   viewTransfer(transfer: Pointer, isoPackets: number): Buffer;
   /** Watch a file descriptor on Node's event loop (libuv uv_poll, level-triggered). */
   watchFd(fd: number, events: number, ready: () => void): { close(): void };
+  /** libusb_alloc_streams: how many streams were allocated (may be fewer than asked), or an error. */
+  allocStreams(handle: Pointer, streams: number, endpoints: number[]): number;
+  /** libusb_free_streams. */
+  freeStreams(handle: Pointer, endpoints: number[]): number;
+  /** libusb_transfer_set_stream_id: the id lives in libusb's private part of the transfer. */
+  setStreamId(transfer: Pointer, streamId: number): void;
 }
 
 let cached: Libusb | undefined;
@@ -236,6 +242,20 @@ function load(): Libusb {
   const setPollfdNotifiers = f(
     'void libusb_set_pollfd_notifiers(void *ctx, usbwire_libusb_pollfd_added *added, usbwire_libusb_pollfd_removed *removed, void *user)',
   );
+
+  // Streams came with libusb 1.0.19: an older library still serves everything else.
+  const optional = (decl: string): Fn | undefined => {
+    try {
+      return f(decl);
+    } catch {
+      return undefined;
+    }
+  };
+  const allocStreams = optional(
+    'int libusb_alloc_streams(void *handle, uint32_t streams, const uint8_t *endpoints, int count)',
+  );
+  const freeStreams = optional('int libusb_free_streams(void *handle, const uint8_t *endpoints, int count)');
+  const setStreamId = optional('void libusb_transfer_set_stream_id(void *transfer, uint32_t stream)');
 
   const check = (call: string, rc: number): number => {
     if (rc < 0) throw new LibusbError(call, rc);
@@ -338,5 +358,13 @@ function load(): Libusb {
       return { close: () => handle.close() };
     },
     viewTransfer: (t, n) => Buffer.from(koffi.view(t, TRANSFER.isoPackets + n * TRANSFER.isoPacketSize)),
+    allocStreams: (h, n, eps) =>
+      allocStreams ? allocStreams(h, n, Uint8Array.from(eps), eps.length) : LibusbErrorCode.NotSupported,
+    freeStreams: (h, eps) =>
+      freeStreams ? freeStreams(h, Uint8Array.from(eps), eps.length) : LibusbErrorCode.NotSupported,
+    setStreamId(t, id) {
+      if (!setStreamId) throw new LibusbError('libusb_transfer_set_stream_id', LibusbErrorCode.NotSupported);
+      setStreamId(t, id);
+    },
   };
 }

@@ -15,6 +15,8 @@ export interface ScsiTarget {
   ): Promise<{ status: 'good' | 'check-condition'; data?: Buffer | undefined; sense?: Buffer | undefined }>;
   /** Bus reset: the next command reports UNIT ATTENTION. */
   reset(): void;
+  /** The host has the status of the last command (its CSW went out). */
+  statusDelivered?(): void;
 }
 
 export const BOT_IN = 0x81;
@@ -62,6 +64,11 @@ export class BotFunction implements UsbFunction {
   #generation = 0;
   /** An OUT transfer is being handled (the last data-out transfer is held until the write is done). */
   #outBusy = false;
+  /**
+   * The last command handed to the target. The next one waits for it, across resets too: a write
+   * whose client went away (cancelled, device reset) must not land after the next client's.
+   */
+  #executing: Promise<unknown> = Promise.resolve();
 
   constructor(target: ScsiTarget) {
     this.#target = target;
@@ -242,8 +249,10 @@ export class BotFunction implements UsbFunction {
     this.#phase = 'executing';
     const h = cmd.cbw.dataTransferLength;
     let result: Awaited<ReturnType<ScsiTarget['execute']>>;
+    const run = this.#executing.then(() => this.#target.execute(cmd.cbw.cdb, dataOut));
+    this.#executing = run.catch(() => {});
     try {
-      result = await this.#target.execute(cmd.cbw.cdb, dataOut);
+      result = await run;
     } catch (err) {
       log.error(`SCSI command 0x${cmd.cbw.cdb[0]!.toString(16)} threw: ${(err as Error).message}`);
       result = { status: 'check-condition' };
@@ -287,7 +296,7 @@ export class BotFunction implements UsbFunction {
         t.completeIn(this.#csw);
         this.#csw = undefined;
         this.#phase = 'command';
-        this.#host.complete(t);
+        if (this.#host.complete(t)) this.#target.statusDelivered?.();
         this.#pumpOut();
       } else return;
     }

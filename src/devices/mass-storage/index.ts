@@ -1,8 +1,10 @@
 import type { UsbSpeed } from '../../usb/speed.js';
 import { EmulatedDevice } from '../emulated-device.js';
 import { ProductId, USBWIRE_VENDOR_ID } from '../ids.js';
+import type { SafeRelease } from '../safe-release.js';
 import { type BlockBackend, FileBackend, MemoryBackend } from './backend/index.js';
 import { BotFunction } from './bot-function.js';
+import { diskSafeRelease } from './safe-release.js';
 import { ScsiDisk } from './scsi/scsi-disk.js';
 
 export interface BotDiskOptions {
@@ -12,8 +14,11 @@ export interface BotDiskOptions {
   product?: string;
 }
 
+/** A USB disk: an EmulatedDevice that can be taken from its host safely. */
+export type BotDisk = EmulatedDevice & { readonly safeRelease: SafeRelease };
+
 /** A USB flash-drive-like device: one BOT interface over one SCSI disk. */
-export function createBotDisk(backend: BlockBackend, opts: BotDiskOptions): EmulatedDevice {
+export function createBotDisk(backend: BlockBackend, opts: BotDiskOptions): BotDisk {
   const serial = opts.serial ?? 'USBWIRE0001';
   const disk = new ScsiDisk(backend, {
     readOnly: backend.readOnly,
@@ -37,14 +42,14 @@ export function createBotDisk(backend: BlockBackend, opts: BotDiskOptions): Emul
     functions: [fn],
     onClose: () => backend.close(),
   });
-  return dev;
+  return Object.assign(dev, { safeRelease: diskSafeRelease(disk) });
 }
 
 export async function openDiskImage(
   path: string,
   opts: { readOnly: boolean; speed: UsbSpeed },
   index: number,
-): Promise<EmulatedDevice> {
+): Promise<BotDisk> {
   const backend = await FileBackend.open(path, { readOnly: opts.readOnly });
   const notes = [opts.readOnly ? 'read-only' : '', opts.speed === 'high' ? '' : `${opts.speed} speed`].filter(Boolean);
   return createBotDisk(backend, {
@@ -54,7 +59,7 @@ export async function openDiskImage(
   });
 }
 
-export function createDemoDisk(sizeMiB: number, index: number): EmulatedDevice {
+export function createDemoDisk(sizeMiB: number, index: number): BotDisk {
   return createBotDisk(new MemoryBackend(sizeMiB * 1024 * 1024), {
     name: `demo disk (${sizeMiB} MiB in memory)`,
     serial: serialFor(index),

@@ -1,6 +1,7 @@
 import { type ControllableDevice, DeviceActionError } from '../../devices/classes.js';
 import { createLogger } from '../../util/log.js';
 import { type DeviceRegistry, type ExportedDevice, entryName } from '../registry.js';
+import { type DetachOutcome, describeHold, safeDetach } from './safe-detach.js';
 
 const log = createLogger('control');
 
@@ -45,7 +46,7 @@ export function summarize(entry: ExportedDevice): DeviceSummary {
  *   GET  /devices                           [{busid, name, owner, actions}]
  *   GET  /devices/BUSID                     {busid, name, owner, actions}
  *   POST /devices/BUSID/actions/NAME  {...}  the action's result
- *   POST /devices/BUSID/detach              {detached: OWNER}: the holder's connection is closed
+ *   POST /devices/BUSID/detach  [{force}]   {detached: OWNER, ...}: see detach()
  */
 export async function route(registry: DeviceRegistry, method: string, url: string, body: unknown): Promise<Reply> {
   let parts: string[];
@@ -73,14 +74,7 @@ export async function route(registry: DeviceRegistry, method: string, url: strin
     return error(404, `no exported device ${busid} (exported: ${known})`);
   }
   if (parts.length === 2) return allow('GET') ?? { status: 200, body: summarize(entry) };
-  if (parts.length === 3 && parts[2] === 'detach') {
-    const notAllowed = allow('POST');
-    if (notAllowed) return notAllowed;
-    const owner = registry.detach(entry);
-    if (owner === undefined) return error(409, `${busid} is not in use`);
-    log.info(`${busid} detached from ${owner}`);
-    return { status: 200, body: { detached: owner } };
-  }
+  if (parts.length === 3 && parts[2] === 'detach') return allow('POST') ?? detach(registry, entry, body);
   if (parts.length !== 4 || parts[2] !== 'actions') return error(404, `no such resource /${parts.join('/')}`);
   const name = parts[3]!;
   const notAllowed = allow('POST');
@@ -103,6 +97,49 @@ export async function route(registry: DeviceRegistry, method: string, url: strin
     return { status: 200, body: result ?? null };
   } catch (err) {
     return actionError(err);
+  }
+}
+
+/**
+ * Take the device from its holder (safeDetach): 409 while the host holds it (a mounted disk:
+ * `held` says who and why) unless `{"force": true}`; the answer comes once the writes in flight
+ * are flushed and the holder let go.
+ */
+async function detach(registry: DeviceRegistry, entry: ExportedDevice, body: unknown): Promise<Reply> {
+  if (body === undefined) body = {};
+  const force = (body as { force?: unknown } | null)?.force;
+  if (
+    typeof body !== 'object' ||
+    body === null ||
+    Array.isArray(body) ||
+    (force !== undefined && typeof force !== 'boolean')
+  ) {
+    return error(400, 'the request body must be a JSON object, optionally {"force": true}');
+  }
+  let outcome: DetachOutcome;
+  try {
+    outcome = await safeDetach(registry, entry, { force: force === true });
+  } catch (err) {
+    log.error((err as Error).message);
+    return error(500, (err as Error).message);
+  }
+  switch (outcome.kind) {
+    case 'free':
+      return error(409, `${entry.busid} is not in use`);
+    case 'busy':
+      return error(409, `a detach of ${entry.busid} is already in progress`);
+    case 'refused':
+      return {
+        status: 409,
+        body: {
+          error: `${describeHold(outcome.hold)}; not detached: unmount it in the guest first, or detach --force (the guest then sees its medium removed)`,
+          held: { owner: outcome.hold.owner, reason: outcome.hold.reason },
+        },
+      };
+    case 'detached': {
+      const { kind: _, owner, ...rest } = outcome;
+      return { status: 200, body: { detached: owner, ...rest } };
+    }
   }
 }
 

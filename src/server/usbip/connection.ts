@@ -4,15 +4,28 @@ import { UsbipProtocolError } from '../../protocol/usbip/errors.js';
 import { encodeRepDevlist, encodeRepImport } from '../../protocol/usbip/op.js';
 import { type UsbipPacket, UsbipParser } from '../../protocol/usbip/parser.js';
 import { PduWriter } from '../../transport/pdu-writer.js';
+import { describePeer, type PeerIdentity, peerIdentity } from '../../transport/peer.js';
 import { remoteName } from '../../transport/tcp.js';
 import type { UsbDevice } from '../../usb/device.js';
 import type { Logger } from '../../util/log.js';
 import { traceChunk, tracing } from '../../util/trace.js';
+import { AccessPolicy, type ClientIdentity, describeClient } from '../access.js';
 import { type ConnectionLimits, resolveLimits } from '../limits.js';
 import { ReadThrottle } from '../read-throttle.js';
 import { type DeviceRegistry, type ExportedDevice, isPresent } from '../registry.js';
 import { describeExport } from './device-info.js';
 import { UrbSession } from './urb-session.js';
+
+export interface UsbipConnectionOptions extends ConnectionLimits {
+  /** Largest transfer_buffer_length accepted (default DEFAULT_MAX_TRANSFER_LENGTH, 32 MiB). */
+  maxTransferLength?: number;
+  /** Which devices this client may list and import (default: all). */
+  access?: AccessPolicy;
+  /** Who the client is, for access rules (default: its address). */
+  client?: ClientIdentity;
+  /** Who the transport proved the client to be (default: its address, plain TCP). */
+  peer?: PeerIdentity;
+}
 
 /**
  * One accepted TCP connection: a single op exchange (DEVLIST or IMPORT), then, after a successful
@@ -24,9 +37,13 @@ export class UsbipConnection {
   readonly #registry: DeviceRegistry;
   readonly #log: Logger;
   readonly #peer: string;
+  /** Who the transport proved the client to be (certificate, PSK identity, or just its address). */
+  readonly peer: PeerIdentity;
   readonly #writer: PduWriter;
   readonly #parser: UsbipParser;
   readonly #throttle: ReadThrottle;
+  readonly #access: AccessPolicy;
+  readonly #client: ClientIdentity;
   #opTimer: NodeJS.Timeout | undefined;
   /** The device as it was when imported: a remote slot may hold another one by the time this connection lets go. */
   #imported:
@@ -36,22 +53,20 @@ export class UsbipConnection {
   readonly closed: Promise<void>;
   #finished = false;
 
-  constructor(
-    socket: Socket,
-    registry: DeviceRegistry,
-    log: Logger,
-    maxTransferLength: number | undefined,
-    limits: ConnectionLimits = {},
-  ) {
+  constructor(socket: Socket, registry: DeviceRegistry, log: Logger, options: UsbipConnectionOptions = {}) {
+    const { maxTransferLength, peer = peerIdentity(socket), ...limits } = options;
     this.#socket = socket;
     this.#registry = registry;
     this.#peer = remoteName(socket);
+    this.peer = peer;
     this.#log = log;
+    this.#access = options.access ?? AccessPolicy.open;
+    this.#client = options.client ?? { address: socket.remoteAddress ?? '?' };
     this.#parser = new UsbipParser({ role: 'server', maxTransferLength }, (p) => this.#onPacket(p));
     const buffered = () => this.#parser.bufferedBytes;
     this.#throttle = new ReadThrottle(socket, this.#parser, buffered, limits, log.child(this.#peer));
     this.#writer = new PduWriter(socket, (congested) => this.#throttle.writerCongested(congested));
-    this.#log.info(`connection from ${this.#peer}`);
+    this.#log.info(`connection from ${describePeer(peer)}`);
     // Absolute, not an idle timeout: trickling a byte at a time must not keep the connection.
     const { handshakeTimeoutMs } = resolveLimits(limits);
     this.#opTimer = setTimeout(() => {
@@ -99,7 +114,10 @@ export class UsbipConnection {
   #onPacket(p: UsbipPacket): void {
     switch (p.kind) {
       case 'op-req-devlist': {
-        const entries = this.#registry.present().map(describeExport);
+        const entries = this.#registry
+          .present()
+          .filter((e) => this.#access.allows(this.#client, e.busid))
+          .map(describeExport);
         this.#log.info(`${this.#peer}: device list (${entries.length} devices)`);
         this.#opDone();
         this.#writer.write(encodeRepDevlist(entries));
@@ -127,6 +145,12 @@ export class UsbipConnection {
   #import(busid: string): void {
     this.#opDone();
     const entry = this.#registry.get(busid);
+    if (entry && !this.#access.allows(this.#client, busid)) {
+      this.#log.warn(`${this.#peer}: import of ${busid} refused: ${describeClient(this.#client)} may not use it`);
+      this.#writer.write(encodeRepImport(OpStatus.NoDev));
+      this.#finish();
+      return;
+    }
     if (!entry || !isPresent(entry)) {
       this.#log.warn(
         entry

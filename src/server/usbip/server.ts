@@ -1,17 +1,25 @@
 import type { AddressInfo, Server } from 'node:net';
 import { USBIP_DEFAULT_PORT } from '../../protocol/usbip/constants.js';
-import { listenTcp } from '../../transport/tcp.js';
+import type { ListenSecurity } from '../../transport/credentials.js';
+import { accessIdentity } from '../../transport/peer.js';
+import { type Accepted, describeSecurity, exposureWarning, listenSecure } from '../../transport/secure.js';
 import { formatHostPort, type HostPort } from '../../util/host-port.js';
 import { createLogger, type Logger } from '../../util/log.js';
-import type { ConnectionLimits } from '../limits.js';
+import type { AccessPolicy } from '../access.js';
+import { ConnectionGate } from '../connection-gate.js';
+import { resolveLimits, type ServerLimits } from '../limits.js';
 import type { DeviceRegistry } from '../registry.js';
 import { UsbipConnection } from './connection.js';
 
 /** Limits (in-flight caps, OP_REQ timeout): see limits.ts for what they bound and their defaults. */
-export interface UsbipServerOptions extends ConnectionLimits {
-  /** Largest transfer_buffer_length accepted (default DEFAULT_MAX_TRANSFER_LENGTH, 32 MiB). */
-  maxTransferLength?: number;
+export interface UsbipServerOptions extends ServerLimits {
   logger?: Logger;
+  /** TLS (certificates or PSK); plain TCP without. */
+  security?: ListenSecurity | undefined;
+  /** Which client may list and import which device (default: everyone, everything). */
+  access?: AccessPolicy;
+  /** Connection counts shared with the process's other listeners (default: this server's own). */
+  gate?: ConnectionGate;
 }
 
 /** USB/IP server (usbipd equivalent) exporting the devices of a DeviceRegistry. */
@@ -37,19 +45,36 @@ export class UsbipServer {
   /** Start listening; returns the bound address (useful with port 0). */
   async listen(): Promise<HostPort> {
     if (this.#server) throw new Error('UsbipServer is already listening');
-    this.#server = await listenTcp(this.#address, (socket) => {
-      const conn = new UsbipConnection(
-        socket,
-        this.#registry,
-        this.#log,
-        this.#options.maxTransferLength,
-        this.#options,
-      );
+    const { handshakeTimeoutMs } = resolveLimits(this.#options);
+    const { security } = this.#options;
+    const gate = this.#options.gate ?? new ConnectionGate(this.#options, this.#log);
+    const onConnection = ({ socket, peer, handshakeMs }: Accepted) => {
+      // The TLS handshake counts into the opening exchange's time.
+      const conn = new UsbipConnection(socket, this.#registry, this.#log, {
+        ...this.#options,
+        handshakeTimeoutMs: Math.max(1, Math.ceil(handshakeTimeoutMs - handshakeMs)),
+        peer,
+        client: accessIdentity(socket, peer),
+      });
       this.#connections.add(conn);
       conn.closed.then(() => this.#connections.delete(conn));
+    };
+    this.#server = await listenSecure(this.#address, onConnection, {
+      security,
+      handshakeTimeoutMs,
+      log: this.#log,
+      admit: (raw) => gate.admit(raw, 'USB/IP'),
     });
     const bound = this.address;
-    this.#log.info(`listening on ${formatHostPort(bound)}`);
+    const where = formatHostPort(bound);
+    this.#log.info(`listening on ${where} (${describeSecurity(security)})`);
+    const exposed = exposureWarning(
+      where,
+      bound.host,
+      security,
+      'list the devices, import them and read or write them',
+    );
+    if (exposed) this.#log.warn(exposed);
     return bound;
   }
 

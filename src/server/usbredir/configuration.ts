@@ -32,6 +32,7 @@ export class ConfigurationRequests {
         wLength: 0,
       });
       status = statusToRedir(t.status);
+      if (t.status === TransferStatus.Ok) this.#host.bulkStreams.forget();
       if (t.status === TransferStatus.Ok && !guest.refresh()) status = Status.IoError;
       if (t.status === TransferStatus.Ok) guest.sendInfo();
     }
@@ -63,7 +64,8 @@ export class ConfigurationRequests {
   async setAltSetting(p: SetAltSettingPacket): Promise<void> {
     const reply = this.#altSettingReply(p.id, p.interface);
     if (!reply) return;
-    await quiesce(this.#host, this.#host.guest.interfaceEndpoints(p.interface));
+    const endpoints = this.#host.guest.interfaceEndpoints(p.interface);
+    await quiesce(this.#host, endpoints);
     const t = await this.#standardRequest({
       bmRequestType: RequestType.Standard | RequestType.Interface,
       bRequest: StandardRequest.SetInterface,
@@ -73,6 +75,7 @@ export class ConfigurationRequests {
     });
     let status = statusToRedir(t.status);
     if (t.status === TransferStatus.Ok) {
+      this.#host.bulkStreams.forget(endpoints);
       if (!this.#host.guest.refresh()) status = Status.IoError;
       this.#host.guest.sendInfo();
     }
@@ -101,6 +104,7 @@ export class ConfigurationRequests {
     pending.cancelAll();
     await transfers.drain();
     await resetDevice(this.#host);
+    this.#host.bulkStreams.forget();
     guest.refresh();
   }
 

@@ -6,7 +6,6 @@ import { Transfer } from '../../usb/transfer.js';
 import { hex2 } from '../../util/hex.js';
 import { type TransferTrace, traceRequest } from '../../util/trace.js';
 import type { HostContext } from './context.js';
-import { EMPTY } from './format.js';
 import type { RequestPacket } from './pending.js';
 
 /** control, bulk and interrupt OUT packets: checked, then submitted as one pending request each. */
@@ -44,21 +43,35 @@ export class DataRequests {
     const changesLayout =
       (p.requestType === 0x00 && p.request === StandardRequest.SetConfiguration) ||
       (p.requestType === 0x01 && p.request === StandardRequest.SetInterface);
-    const { guest } = this.#host;
+    const { guest, bulkStreams } = this.#host;
     this.#host.pending.submit(p, t, (done) => {
+      if (!changesLayout || done.status !== TransferStatus.Ok) return;
+      // The device dropped the streams of the endpoints whose layout changed.
+      bulkStreams.forget(
+        p.request === StandardRequest.SetInterface ? guest.interfaceEndpoints(p.index & 0xff) : undefined,
+      );
       // A guest that sends these raw still needs fresh info before the reply.
-      if (changesLayout && done.status === TransferStatus.Ok && guest.refresh()) guest.sendInfo();
+      if (guest.refresh()) guest.sendInfo();
     });
   }
 
   bulk(p: BulkPacket): void {
     if (!this.#endpointFor(p, EndpointKind.Bulk, 'bulk')) return;
-    if (p.streamId !== 0) {
-      this.#refuse(p, Status.Inval, 'bulk packet with a stream id: streams not supported');
+    const badStream = this.#host.bulkStreams.check(p);
+    if (badStream) {
+      this.#host.log.warn(badStream);
+      // In line with the endpoint's plain bulk requests when it has no streams.
+      this.#host.pending.refuse(p, Status.Inval, this.#host.bulkStreams.has(p.endpoint) ? p.streamId : 0);
       return;
     }
     const isIn = (p.endpoint & 0x80) !== 0;
-    const t = new Transfer({ type: 'bulk', endpoint: p.endpoint, length: p.length, data: isIn ? undefined : p.data });
+    const t = new Transfer({
+      type: 'bulk',
+      endpoint: p.endpoint,
+      length: p.length,
+      data: isIn ? undefined : p.data,
+      streamId: p.streamId,
+    });
     this.#host.pending.submit(p, t, undefined, this.#traces.get(p));
   }
 
@@ -86,8 +99,9 @@ export class DataRequests {
     return ep;
   }
 
+  /** Answered without the device, in order with the requests before it on that endpoint. */
   #refuse(p: RequestPacket, status: number, why?: string): void {
     if (why) this.#host.log.warn(why);
-    this.#host.send({ ...p, status, length: 0, data: EMPTY });
+    this.#host.pending.refuse(p, status);
   }
 }

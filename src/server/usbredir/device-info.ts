@@ -9,6 +9,7 @@ import {
   parseDeviceDescriptor,
 } from '../../usb/descriptors.js';
 import type { UsbDevice } from '../../usb/device.js';
+import { maxStreamsOf } from '../../usb/streams.js';
 
 /** What usbredir tells the guest about a device in its current configuration and alt settings. */
 export interface RedirDeviceView {
@@ -57,13 +58,12 @@ export function describeDevice(device: UsbDevice): RedirDeviceView {
       const type = EndpointTypeCode[ep.type];
       let maxPacketSize = ep.maxPacketSize & 0x7ff;
       if (device.speed === 'high' && type === EndpointKind.Iso) maxPacketSize *= 1 + ((ep.maxPacketSize >> 11) & 3);
-      const streamsExp = ep.companionAttributes !== undefined ? ep.companionAttributes & 0x1f : 0;
       endpoints[endpointIndex(ep.address)] = {
         type,
         interval: ep.interval,
         interface: iface.number,
         maxPacketSize,
-        maxStreams: type === EndpointKind.Bulk && streamsExp > 0 ? 1 << streamsExp : 0,
+        maxStreams: maxStreamsOf(ep),
       };
     }
   }

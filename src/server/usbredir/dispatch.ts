@@ -1,5 +1,5 @@
-import { Status, PacketType as T } from '../../protocol/usbredir/constants.js';
-import type { AllocBulkStreamsPacket, FreeBulkStreamsPacket, Packet } from '../../protocol/usbredir/packets.js';
+import { PacketType as T } from '../../protocol/usbredir/constants.js';
+import type { Packet } from '../../protocol/usbredir/packets.js';
 import type { ConfigurationRequests } from './configuration.js';
 import type { HostContext } from './context.js';
 import type { DataRequests } from './data-requests.js';
@@ -50,10 +50,9 @@ export function dispatchRequest(h: RequestHandlers, p: Packet): Promise<void> | 
     case T.StopBulkReceiving:
       return streams.stop('bulk', p.id, p.endpoint, p.streamId);
     case T.AllocBulkStreams:
-      h.host.log.warn('guest asked for bulk streams: not supported');
-      return refuseBulkStreams(h.host, p, p.noStreams);
+      return h.host.bulkStreams.alloc(p);
     case T.FreeBulkStreams:
-      return refuseBulkStreams(h.host, p, 0);
+      return h.host.bulkStreams.free(p);
     case T.FilterFilter:
       return h.lifecycle.filterFilter(p.filter);
     case T.FilterReject:
@@ -62,12 +61,4 @@ export function dispatchRequest(h: RequestHandlers, p: Packet): Promise<void> | 
       // Everything else is host-to-guest only and stopped by the parser.
       h.host.log.warn(`unexpected ${describePacket(p)}`);
   }
-}
-
-function refuseBulkStreams(
-  host: HostContext,
-  p: AllocBulkStreamsPacket | FreeBulkStreamsPacket,
-  noStreams: number,
-): void {
-  host.send({ type: T.BulkStreamsStatus, id: p.id, endpoints: p.endpoints, noStreams, status: Status.IoError });
 }

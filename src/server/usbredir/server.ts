@@ -1,16 +1,28 @@
 import type net from 'node:net';
-import { connectTcp, listenTcp, remoteName } from '../../transport/tcp.js';
+import type { ConnectSecurity, ListenSecurity } from '../../transport/credentials.js';
+import { accessIdentity, describePeer, type PeerIdentity, peerIdentity } from '../../transport/peer.js';
+import {
+  type Accepted,
+  connectSecure,
+  describeSecurity,
+  exposureWarning,
+  listenSecure,
+  QEMU_TLS_RECORD,
+} from '../../transport/secure.js';
+import { remoteName } from '../../transport/tcp.js';
 import type { UsbDevice } from '../../usb/device.js';
 import { formatHostPort, type HostPort } from '../../util/host-port.js';
 import { createLogger, type Logger } from '../../util/log.js';
-import type { ConnectionLimits } from '../limits.js';
+import { AccessPolicy, describeClient } from '../access.js';
+import { ConnectionGate } from '../connection-gate.js';
+import { type ConnectionLimits, resolveLimits, type ServerLimits } from '../limits.js';
 import { type DeviceRegistry, type ExportedDevice, entryName, type PresentDevice } from '../registry.js';
 import { UsbredirHostSession, type UsbredirHostSessionOptions } from './session.js';
 
 /** Session options a listener or connector passes on, limits (see limits.ts) included. */
 export type SessionTuning = Pick<
   UsbredirHostSessionOptions,
-  'version' | 'drainTimeoutMs' | 'ackTimeoutMs' | keyof ConnectionLimits
+  'version' | 'drainTimeoutMs' | 'ackTimeoutMs' | 'maxTransferLength' | keyof ConnectionLimits
 >;
 
 /**
@@ -21,6 +33,7 @@ function startSession(
   registry: DeviceRegistry,
   entry: PresentDevice,
   socket: net.Socket,
+  identity: PeerIdentity,
   log: Logger,
   tuning: SessionTuning,
 ): UsbredirHostSession {
@@ -46,6 +59,7 @@ function startSession(
   const session = new UsbredirHostSession(socket, {
     device: entry.device,
     peer,
+    identity,
     logger: log.child(peer),
     claim,
     ...(nextDevice ? { nextDevice } : {}),
@@ -54,6 +68,17 @@ function startSession(
   session.once('release', () => registry.release(entry, owner));
   session.start();
   return session;
+}
+
+export interface ListenerOptions
+  extends SessionTuning,
+    Pick<ServerLimits, 'maxConnections' | 'maxConnectionsPerAddress'> {
+  /** Which client may use the device (default: everyone). */
+  access?: AccessPolicy;
+  /** Connection counts shared with the process's other listeners (default: this listener's own). */
+  gate?: ConnectionGate;
+  /** TLS (certificates or PSK); plain TCP without. */
+  security?: ListenSecurity | undefined;
 }
 
 /** Guests that connected while a remote device is away and wait for it, per listener. */
@@ -68,17 +93,24 @@ export class UsbredirListener {
   readonly #entry: ExportedDevice;
   readonly #address: HostPort;
   readonly #tuning: SessionTuning;
+  readonly #security: ListenSecurity | undefined;
+  readonly #access: AccessPolicy;
+  readonly #gate: ConnectionGate;
   readonly #log: Logger;
   readonly #sessions = new Set<UsbredirHostSession>();
   readonly #waiting = new Set<AbortController>();
   #server: net.Server | undefined;
 
-  constructor(registry: DeviceRegistry, entry: ExportedDevice, address: HostPort, tuning: SessionTuning = {}) {
+  constructor(registry: DeviceRegistry, entry: ExportedDevice, address: HostPort, options: ListenerOptions = {}) {
+    const { access, gate, maxConnections, maxConnectionsPerAddress, security, ...tuning } = options;
     this.#registry = registry;
     this.#entry = entry;
     this.#address = { host: address.host, port: address.port };
     this.#tuning = tuning;
+    this.#security = security;
     this.#log = createLogger('usbredir');
+    this.#access = access ?? AccessPolicy.open;
+    this.#gate = gate ?? new ConnectionGate({ maxConnections, maxConnectionsPerAddress }, this.#log);
   }
 
   /** Bound address (useful with port 0). */
@@ -88,16 +120,38 @@ export class UsbredirListener {
   }
 
   async listen(): Promise<void> {
-    this.#server = await listenTcp(this.#address, (socket) => void this.#accept(socket));
+    const { handshakeTimeoutMs } = resolveLimits(this.#tuning);
+    const security = this.#security;
+    this.#server = await listenSecure(this.#address, (c) => void this.#accept(c), {
+      security,
+      handshakeTimeoutMs,
+      log: this.#log,
+      maxSendFragment: QEMU_TLS_RECORD,
+      admit: (raw) => this.#gate.admit(raw, 'usbredir'),
+    });
     const a = this.address;
     const where = a ? formatHostPort({ host: a.address, port: a.port }) : formatHostPort(this.#address);
-    this.#log.info(`listening for usbredir guests on ${where}`);
+    this.#log.info(`listening for usbredir guests on ${where} (${describeSecurity(security)})`);
+    const exposed = exposureWarning(where, a?.address ?? this.#address.host, security, 'take the device and use it');
+    if (exposed) this.#log.warn(exposed);
   }
 
-  async #accept(socket: net.Socket): Promise<void> {
+  async #accept({ socket, peer, handshakeMs }: Accepted): Promise<void> {
+    this.#log.info(`connection from ${describePeer(peer)}`);
+    const client = accessIdentity(socket, peer);
+    if (!this.#access.allows(client, this.#entry.busid)) {
+      // Before the hello: a guest that may not use the device learns nothing about it.
+      this.#log.warn(`${remoteName(socket)}: ${describeClient(client)} may not use ${this.#entry.busid}, closing`);
+      socket.on('error', () => {});
+      socket.destroy();
+      return;
+    }
     const entry = await this.#waitForDevice(socket);
     if (!entry) return;
-    const session = startSession(this.#registry, entry, socket, this.#log, this.#tuning);
+    // The TLS handshake counts into the opening exchange's time.
+    const limit = resolveLimits(this.#tuning).handshakeTimeoutMs;
+    const tuning = { ...this.#tuning, handshakeTimeoutMs: Math.max(1, Math.ceil(limit - handshakeMs)) };
+    const session = startSession(this.#registry, entry, socket, peer, this.#log, tuning);
     this.#sessions.add(session);
     session.once('close', () => this.#sessions.delete(session));
   }
@@ -136,6 +190,8 @@ export class UsbredirListener {
 }
 
 export interface ConnectorOptions extends SessionTuning {
+  /** TLS to the guest (QEMU's chardev with tls-creds, endpoint=server); plain TCP without. */
+  security?: ConnectSecurity | undefined;
   /** First retry delay; doubles up to maxRetryMs, back to the minimum after a session that worked. */
   minRetryMs?: number;
   maxRetryMs?: number;
@@ -195,13 +251,14 @@ export class UsbredirConnector {
       try {
         const entry = await this.#waitForDevice();
         if (!entry) break;
-        const socket = await connectTcp(this.#address);
+        const socket = await connectSecure(this.#address, this.#opts.security, undefined, QEMU_TLS_RECORD);
         if (this.#stopped) {
           socket.destroy();
           break;
         }
-        this.#log.info(`connected to usbredir guest ${target}`);
-        const session = startSession(this.#registry, entry, socket, this.#log, this.#opts);
+        const peer = peerIdentity(socket);
+        this.#log.info(`connected to usbredir guest ${describePeer(peer)}`);
+        const session = startSession(this.#registry, entry, socket, peer, this.#log, this.#opts);
         this.#session = session;
         const started = Date.now();
         await session.done;
@@ -209,7 +266,9 @@ export class UsbredirConnector {
         worked = Date.now() - started > 5000;
         this.#log.info(`connection to ${target} ended`);
       } catch (err) {
-        this.#log.debug((err as Error).message);
+        // A TLS failure is a credentials problem someone has to fix, not a guest that is not up yet.
+        const message = (err as Error).message;
+        this.#log[message.startsWith('TLS ') ? 'warn' : 'debug'](message);
       }
       if (this.#stopped) break;
       this.#delay = worked ? min : Math.min(max, this.#delay === 0 ? min : this.#delay);

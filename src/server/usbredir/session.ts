@@ -7,12 +7,15 @@ import { capsFrom, Negotiation } from '../../protocol/usbredir/negotiation.js';
 import type { Packet } from '../../protocol/usbredir/packets.js';
 import { UsbredirParser } from '../../protocol/usbredir/parser.js';
 import { PduWriter } from '../../transport/pdu-writer.js';
+import type { PeerIdentity } from '../../transport/peer.js';
 import type { UsbDevice } from '../../usb/device.js';
+import { hasStreams } from '../../usb/streams.js';
 import { createLogger, type Logger } from '../../util/log.js';
 import { type TransferTrace, traceChunk, tracing } from '../../util/trace.js';
 import { usbwireVersion } from '../../util/version.js';
-import { type ConnectionLimits, resolveLimits } from '../limits.js';
+import { type ConnectionLimits, DEFAULT_MAX_TRANSFER_LENGTH, resolveLimits } from '../limits.js';
 import { ReadThrottle } from '../read-throttle.js';
+import { BulkStreams } from './bulk-streams.js';
 import { ConfigurationRequests } from './configuration.js';
 import type { HostContext } from './context.js';
 import { DataRequests } from './data-requests.js';
@@ -27,13 +30,17 @@ import type { SessionContext } from './session-context.js';
 import { EndpointStreams } from './streams.js';
 
 export interface UsbredirHostSessionOptions extends ConnectionLimits {
+  /** Largest transfer a guest may ask for, data sent or requested (default 32 MiB). */
+  maxTransferLength?: number;
   device: UsbDevice;
   /** Who is on the other end, for logs ("127.0.0.1:41234"). */
   peer: string;
+  /** Who the transport proved the guest to be (default: just the address in `peer`). */
+  identity?: PeerIdentity;
   /** Hello version string; default "usbwire <package version>". */
   version?: string;
   logger?: Logger;
-  /** Advertise bulk_streams. Only for devices that implement streams (none do yet). */
+  /** Advertise bulk_streams; default: whether the device implements streams (UsbDevice.allocStreams). */
   bulkStreams?: boolean;
   /** How long teardown waits for the device to finish cancelled transfers. */
   drainTimeoutMs?: number;
@@ -67,6 +74,7 @@ export interface UsbredirHostSessionEvents {
 export class UsbredirHostSession extends EventEmitter<UsbredirHostSessionEvents> {
   #device: UsbDevice;
   readonly peer: string;
+  readonly identity: PeerIdentity;
   readonly log: Logger;
   readonly #socket: Duplex;
   readonly #neg: Negotiation;
@@ -102,6 +110,7 @@ export class UsbredirHostSession extends EventEmitter<UsbredirHostSessionEvents>
     this.#socket = socket;
     this.#device = opts.device;
     this.peer = opts.peer;
+    this.identity = opts.identity ?? { kind: 'address', address: opts.peer, encrypted: false };
     this.log = opts.logger ?? createLogger(`usbredir ${opts.peer}`);
     this.#version = opts.version ?? `usbwire ${usbwireVersion()}`;
     this.#ackTimeoutMs = opts.ackTimeoutMs ?? 1000;
@@ -114,9 +123,24 @@ export class UsbredirHostSession extends EventEmitter<UsbredirHostSessionEvents>
       Cap.BulkLength32Bits,
       Cap.BulkReceiving,
     ];
-    if (opts.bulkStreams) caps.push(Cap.BulkStreams);
+    if (opts.bulkStreams ?? hasStreams(opts.device)) caps.push(Cap.BulkStreams);
     this.#neg = new Negotiation('host', capsFrom(caps));
-    this.#parser = new UsbredirParser(this.#neg, (p) => this.#received(p));
+    const maxTransfer = opts.maxTransferLength ?? DEFAULT_MAX_TRANSFER_LENGTH;
+    this.#parser = new UsbredirParser(
+      this.#neg,
+      (p) => this.#received(p),
+      (p, dataLength) => {
+        // Refused at the header, before its data is buffered: one connection, one bounded transfer.
+        const asked = Math.max('length' in p && typeof p.length === 'number' ? p.length : 0, dataLength);
+        if (asked > maxTransfer) {
+          throw new UsbredirProtocolError(
+            'transfer-too-long',
+            `transfer of ${asked} bytes > limit ${maxTransfer}`,
+            p.type,
+          );
+        }
+      },
+    );
     this.#throttle = new ReadThrottle(socket, this.#parser, () => this.#parser.buffered, opts, this.log);
     this.#writer = new PduWriter(socket, (congested) => this.#throttle.writerCongested(congested));
     this.#claim = opts.claim ?? (() => true);
@@ -222,15 +246,20 @@ export class UsbredirHostSession extends EventEmitter<UsbredirHostSessionEvents>
       submit: (t) => transfers.submit(t),
       budget: this.#throttle,
     };
-    return {
+    const host: HostContext = {
       device,
       log: this.log,
       guest,
       pending: new PendingRequests(ctx),
       streams: new EndpointStreams(ctx),
+      get bulkStreams() {
+        return bulkStreams;
+      },
       transfers,
       send,
     };
+    const bulkStreams = new BulkStreams(host);
+    return host;
   }
 
   #send(p: Packet, trace?: TransferTrace): void {

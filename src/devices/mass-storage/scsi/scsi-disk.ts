@@ -2,7 +2,7 @@ import type { BlockBackend } from '../backend/block-backend.js';
 import { BLOCK_SIZE, type DecodeContext, type DecodedCommand, decodeCommand } from './decode.js';
 import { DEFAULT_IDENTITY, type DiskIdentity, validateIdentity } from './identity.js';
 import { opcodeName } from './opcodes.js';
-import { buildFixedSense, FIXED_SENSE_LENGTH, Sense, type SenseCode } from './sense.js';
+import { buildFixedSense, FIXED_SENSE_LENGTH, isSameSense, Sense, type SenseCode } from './sense.js';
 
 export interface ScsiDiskOptions {
   /** Write-protect the unit even if the backend is writable. */
@@ -61,6 +61,18 @@ export class ScsiDisk {
   private unitAttention: SenseCode | undefined;
   private mediumLoaded = true;
   private removalPrevented = false;
+  /** When the host last locked the medium (PREVENT MEDIUM REMOVAL), while it is locked. */
+  private preventedSince: Date | undefined;
+  /** The operator took the medium away: the host cannot load it back (an empty slot). */
+  private operatorRemoved = false;
+  /** Resolves once the host has been told the operator removed the medium. */
+  private removalReported: (() => void) | undefined;
+  /** REQUEST SENSE has carried the removal to the host (BOT: the sense of a failed command). */
+  private removalSenseSent = false;
+  private removalNoticed: Promise<void> = Promise.resolve();
+  /** Commands between decode and result; removeMedium() waits for them. */
+  private inFlight = 0;
+  private idleWaiters: (() => void)[] = [];
 
   constructor(
     readonly backend: BlockBackend,
@@ -100,6 +112,61 @@ export class ScsiDisk {
     return this.removalPrevented;
   }
 
+  /** Since when the host has held the medium locked, undefined while it is not locked. */
+  get mediumLockedSince(): Date | undefined {
+    return this.removalPrevented && this.mediumLoaded ? this.preventedSince : undefined;
+  }
+
+  /**
+   * The operator takes the medium out, as from a card reader: whatever the host's lock says.
+   * Commands already running finish first (a write that started is written whole); every
+   * command after this one sees UNIT ATTENTION 06/3A/00 once, then NOT READY, MEDIUM NOT
+   * PRESENT 02/3A/00, and the host cannot load it back (START STOP UNIT fails the same way)
+   * until insertMedium(). Resolves once nothing is running any more.
+   */
+  async removeMedium(): Promise<void> {
+    if (!this.operatorRemoved) {
+      this.operatorRemoved = true;
+      this.mediumLoaded = false;
+      this.unitAttention = Sense.MediumRemoved;
+      this.removalNoticed = new Promise((resolve) => (this.removalReported = resolve));
+    }
+    while (this.inFlight > 0) await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  /**
+   * Resolves once the host has been told about removeMedium(): REQUEST SENSE reported it and
+   * its status went out (statusDelivered) or the host went on to its next command. An idle host
+   * may never ask.
+   */
+  get removalSeenByHost(): Promise<void> {
+    return this.removalNoticed;
+  }
+
+  /** The medium is back (for the next host): the lock is gone and the host is told it changed. */
+  insertMedium(): void {
+    if (!this.operatorRemoved) return;
+    this.operatorRemoved = false;
+    this.mediumLoaded = true;
+    this.removalPrevented = false;
+    this.preventedSince = undefined;
+    this.reportRemoval();
+    if (!this.unitAttention || isSameSense(this.unitAttention, Sense.MediumRemoved)) {
+      this.unitAttention = Sense.MediumMayHaveChanged;
+    }
+  }
+
+  /** The transport delivered the status of the last command to the host. */
+  statusDelivered(): void {
+    if (this.removalSenseSent) this.reportRemoval();
+  }
+
+  private reportRemoval(): void {
+    this.removalReported?.();
+    this.removalReported = undefined;
+    this.removalSenseSent = false;
+  }
+
   /**
    * Bus/target reset: forget pending sense and medium-removal prevention; the next command
    * other than INQUIRY, REQUEST SENSE and REPORT LUNS fails once with UNIT ATTENTION 06/29/00.
@@ -107,6 +174,7 @@ export class ScsiDisk {
   reset(): void {
     this.lastSense = undefined;
     this.removalPrevented = false;
+    this.preventedSince = undefined;
     this.unitAttention = Sense.PowerOnResetOccurred;
   }
 
@@ -126,6 +194,8 @@ export class ScsiDisk {
 
   /** Runs one command. Never throws: failures come back as CHECK CONDITION with sense. */
   async execute(cdb: Buffer, dataOut?: Buffer): Promise<ScsiResult> {
+    // The host asks for more after REQUEST SENSE told it the medium is gone: it has the news.
+    if (this.removalSenseSent) this.reportRemoval();
     let decoded: DecodedCommand;
     try {
       decoded = decodeCommand(cdb, this.decodeContext());
@@ -136,10 +206,13 @@ export class ScsiDisk {
     this.lastSense = undefined;
     if (decoded.kind === 'fail' && decoded.unitAttention) this.unitAttention = undefined;
     let result: ScsiResult;
+    this.inFlight++;
     try {
       result = await this.run(decoded, dataOut);
     } catch {
       result = this.checkCondition(Sense.InternalTargetFailure);
+    } finally {
+      if (--this.inFlight === 0) for (const wake of this.idleWaiters.splice(0)) wake();
     }
     if (result.sense) this.lastSense = result.sense;
     return result;
@@ -166,6 +239,7 @@ export class ScsiDisk {
     }
     this.lastSense = undefined;
     const data = sense ?? buildFixedSense(Sense.NoSense);
+    if (this.operatorRemoved && data[12] === Sense.MediumNotPresent.asc) this.removalSenseSent = true;
     return { status: 'good', data: data.subarray(0, Math.min(allocation, FIXED_SENSE_LENGTH)) };
   }
 
@@ -182,6 +256,7 @@ export class ScsiDisk {
       case 'start-stop':
         return this.startStop(command.loadEject, command.start);
       case 'prevent-removal':
+        if (command.prevent && !this.removalPrevented) this.preventedSince = new Date();
         this.removalPrevented = command.prevent;
         return GOOD;
       case 'synchronize-cache':
@@ -198,6 +273,7 @@ export class ScsiDisk {
   private startStop(loadEject: boolean, start: boolean): ScsiResult {
     if (!loadEject || !this.identity.removable) return GOOD;
     if (start) {
+      if (this.operatorRemoved) return this.checkCondition(Sense.MediumNotPresent);
       this.mediumLoaded = true;
       return GOOD;
     }

@@ -44,6 +44,8 @@ export const Sense = {
   SavingParametersNotSupported: code(0x5, 0x39, 0x00),
   MediumRemovalPrevented: code(0x5, 0x53, 0x02),
   MediumMayHaveChanged: code(0x6, 0x28, 0x00),
+  /** The medium went away (QEMU's UNIT_ATTENTION_NO_MEDIUM on eject). */
+  MediumRemoved: code(0x6, 0x3a, 0x00),
   PowerOnResetOccurred: code(0x6, 0x29, 0x00),
   WriteProtected: code(0x7, 0x27, 0x00),
   DataPhaseError: code(0xb, 0x4b, 0x00),
