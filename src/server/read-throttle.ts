@@ -74,9 +74,26 @@ export class ReadThrottle implements InFlightBudget {
     this.#bytes -= bytes;
     if (this.#held && !this.#stopped && !this.#overCap()) {
       this.#held = false;
-      this.#parser.releasePackets();
+      this.#releaseParser();
     }
     this.update();
+  }
+
+  /**
+   * Held packets are parsed now, from a completion rather than the socket's data handler: a bad
+   * one (or a handler that throws) must end this connection here, not escape into the caller's
+   * promise chain as an unhandled rejection that takes the whole process down.
+   */
+  #releaseParser(): void {
+    try {
+      this.#parser.releasePackets();
+    } catch (err) {
+      const reason = (err as { reason?: unknown }).reason;
+      if (typeof reason === 'string') this.#log.warn(`closing: ${reason}: ${(err as Error).message}`);
+      else this.#log.error(`closing after internal error: ${(err as Error)?.stack ?? String(err)}`);
+      this.stop();
+      this.#socket.destroy();
+    }
   }
 
   /** The connection is closing: no packet is emitted any more, whatever completes. */
