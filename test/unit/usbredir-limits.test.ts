@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import net from 'node:net';
 import { after, test } from 'node:test';
 import { PacketType as T } from '../../src/protocol/usbredir/constants.js';
 import { DeviceRegistry } from '../../src/server/registry.js';
@@ -116,4 +117,23 @@ test('usbredir: a transfer longer than maxTransferLength closes the connection a
   await until(() => entry.owner === undefined, 'released');
   await listener.close();
   setLogSink('silent');
+});
+
+test('usbredir: a hello claiming megabytes of data is refused at its header', async () => {
+  const { listener, port } = await serve();
+  const socket = net.connect(port, '127.0.0.1');
+  socket.on('error', () => {});
+  let received = 0;
+  socket.on('data', (c: Buffer) => {
+    received += c.length;
+  });
+  const closed = new Promise((resolve) => socket.once('close', resolve));
+  const header = Buffer.alloc(12 + 64);
+  header.writeUInt32LE(T.Hello, 0);
+  header.writeUInt32LE(64 + 100 * 1024 * 1024, 4);
+  header.write('hostile', 12);
+  socket.write(Buffer.concat([header, Buffer.alloc(4096)]));
+  await closed;
+  assert.ok(received < 1024, 'closed after our hello, nothing more');
+  await listener.close();
 });

@@ -29,6 +29,9 @@ import { quiesceAndReset } from './quiesce.js';
 import type { SessionContext } from './session-context.js';
 import { EndpointStreams } from './streams.js';
 
+/** Hello data is the capability words (usbredir has 2); real peers send 4 or 8 bytes. */
+const MAX_HELLO_DATA = 1024;
+
 export interface UsbredirHostSessionOptions extends ConnectionLimits {
   /** Largest transfer a guest may ask for, data sent or requested (default 32 MiB). */
   maxTransferLength?: number;
@@ -131,6 +134,10 @@ export class UsbredirHostSession extends EventEmitter<UsbredirHostSessionEvents>
       (p) => this.#received(p),
       (p, dataLength) => {
         // Refused at the header, before its data is buffered: one connection, one bounded transfer.
+        // A hello carries a few capability words: no need to buffer more before the peer is known.
+        if (p.type === T.Hello && dataLength > MAX_HELLO_DATA) {
+          throw new UsbredirProtocolError('packet-too-long', `hello with ${dataLength} bytes of data`, p.type);
+        }
         const asked = Math.max('length' in p && typeof p.length === 'number' ? p.length : 0, dataLength);
         if (asked > maxTransfer) {
           throw new UsbredirProtocolError(
@@ -281,8 +288,13 @@ export class UsbredirHostSession extends EventEmitter<UsbredirHostSessionEvents>
       this.#parser.push(chunk);
       this.#throttle.update();
     } catch (err) {
-      if (!(err instanceof UsbredirProtocolError)) throw err;
-      this.#protocolError(err.message);
+      if (err instanceof UsbredirProtocolError) {
+        this.#protocolError(err.message);
+        return;
+      }
+      // A bug of ours closes this connection, not the server with every other guest on it.
+      this.log.error(`closing after internal error: ${(err as Error)?.stack ?? String(err)}`);
+      this.#socket.destroy();
     }
   }
 
