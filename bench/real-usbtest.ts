@@ -9,7 +9,7 @@
 // (/proc/PID/stat) and voluntary context switches (event-loop sleeps). A NOP testusb run's figures
 // are subtracted, and usbwire's idle CPU (its host-device poll) is measured over 5 s.
 //
-//   node dist/bench/real-usbtest.js [--quick] [--speeds high,super] [--rounds N] [--prof] [--no-kernel]
+//   node dist/bench/real-usbtest.js [--quick] [--speeds high,super] [--rounds N] [--prof] [--no-kernel] [--icount]
 // --prof also runs usbwire once more under `node --cpu-prof` (small cases only) and prints where
 // its main thread spends time (by event-loop entry, layer and function); USBWIRE_BENCH_PROFILE_OUT=PREFIX
 // keeps the .cpuprofile as PREFIX-SPEED.cpuprofile, USBWIRE_BENCH_LOG=PREFIX the guest log.
@@ -315,6 +315,11 @@ export interface RunOptions {
   prof?: boolean;
   /** Run the kernel's usbip-host too (false: usbwire only, for quick iterations). */
   kernel?: boolean;
+  /**
+   * QEMU -icount shift=0: the guest's clock counts executed instructions (1 ns each), so testusb's
+   * times measure work done, whatever else loads the host.
+   */
+  icount?: boolean;
 }
 
 export async function runRealUsbtest(speed: Speed, opts: RunOptions = {}): Promise<SpeedResult> {
@@ -323,6 +328,7 @@ export async function runRealUsbtest(speed: Speed, opts: RunOptions = {}): Promi
     rounds: opts.rounds ?? 2,
     prof: opts.prof ?? false,
     kernel: opts.kernel ?? true,
+    icount: opts.icount ?? false,
   };
   const list = cases(o.quick);
   const rounds = o.rounds;
@@ -347,6 +353,7 @@ export async function runRealUsbtest(speed: Speed, opts: RunOptions = {}): Promi
       modules: ['vhci_hcd', 'usbtest'],
       timeoutMs: 900_000,
       script: guestScript(speed, list, o),
+      qemuArgs: o.icount ? ['-icount', 'shift=0,sleep=on'] : [],
     });
     // A guest whose shutdown hangs behind a wedged driver is stopped 10 s after guest.sh ended.
     waitForFile(guest.path('guest.rc'), 900_000, guest.done)
@@ -465,5 +472,6 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
     speeds: at('--speeds')?.split(',') as Speed[] | undefined,
     rounds: at('--rounds') ? Number(at('--rounds')) : undefined,
     kernel: !argv.includes('--no-kernel'),
+    icount: argv.includes('--icount'),
   });
 }
