@@ -21,6 +21,8 @@ export interface CpuProfile {
   timeDeltas: number[];
 }
 
+const URB_FUNCTIONS = new Set(['handle', '#submit', '#complete', '#retSubmit']);
+
 const SPECIAL = new Set(['(idle)', '(program)', '(garbage collector)', '(root)']);
 
 function layerOf(url: string): string {
@@ -63,7 +65,11 @@ export function profileSummary(p: CpuProfile, transfers: number): string {
     for (let at: number | undefined = id; at !== undefined; at = parent.get(at)) s.push(byId.get(at)!);
     return s;
   };
-  const isUrb = (id: number) => stackOf(id).some((n) => n.callFrame.url.includes('/server/usbip/urb-session'));
+  // A URB being handled or completed (not the module's own evaluation at start-up).
+  const isUrb = (id: number) =>
+    stackOf(id).some(
+      (n) => n.callFrame.url.includes('/server/usbip/urb-session') && URB_FUNCTIONS.has(n.callFrame.functionName),
+    );
   let first = -1;
   let last = -1;
   p.samples.forEach((id, i) => {

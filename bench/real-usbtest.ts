@@ -230,6 +230,7 @@ export interface SpeedResult {
   /** best round per case, by protocol ('w' usbwire, 'k' kernel) */
   usbwire: Map<number, CaseFigures>;
   kernel: Map<number, CaseFigures>;
+  icount: boolean;
   /** testusb's verdict of the first round where no round passed */
   failures: Map<string, string>;
   profile?: string;
@@ -340,6 +341,7 @@ export async function runRealUsbtest(speed: Speed, opts: RunOptions = {}): Promi
     kernel: new Map(),
     failures: new Map(),
     guestSecs: 0,
+    icount: o.icount,
   };
   try {
     prepareGuestNode(share);
@@ -403,9 +405,9 @@ const f2 = (x: number) => (Number.isFinite(x) ? x.toFixed(2) : '–');
 /** One table per speed: time and ratio, CPU per MB (or per transfer), wakeups per transfer. */
 export function realUsbtestTable(r: SpeedResult): string {
   const lines = [
-    `${r.speed} speed (guest run ${r.guestSecs.toFixed(0)} s): two identical SourceSink gadgets on dummy_hcd, one exported by usbwire, one by usbip-host, ` +
+    `${r.speed} speed${r.icount ? ', QEMU -icount (times = executed instructions at 1 ns each)' : ''} (guest run ${r.guestSecs.toFixed(0)} s): two identical SourceSink gadgets on dummy_hcd, one exported by usbwire, one by usbip-host, ` +
       'both on the same vhci in one TCG guest, cases alternating; best of the rounds. ×N = usbwire / usbip-host (goal: time ≤ ×1.11 for 27/28, ≤ ×2 for 1/2/10). ' +
-      "CPU per MB (per 100 transfers for 10), less a NOP testusb run's: QEMU = QEMU's host CPU ms (the guest's whole work; steady when the host is busy), " +
+      "CPU per MB (per 100 transfers for 10), less a NOP testusb run's: QEMU = QEMU's host CPU ms (the guest's whole work; less swayed by the host's load than clocks inside the guest, still ±30 %), " +
       'guest = busy jiffies ×10 ms (inflated when the host is busy), node = usbwire alone',
     '| case | usbip-host | usbwire | time ×N | QEMU CPU usbip-host | QEMU CPU usbwire | CPU ×N | usbwire less its idle poll | guest CPU usbip-host | guest CPU usbwire (node) |',
     '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
