@@ -37,6 +37,11 @@ export function pooledTransfers(lib: Libusb): number {
   return pools.get(lib)?.length ?? 0;
 }
 
+/** Free the pooled structs (none is in flight): a closing device leaves nothing allocated. */
+export function releasePooledTransfers(lib: Libusb): void {
+  for (const s of pools.get(lib)?.splice(0) ?? []) lib.freeTransfer(s.pointer);
+}
+
 function takeStruct(lib: Libusb, isoPackets: number): PooledStruct {
   if (isoPackets === 0) {
     const pooled = pools.get(lib)?.pop();
