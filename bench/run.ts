@@ -47,3 +47,4 @@ console.log(
 await (await import('./hid.js')).hidBench(quick);
 await (await import('./serial.js')).serialBench({ quick });
 await rig();
+if (!noRig) await (await import('./real-usbtest.js')).realUsbtestBench({ quick });

@@ -16,6 +16,8 @@ export class FakeLibusb implements Partial<Libusb> {
   readonly calls: string[] = [];
   readonly submitted: FakeSubmitted[] = [];
   readonly #memory = new Map<Pointer, Buffer>();
+  /** Node Buffers handed over by address (not counted in `live`: the GC owns them). */
+  readonly #buffers = new Map<Pointer, Buffer>();
   #next = 0x1000n;
   #callback: ((p: Pointer) => void) | undefined;
   driverActive = new Set<number>();
@@ -83,6 +85,12 @@ export class FakeLibusb implements Partial<Libusb> {
   freeBuffer = (p: Pointer) => {
     if (!this.#memory.delete(p)) throw new Error('double free of a buffer');
   };
+  bufferAddress = (b: Buffer): Pointer => {
+    const p = this.#next;
+    this.#next += 0x1000n;
+    this.#buffers.set(p, b);
+    return p;
+  };
   allocTransfer = (n: number) => this.#alloc(Buffer.alloc(TRANSFER.isoPackets + n * TRANSFER.isoPacketSize));
   viewTransfer = (t: Pointer) => {
     const b = this.#memory.get(t);
@@ -94,7 +102,8 @@ export class FakeLibusb implements Partial<Libusb> {
   };
   submitTransfer = (t: Pointer) => {
     const header = this.viewTransfer(t);
-    const buffer = this.#memory.get(header.readBigUInt64LE(TRANSFER.buffer));
+    const address = header.readBigUInt64LE(TRANSFER.buffer);
+    const buffer = address === 0n ? Buffer.alloc(0) : (this.#buffers.get(address) ?? this.#memory.get(address));
     if (!buffer) throw new Error('transfer without a buffer');
     const s: FakeSubmitted = {
       pointer: t,

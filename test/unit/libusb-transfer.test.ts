@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { TRANSFER, XferStatus } from '../../src/devices/libusb/libusb-ffi.js';
-import { LibusbTransfer } from '../../src/devices/libusb/libusb-transfer.js';
+import { LibusbTransfer, pooledTransfers } from '../../src/devices/libusb/libusb-transfer.js';
 import { TransferStatus } from '../../src/usb/status.js';
 import { Transfer } from '../../src/usb/transfer.js';
 import { FakeLibusb } from './libusb-fake.js';
@@ -41,7 +41,39 @@ test('control transfer: setup packet then OUT data in one buffer; IN data read a
   lt.finish(lib.asLibusb(), false);
   assert.equal(inT.status, TransferStatus.Ok);
   assert.deepEqual([...inT.data], [0xaa, 0xbb]);
-  assert.equal(lib.live, 2, 'the finished IN transfer and its buffer are freed');
+  assert.equal(lib.live, 2, 'no struct freed or leaked: the finished one waits in the pool');
+  assert.equal(pooledTransfers(lib.asLibusb()), 1);
+});
+
+test('zero copy: bulk OUT hands libusb the payload itself, bulk IN data is the buffer libusb filled', () => {
+  const lib = new FakeLibusb();
+  const payload = Buffer.from('0123456789abcdef');
+  const out = new Transfer({ type: 'bulk', endpoint: 0x02, data: payload.subarray(4, 12) });
+  start(lib, out);
+  const so = lib.submitted[0]!;
+  assert.equal(so.buffer.buffer, payload.buffer, 'same memory as the request payload');
+  assert.equal(so.buffer.byteOffset, payload.byteOffset + 4);
+  assert.equal(so.length, 8);
+
+  const inT = new Transfer({ type: 'bulk', endpoint: 0x81, length: 16 });
+  const lt = start(lib, inT);
+  const si = lib.submitted[1]!;
+  si.buffer.write('hello');
+  si.header.writeInt32LE(5, TRANSFER.actualLength);
+  lt.finish(lib.asLibusb(), false);
+  assert.equal(inT.data.toString(), 'hello');
+  assert.equal(inT.data.buffer, si.buffer.buffer, 'no copy on the way out either');
+});
+
+test('a finished struct is reused by the next transfer; a short OUT payload is padded, not over-read', () => {
+  const lib = new FakeLibusb();
+  const a = start(lib, new Transfer({ type: 'bulk', endpoint: 0x81, length: 64 }));
+  a.finish(lib.asLibusb(), false);
+  const b = start(lib, new Transfer({ type: 'bulk', endpoint: 0x02, length: 6, data: Buffer.from([1, 2]) }));
+  assert.equal(b.pointer, a.pointer);
+  assert.deepEqual([...lib.submitted[1]!.buffer], [1, 2, 0, 0, 0, 0]);
+  a.cancel(lib.asLibusb());
+  assert.deepEqual(lib.calls, [], 'the old owner of a reused struct cannot cancel it');
 });
 
 test('short-not-ok is applied by us (libusb would report a generic error)', () => {

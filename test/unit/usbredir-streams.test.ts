@@ -211,7 +211,7 @@ test('a bridge carries streams: a device imported over usbredir is re-exported w
   assert.ok(lib.calls.includes('allocStreams 16 83'), 'allocated on the device at the far end');
   wire.send([bulkPacket(2n, 0x83, 9, 4)]);
   await until(() => lib.submitted.some((s) => lib.streamIds.get(s.pointer) === 9), 'stream 9 at libusb');
-  const s = lib.submitted.find((x) => lib.streamIds.get(x.pointer) === 9)!;
+  const s = [...lib.submitted].reverse().find((x) => lib.streamIds.get(x.pointer) === 9)!;
   lib.complete(s, XferStatus.Completed, 4, Buffer.from([9, 9, 9, 9]));
   const r = await next(wire, T.BulkPacket);
   assert.deepEqual([r.id, r.streamId, r.status, [...r.data]], [2n, 9, Status.Success, [9, 9, 9, 9]]);

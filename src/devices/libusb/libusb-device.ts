@@ -11,7 +11,7 @@ import { hex2, hex4 } from '../../util/hex.js';
 import { createLogger, type Logger } from '../../util/log.js';
 import { LibusbEventPump } from './libusb-events.js';
 import { type Libusb, LibusbError, LibusbErrorCode, libusb, type Pointer, TRANSFER, XferType } from './libusb-ffi.js';
-import { LibusbTransfer } from './libusb-transfer.js';
+import { LibusbTransfer, releasePooledTransfers } from './libusb-transfer.js';
 
 /** Which device to open: a port (bus number + port path, e.g. 1-1.4) or the first VID:PID match. */
 export type LibusbSelector = { busNumber: number; portNumbers: number[] } | { vendorId: number; productId: number };
@@ -242,6 +242,7 @@ export class LibusbDevice extends EventEmitter<UsbDeviceEvents> implements UsbDe
     }
     this.#detached.clear();
     this.#lib.close(this.#handle);
+    releasePooledTransfers(this.#lib);
     this.#pump.stop();
     this.#callback.unregister();
     this.#lib.exit(this.#ctx);

@@ -136,6 +136,11 @@ export interface Libusb {
   /** Memory outside the JS heap for transfer buffers, and a Buffer over it. */
   allocBuffer(length: number): { pointer: Pointer; view: Buffer };
   freeBuffer(pointer: Pointer): void;
+  /**
+   * The address of a Node Buffer's bytes, for libusb to read or fill asynchronously (zero copy).
+   * The caller keeps the Buffer referenced until the transfer completes; its memory never moves.
+   */
+  bufferAddress(buffer: Buffer): Pointer;
   /** A Buffer over a libusb_transfer (header + iso packet descriptors). */
   viewTransfer(transfer: Pointer, isoPackets: number): Buffer;
   /** Watch a file descriptor on Node's event loop (libuv uv_poll, level-triggered). */
@@ -207,7 +212,6 @@ function load(): Libusb {
   const TransferCb = koffi.proto('void usbwire_libusb_transfer_cb(void *transfer)');
   const PollfdAdded = koffi.proto('void usbwire_libusb_pollfd_added(int fd, short events, void *user)');
   const PollfdRemoved = koffi.proto('void usbwire_libusb_pollfd_removed(int fd, void *user)');
-  koffi.struct('usbwire_timeval', { tv_sec: 'long', tv_usec: 'long' });
 
   const init = f('int libusb_init(_Out_ void **ctx)');
   const exit = f('void libusb_exit(void *ctx)');
@@ -236,7 +240,8 @@ function load(): Libusb {
   const freeTransfer = f('void libusb_free_transfer(void *transfer)');
   const submitTransfer = f('int libusb_submit_transfer(void *transfer)');
   const cancelTransfer = f('int libusb_cancel_transfer(void *transfer)');
-  const handleEvents = f('int libusb_handle_events_timeout_completed(void *ctx, usbwire_timeval *tv, int *completed)');
+  // The zero timeval goes as a ready-made buffer: no JS object converted to a struct on each call.
+  const handleEvents = f('int libusb_handle_events_timeout_completed(void *ctx, void *tv, int *completed)');
   const getPollfds = f('void *libusb_get_pollfds(void *ctx)');
   const freePollfds = f('void libusb_free_pollfds(void *fds)');
   const setPollfdNotifiers = f(
@@ -261,7 +266,7 @@ function load(): Libusb {
     if (rc < 0) throw new LibusbError(call, rc);
     return rc;
   };
-  const zero = { tv_sec: 0, tv_usec: 0 };
+  const zero = Buffer.alloc(16); // struct timeval { 0, 0 }
 
   return {
     init() {
@@ -352,6 +357,7 @@ function load(): Libusb {
       return { pointer, view: Buffer.from(koffi.view(pointer, Math.max(length, 1)), 0, length) };
     },
     freeBuffer: (p) => koffi.free(p),
+    bufferAddress: (b) => koffi.address(b),
     watchFd(fd, events, ready) {
       const opts = { readable: (events & POLLIN) !== 0, writable: (events & POLLOUT) !== 0 };
       const handle = koffi.node.poll(fd, opts, () => ready());
