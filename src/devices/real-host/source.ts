@@ -83,7 +83,10 @@ export class HostDeviceSource extends EventEmitter<DeviceSourceEvents> implement
     const strings = selector.kind === 'id' && selector.serial !== undefined;
     let devices: HostUsbDevice[];
     try {
-      devices = await listHostDevices(this.#host, { strings });
+      // While a device is exported only its own port is looked at: reading every device's sysfs
+      // attributes each second costs a busy host (or an emulated one) real CPU.
+      const only = this.#current?.host.path;
+      devices = await listHostDevices(this.#host, { strings, ...(only === undefined ? {} : { only }) });
     } catch (err) {
       this.#note('warn', (err as Error).message);
       return;

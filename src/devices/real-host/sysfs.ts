@@ -54,6 +54,8 @@ export interface ListOptions {
    * them out, for polling.
    */
   strings?: boolean;
+  /** Only the device on this port path (an exported device's poll: one device, not the whole bus). */
+  only?: string;
 }
 
 /**
@@ -69,7 +71,7 @@ export async function listHostDevices(host: HostRoot = REAL_HOST, opts: ListOpti
     return [];
   }
   const devices: HostUsbDevice[] = [];
-  for (const name of names.filter((n) => DEVICE_NAME.test(n))) {
+  for (const name of names.filter((n) => DEVICE_NAME.test(n) && (opts.only === undefined || n === opts.only))) {
     const d = await readDevice(join(dir, name), name, names, opts.strings ?? false);
     if (d) devices.push(d);
   }
