@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { UsageError } from './args.js';
+import { delayProxy } from './delay-proxy.js';
 import { detachCommand, devicesCommand, keyCommand, ledsCommand, pointerCommand, typeCommand } from './input.js';
 import { list } from './list.js';
 import { serve } from './serve.js';
@@ -13,6 +14,7 @@ commands:
   serve      export devices (usbwire serve --help)
   list       list the devices a USB/IP server exports (usbwire list --help)
   tunnel     plain TCP in, TLS out, for usbip attach to a TLS server (usbwire tunnel --help)
+  delay-proxy  a TCP proxy adding latency and a bandwidth cap, for tests (usbwire delay-proxy --help)
   devices    list what a running usbwire serve exports, who uses it, its actions
   detach     take an exported device away from its client: usbwire detach 1-2
   type       type text on an exported keyboard: usbwire type 1-1 "Hello, World!"
@@ -43,6 +45,8 @@ export async function main(argv: string[]): Promise<number> {
         return await list(rest);
       case 'tunnel':
         return await tunnel(rest);
+      case 'delay-proxy':
+        return await delayProxy(rest);
       case 'devices':
         return await devicesCommand(rest);
       case 'detach':

@@ -3,8 +3,9 @@ import { formatHostPort, type HostPort } from '../util/host-port.js';
 import { createLogger, type Logger } from '../util/log.js';
 import type { ConnectSecurity } from './credentials.js';
 import { describePeer, isLoopback, peerIdentity } from './peer.js';
+import { ProxyListener } from './proxy-listener.js';
 import { connectSecure } from './secure.js';
-import { listenTcp, remoteName } from './tcp.js';
+import { remoteName } from './tcp.js';
 
 export interface TunnelOptions {
   /** Plain TCP in (usbip attach -r 127.0.0.1 connects here). */
@@ -25,8 +26,7 @@ export interface TunnelOptions {
 export class Tunnel {
   readonly #opts: TunnelOptions;
   readonly #log: Logger;
-  readonly #sockets = new Set<net.Socket>();
-  #server: net.Server | undefined;
+  readonly #listener = new ProxyListener('Tunnel');
 
   constructor(opts: TunnelOptions) {
     this.#opts = opts;
@@ -34,8 +34,7 @@ export class Tunnel {
   }
 
   async listen(): Promise<HostPort> {
-    this.#server = await listenTcp(this.#opts.listen, (s) => void this.#accept(s), { allowHalfOpen: true });
-    const bound = this.address;
+    const bound = await this.#listener.listen(this.#opts.listen, (s) => void this.#accept(s));
     const where = formatHostPort(bound);
     this.#log.info(`listening on ${where}, relaying to tls://${formatHostPort(this.#opts.to)}`);
     if (!isLoopback(bound.host)) {
@@ -47,22 +46,16 @@ export class Tunnel {
   }
 
   get address(): HostPort {
-    const a = this.#server?.address();
-    if (!a || typeof a !== 'object') throw new Error('Tunnel is not listening');
-    return { host: a.address, port: a.port };
+    return this.#listener.address;
   }
 
   /** Stop accepting and cut every relayed connection. */
-  async close(): Promise<void> {
-    const server = this.#server;
-    this.#server = undefined;
-    for (const s of this.#sockets) s.destroy();
-    if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
+  close(): Promise<void> {
+    return this.#listener.close();
   }
 
   async #accept(plain: net.Socket): Promise<void> {
     const name = remoteName(plain);
-    this.#track(plain);
     // Whatever the client sends first waits in the socket until TLS is up.
     plain.pause();
     plain.on('error', () => {});
@@ -74,23 +67,18 @@ export class Tunnel {
       plain.destroy();
       return;
     }
-    if (plain.destroyed || !this.#server) {
+    if (plain.destroyed || !this.#listener.listening) {
       secure.destroy();
       plain.destroy();
       return;
     }
-    this.#track(secure);
+    this.#listener.track(secure);
     this.#log.info(`${name} → ${describePeer(peerIdentity(secure))}`);
     relay(plain, secure, (err) => {
       const counts = `${plain.bytesRead} bytes out, ${plain.bytesWritten} bytes back`;
       if (err) this.#log.warn(`${name}: ${err.message}; closed (${counts})`);
       else this.#log.info(`${name}: closed (${counts})`);
     });
-  }
-
-  #track(s: net.Socket): void {
-    this.#sockets.add(s);
-    s.once('close', () => this.#sockets.delete(s));
   }
 }
 
