@@ -110,7 +110,10 @@ export class DelayedDirection {
   #release(): void {
     this.#cancelTimer = undefined;
     if (this.#stopped) return;
-    if (this.#to.destroyed) return this.stop();
+    if (this.#to.destroyed) {
+      this.stop();
+      return;
+    }
     const now = this.#clock.now();
     let n = 0;
     while (n < this.#queue.length && this.#queue[n]!.due <= now) n++;
