@@ -46,5 +46,6 @@ console.log(
 );
 await (await import('./hid.js')).hidBench(quick);
 await (await import('./serial.js')).serialBench({ quick });
+console.log(`${await (await import('./latency.js')).latencyTable(quick)}\n`);
 await rig();
 if (!noRig) await (await import('./real-usbtest.js')).realUsbtestBench({ quick });
