@@ -1,4 +1,5 @@
-import { BlockList, isIP } from 'node:net';
+import { BlockList, isIP, type Socket } from 'node:net';
+import type { PeerIdentity } from '../transport/peer.js';
 
 /** Who is on the other end of a connection, as far as the transport could establish it. */
 export interface ClientIdentity {
@@ -8,6 +9,14 @@ export interface ClientIdentity {
   readonly certificate?: { readonly subject: string; readonly altNames: readonly string[] };
   /** The TLS-PSK identity the client proved it has the key for. */
   readonly psk?: string;
+}
+
+/** The peer as access rules see it: its IP address without port, and what the transport proved. */
+export function clientIdentity(socket: Socket, peer: PeerIdentity): ClientIdentity {
+  const address = socket.remoteAddress ?? '?';
+  if (peer.kind === 'cert') return { address, certificate: { subject: peer.subject, altNames: peer.altNames } };
+  if (peer.kind === 'psk') return { address, psk: peer.identity };
+  return { address };
 }
 
 /** "cert alice (10.0.0.2)", "psk lab-1 (10.0.0.2)", "10.0.0.2": for log lines. */

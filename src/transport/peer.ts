@@ -70,20 +70,6 @@ export function describePeer(peer: PeerIdentity): string {
   }
 }
 
-/**
- * The peer as access rules see it (server/access.ts's ClientIdentity): the IP address without
- * port, the verified certificate's subject and subjectAltNames, or the PSK identity.
- */
-export function accessIdentity(
-  socket: net.Socket,
-  peer: PeerIdentity,
-): { address: string; certificate?: { subject: string; altNames: string[] }; psk?: string } {
-  const address = socket.remoteAddress ?? '?';
-  if (peer.kind === 'cert') return { address, certificate: { subject: peer.subject, altNames: peer.altNames } };
-  if (peer.kind === 'psk') return { address, psk: peer.identity };
-  return { address };
-}
-
 /** 127.0.0.0/8, ::1, localhost: addresses other machines cannot reach. */
 export function isLoopback(host: string): boolean {
   if (host === 'localhost') return true;

@@ -1,11 +1,10 @@
 import type { AddressInfo, Server } from 'node:net';
 import { USBIP_DEFAULT_PORT } from '../../protocol/usbip/constants.js';
 import type { ListenSecurity } from '../../transport/credentials.js';
-import { accessIdentity } from '../../transport/peer.js';
 import { type Accepted, describeSecurity, exposureWarning, listenSecure } from '../../transport/secure.js';
 import { formatHostPort, type HostPort } from '../../util/host-port.js';
 import { createLogger, type Logger } from '../../util/log.js';
-import type { AccessPolicy } from '../access.js';
+import { type AccessPolicy, clientIdentity } from '../access.js';
 import { ConnectionGate } from '../connection-gate.js';
 import { resolveLimits, type ServerLimits } from '../limits.js';
 import type { DeviceRegistry } from '../registry.js';
@@ -54,7 +53,7 @@ export class UsbipServer {
         ...this.#options,
         handshakeTimeoutMs: Math.max(1, Math.ceil(handshakeTimeoutMs - handshakeMs)),
         peer,
-        client: accessIdentity(socket, peer),
+        client: clientIdentity(socket, peer),
       });
       this.#connections.add(conn);
       conn.closed.then(() => this.#connections.delete(conn));

@@ -1,6 +1,6 @@
 import type net from 'node:net';
 import type { ConnectSecurity, ListenSecurity } from '../../transport/credentials.js';
-import { accessIdentity, describePeer, type PeerIdentity, peerIdentity } from '../../transport/peer.js';
+import { describePeer, type PeerIdentity, peerIdentity } from '../../transport/peer.js';
 import {
   type Accepted,
   connectSecure,
@@ -13,7 +13,7 @@ import { remoteName } from '../../transport/tcp.js';
 import type { UsbDevice } from '../../usb/device.js';
 import { formatHostPort, type HostPort } from '../../util/host-port.js';
 import { createLogger, type Logger } from '../../util/log.js';
-import { AccessPolicy, describeClient } from '../access.js';
+import { AccessPolicy, clientIdentity, describeClient } from '../access.js';
 import { ConnectionGate } from '../connection-gate.js';
 import { type ConnectionLimits, resolveLimits, type ServerLimits } from '../limits.js';
 import { type DeviceRegistry, type ExportedDevice, entryName, type PresentDevice } from '../registry.js';
@@ -138,7 +138,7 @@ export class UsbredirListener {
 
   async #accept({ socket, peer, handshakeMs }: Accepted): Promise<void> {
     this.#log.info(`connection from ${describePeer(peer)}`);
-    const client = accessIdentity(socket, peer);
+    const client = clientIdentity(socket, peer);
     if (!this.#access.allows(client, this.#entry.busid)) {
       // Before the hello: a guest that may not use the device learns nothing about it.
       this.#log.warn(`${remoteName(socket)}: ${describeClient(client)} may not use ${this.#entry.busid}, closing`);
