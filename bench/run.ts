@@ -48,4 +48,5 @@ await (await import('./hid.js')).hidBench(quick);
 await (await import('./serial.js')).serialBench({ quick });
 console.log(`${await (await import('./latency.js')).latencyTable(quick)}\n`);
 await rig();
+if (!noRig) console.log(`${await (await import('./rig-uas.js')).rigUasBench({ quick })}\n`);
 if (!noRig) await (await import('./real-usbtest.js')).realUsbtestBench({ quick });

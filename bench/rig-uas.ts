@@ -1,0 +1,473 @@
+// (f) Storage that hides latency, measured with the real clients in one TCG guest (issue 10):
+//   A. one reader, 16 KiB direct reads in sequence (`dd bs=16k count=5000 iflag=direct`),
+//   B. 8 concurrent random 16 KiB direct readers (8 processes, fixed count each),
+//   C. sequential 1 MiB direct reads (`dd bs=1M iflag=direct`) through the delay proxy at
+//      RTT 0, 1, 5, 10, 20 ms for BOT, BOT with read-ahead (a bridge next to the guest),
+//      UAS and BOT presented as UAS.
+// Every device sits on the same guest's qemu-xhci at once, each on its own root port; a
+// measurement reads one device while the others are idle, and the devices take turns, so each
+// table compares figures taken side by side in one run:
+//   port 1  QEMU's built-in usb-storage (in-process BOT, high speed): the reference (1.00)
+//   port 2  usbwire --disk IMG (BOT, high speed) over usb-redir
+//   port 3  usbwire --disk IMG,uas,speed=super over usb-redir (streams)
+//   port 4  usb-redir → DelayProxy → usbwire --disk IMG (BOT, high speed)
+//   port 5  usb-redir → usbwire B --remote usbip://PROXY/1-1,read-ahead → DelayProxy →
+//           usbwire A --usbip --disk IMG (the read-ahead sits next to the guest)
+//   port 6  usb-redir → DelayProxy → usbwire --disk IMG,uas,speed=super
+//   port 7  usb-redir → DelayProxy → usbwire --disk IMG,as-uas (a BOT disk wrapped as UAS on the
+//           device's side of the link)
+// The proxies share one link setting, changed between the RTT points while they are idle, so
+// one boot serves every point. A device whose options this build does not know is left out
+// (its column says so). The guest times its reads with test/interop/guest/tools/randread.c
+// (the clock runs inside the reader, not across an exec); `-s ... 1 COUNT BS` reads exactly
+// what `dd if=DEV of=/dev/null bs=BS count=COUNT iflag=direct` reads. Part A also runs busybox
+// dd itself, timed by the shell (exec included), beside it. Every run's data check value is
+// compared with the same tool run on the host over the image file: a device that returned wrong
+// data fails its cell.
+//
+// Standalone: node dist/bench/rig-uas.js [--quick] [--rtts 0,10] [--rounds N]
+import { spawnSync } from 'node:child_process';
+import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { LinkOptions } from '../src/transport/delay-pipe.js';
+import { DelayProxy } from '../src/transport/delay-proxy.js';
+import { setLogSink } from '../src/util/log.js';
+import { type CommandResult, GuestShell } from '../test/interop/guest-shell.js';
+import {
+  ensureRig,
+  freePort,
+  makePatternImage,
+  rigDir,
+  rigReady,
+  startGuest,
+  startUsbwire,
+  type UsbwireServer,
+} from '../test/interop/rig.js';
+
+const MiB = 1 << 20;
+const DISK_BYTES = 128 * MiB;
+const SEED = 'rig-uas-bench';
+
+export interface RigUasOptions {
+  quick?: boolean;
+  /** RTT points of part C in ms (default 0, 1, 5, 10, 20; quick: 0, 10) */
+  rtts?: number[];
+  /** rounds of parts A and B (median; default 3, quick 1) */
+  rounds?: number;
+}
+
+/** A device in the guest: where it sits, how it is served, whether it came up. */
+interface Device {
+  port: number;
+  label: string;
+  /** why it is not there (this build lacks the option, or its server failed) */
+  missing?: string;
+  /** the port QEMU's usb-redir connects to (undefined: QEMU's own usb-storage) */
+  redirPort?: number;
+  /** filled in once the guest has it */
+  disk?: string;
+  driver?: string;
+  speed?: string;
+}
+
+interface Reading {
+  seconds: number;
+  bytes: number;
+  mbps: number;
+  /** undefined when the data matched; else what went wrong */
+  error?: string;
+}
+
+/** The guest side: finds the disk on an xHCI root port, runs the reader. */
+const GUEST_HELPERS = `
+# port_disk N: the sd disk of the USB device on root port N (bus 1 at high speed, 2 at SuperSpeed).
+port_disk() {
+  for _b in /sys/block/sd*; do
+    [ -e "$_b" ] || continue
+    case "$(readlink -f "$_b")" in */[0-9]-$1/*) ;; *) continue ;; esac
+    [ "$(cat "$_b/size" 2>/dev/null || echo 0)" -gt 0 ] && [ -b "/dev/\${_b##*/}" ] || continue
+    echo "\${_b##*/}"
+    return 0
+  done
+  return 1
+}
+# port_info N TIMEOUT_S: "disk D driver X speed S" once port N has a disk.
+port_info() {
+  _n=0
+  until _d="$(port_disk "$1")"; do
+    _n=$((_n + 1))
+    [ "$_n" -gt $(($2 * 10)) ] && { echo "none"; return 1; }
+    rig_nap 0.1
+  done
+  _u="$(cd /sys/bus/usb/devices && for x in [0-9]-$1; do [ -e "$x" ] && echo "$x"; done | head -1)"
+  _drv="$(basename "$(readlink "/sys/bus/usb/devices/$_u:1.0/driver")")"
+  echo "disk $_d driver $_drv speed $(cat "/sys/bus/usb/devices/$_u/speed")"
+}
+`;
+
+type Log = (line: string) => void;
+
+type Run = (script: string, timeoutMs: number) => Promise<CommandResult>;
+
+class Bench {
+  readonly #run: Run;
+  readonly #hostReader: string;
+  readonly #img: string;
+  readonly #expected = new Map<string, string>();
+
+  constructor(run: Run, hostReader: string, img: string) {
+    this.#run = run;
+    this.#hostReader = hostReader;
+    this.#img = img;
+  }
+
+  /** The reader's check value over the image file itself (what every device must return). */
+  #expect(args: string[]): string {
+    const onImage = [...args.slice(0, -4), this.#img, ...args.slice(-3)];
+    const key = onImage.join(' ');
+    let v = this.#expected.get(key);
+    if (v === undefined) {
+      const r = spawnSync(this.#hostReader, onImage, { encoding: 'utf8' });
+      const m = /check (\S+)/.exec(r.stdout);
+      if (r.status !== 0 || !m) throw new Error(`randread on the host image failed: ${r.stderr}`);
+      v = m[1]!;
+      this.#expected.set(key, v);
+    }
+    return v;
+  }
+
+  /** `randread [-s] /dev/DISK PROCS COUNT BS` in the guest, checked against the image. */
+  async read(dev: Device, mode: 'seq' | 'random', procs: number, count: number, bs: number): Promise<Reading> {
+    const args = [...(mode === 'seq' ? ['-s'] : []), `/dev/${dev.disk}`, String(procs), String(count), String(bs)];
+    const r = await this.#run(`randread ${args.join(' ')}`, 600_000);
+    const m = /bytes (\d+) seconds (\S+) mbps (\S+) check (\S+)/.exec(r.out);
+    if (r.rc !== 0 || !m) return { seconds: Number.NaN, bytes: 0, mbps: Number.NaN, error: `failed: ${r.out.trim()}` };
+    const reading = { bytes: Number(m[1]), seconds: Number(m[2]), mbps: Number(m[3]) };
+    const want = this.#expect(args);
+    return m[4] === want ? reading : { ...reading, error: `data mismatch (check ${m[4]}, image ${want})` };
+  }
+
+  /** busybox dd itself, timed by the guest shell around the exec (as test/interop's rig_time does). */
+  async dd(dev: Device, bs: string, count: number): Promise<number> {
+    const r = await this.#run(
+      `a=$(rig-now); dd if=/dev/${dev.disk} of=/dev/null bs=${bs} count=${count} iflag=direct 2>/dev/null || exit 1; b=$(rig-now)
+awk -v a="$a" -v b="$b" 'BEGIN { printf "%.6f\\n", b - a }'`,
+      600_000,
+    );
+    return r.rc === 0 ? Number(r.out.trim()) : Number.NaN;
+  }
+}
+
+function median(xs: number[]): number {
+  const s = xs.filter((x) => !Number.isNaN(x)).sort((a, b) => a - b);
+  if (s.length === 0) return Number.NaN;
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+const fmt = (x: number, digits = 1) => (Number.isNaN(x) ? '—' : x.toFixed(digits));
+const ratio = (x: number, ref: number) => (Number.isNaN(x) || Number.isNaN(ref) ? '—' : `×${(x / ref).toFixed(2)}`);
+
+/** Start a usbwire server; undefined (with the reason in dev.missing) when it does not come up. */
+async function serve(args: string[], dev: Device, servers: UsbwireServer[]): Promise<UsbwireServer | undefined> {
+  const srv = startUsbwire(args);
+  servers.push(srv);
+  try {
+    await srv.ready;
+    return srv;
+  } catch {
+    const text = srv.output();
+    const option = /unknown option "[^"]*"/.exec(text);
+    dev.missing = option
+      ? `not in this build (${option[0]})`
+      : `did not start: ${text.trim().split('\n').pop()?.slice(0, 120) ?? ''}`;
+    return undefined;
+  }
+}
+
+export async function rigUasBench(opts: RigUasOptions = {}): Promise<string> {
+  const quick = opts.quick ?? false;
+  const rtts = opts.rtts ?? (quick ? [0, 10] : [0, 1, 5, 10, 20]);
+  const rounds = opts.rounds ?? (quick ? 1 : 3);
+  if (!rigReady() && !process.env.USBWIRE_RIG_DIR) {
+    return '(f) skipped: the interop rig is not set up (bash test/interop/setup.sh)';
+  }
+  ensureRig({ quiet: true });
+  setLogSink('silent');
+  const work = mkdtempSync(join(tmpdir(), 'usbwire-rig-uas-'));
+  const img = join(work, 'disk.img');
+  const qemuImg = join(work, 'qemu.img');
+  makePatternImage(img, DISK_BYTES, SEED);
+  copyFileSync(img, qemuImg);
+  const servers: UsbwireServer[] = [];
+  const proxies: DelayProxy[] = [];
+  const out: string[] = [];
+  const log: Log = (l) => {
+    out.push(l);
+    if (process.env.USBWIRE_BENCH_VERBOSE) process.stderr.write(`${l}\n`);
+  };
+  // Shared by every proxy (DelayedDirection reads delayMs at each chunk): one knob for all of C.
+  const link: LinkOptions = { delayMs: 0 };
+  const proxy = async (to: number) => {
+    const p = new DelayProxy({
+      listen: { host: '127.0.0.1', port: 0 },
+      to: { host: '127.0.0.1', port: to },
+      up: link,
+      down: link,
+    });
+    proxies.push(p);
+    return (await p.listen()).port;
+  };
+  // Each server gets its own copy: usbwire refuses an image another process holds writable.
+  const copy = (name: string) => {
+    const path = join(work, `${name}.img`);
+    copyFileSync(img, path);
+    return path;
+  };
+  const redir = async (port: number, label: string, disk: string, proxied: boolean): Promise<Device> => {
+    const dev: Device = { port, label };
+    const args = ['--disk', disk.replace('IMG', copy(`port${port}`))];
+    const p = await freePort();
+    if (await serve(['--usbredir', `127.0.0.1:${p}`, ...args], dev, servers)) {
+      dev.redirPort = proxied ? await proxy(p) : p;
+    }
+    return dev;
+  };
+
+  try {
+    const ref: Device = { port: 1, label: "QEMU's usb-storage (in-process BOT)" };
+    const bot = await redir(2, 'usbwire BOT, usb-redir', 'IMG', false);
+    const uas = await redir(3, 'usbwire UAS (SuperSpeed), usb-redir', 'IMG,uas,speed=super', false);
+    const botL = await redir(4, 'BOT (high speed)', 'IMG', true);
+    const bridge = await bridgeDevice(5, copy('port5'), servers, proxy);
+    const uasL = await redir(6, 'UAS (SuperSpeed, streams)', 'IMG,uas,speed=super', true);
+    const asUasL = await redir(7, 'BOT-as-UAS', 'IMG,as-uas', true);
+    const all = [ref, bot, uas, botL, bridge, uasL, asUasL];
+
+    const qemuArgs = [
+      '-device',
+      'qemu-xhci,id=usbc,p2=8,p3=8',
+      '-drive',
+      `if=none,id=d0,file=${qemuImg},format=raw,cache=writeback`,
+      '-device',
+      'usb-storage,drive=d0,bus=usbc.0,port=1',
+    ];
+    for (const d of all) {
+      if (d.redirPort === undefined) continue;
+      qemuArgs.push('-chardev', `socket,id=ur${d.port},host=127.0.0.1,port=${d.redirPort},reconnect=1,nodelay=on`);
+      qemuArgs.push('-device', `usb-redir,chardev=ur${d.port},bus=usbc.0,port=${d.port}`);
+    }
+    const g = startGuest({
+      script: `. /mnt/host/bench.sh\nrig_command_loop`,
+      files: { 'bench.sh': GUEST_HELPERS },
+      modules: ['xhci_pci', 'usb_storage', 'uas', 'sd_mod'],
+      qemuArgs,
+      timeoutMs: 40 * 60_000,
+    });
+    const sh = new GuestShell(g);
+    // Every command sources the helpers (each runs in its own subshell).
+    const hostReader = join(rigDir(), 'bin', 'guest', 'randread');
+    const bench = new Bench((s, t) => sh.run(`. /mnt/host/bench.sh\n${s}`, t), hostReader, img);
+    try {
+      for (const d of all) {
+        if (d.missing || (d.redirPort === undefined && d !== ref)) continue;
+        const r = await sh.run(`. /mnt/host/bench.sh\nport_info ${d.port} 120`, 180_000);
+        const m = /disk (\S+) driver (\S+) speed (\S+)/.exec(r.out);
+        if (r.rc !== 0 || !m) d.missing = `no disk in the guest (${r.out.trim()})`;
+        else [d.disk, d.driver, d.speed] = [m[1]!, m[2]!, m[3]!];
+      }
+      log(describeDevices(all));
+      // Warm up each device (the guest's queues, usbwire's JIT) with reads outside every table.
+      for (const d of present(all)) await bench.read(d, 'seq', 1, 500, 16384);
+      const ab = [ref, bot, uas];
+      log(await partA(bench, ab, rounds, quick));
+      log(await partB(bench, ab, rounds, quick));
+      log(await partC(bench, [botL, bridge, uasL, asUasL], link, rtts, quick));
+    } catch (e) {
+      log(`(f) stopped: ${(e as Error).message}`);
+    } finally {
+      sh.exit();
+      const t = setTimeout(() => g.kill(), 60_000);
+      await g.done;
+      clearTimeout(t);
+    }
+  } finally {
+    for (const p of proxies) await p.close();
+    for (const s of servers) await s.stop();
+    rmSync(work, { recursive: true, force: true });
+  }
+  return out.join('\n\n');
+}
+
+/** Port `port`: usbwire B (usb-redir, the read-ahead) → DelayProxy → usbwire A (--usbip, the disk). */
+async function bridgeDevice(
+  port: number,
+  img: string,
+  servers: UsbwireServer[],
+  proxy: (to: number) => Promise<number>,
+): Promise<Device> {
+  const dev: Device = { port, label: 'BOT + read-ahead bridge' };
+  const a = await freePort();
+  if (!(await serve(['--usbip', `127.0.0.1:${a}`, '--disk', img], dev, servers))) return dev;
+  const via = await proxy(a);
+  const b = await freePort();
+  const remote = `usbip://127.0.0.1:${via}/1-1`;
+  if (await serve(['--usbredir', `127.0.0.1:${b}`, '--remote', `${remote},read-ahead`], dev, servers)) {
+    dev.redirPort = b;
+    return dev;
+  }
+  // Until the bridge knows ,read-ahead: the same bridge without it.
+  dev.missing = undefined;
+  dev.label = 'BOT bridge (no read-ahead in this build)';
+  const b2 = await freePort();
+  if (await serve(['--usbredir', `127.0.0.1:${b2}`, '--remote', remote], dev, servers)) dev.redirPort = b2;
+  return dev;
+}
+
+function describeDevices(all: Device[]): string {
+  const lines = [
+    '(f) devices in the guest (qemu-xhci, one root port each)',
+    '| port | device | guest disk | driver | speed |',
+  ];
+  lines.push('| --- | --- | --- | --- | --- |');
+  for (const d of all) {
+    lines.push(
+      d.missing || !d.disk
+        ? `| ${d.port} | ${d.label} | ${d.missing ?? 'not attached'} | | |`
+        : `| ${d.port} | ${d.label} | ${d.disk} | ${d.driver} | ${d.speed} Mbit/s |`,
+    );
+  }
+  return lines.join('\n');
+}
+
+const present = (devs: Device[]) => devs.filter((d) => d.disk !== undefined && !d.missing);
+
+/** `rounds` turns over the devices, interleaved so they all see the same machine noise. */
+async function takeTurns<T>(
+  devs: Device[],
+  rounds: number,
+  measure: (d: Device) => Promise<T>,
+): Promise<Map<Device, T[]>> {
+  const all = new Map<Device, T[]>();
+  for (let i = 0; i < rounds; i++) {
+    for (const d of present(devs)) all.set(d, [...(all.get(d) ?? []), await measure(d)]);
+  }
+  return all;
+}
+
+/** Median of a reading's field; NaN when any reading failed (its error is shown instead). */
+const medianOf = (rs: Reading[] | undefined, key: 'seconds' | 'mbps') =>
+  !rs || rs.some((r) => r.error) ? Number.NaN : median(rs.map((r) => r[key]));
+const errorOf = (rs: Reading[] | undefined) => rs?.find((r) => r.error)?.error;
+
+async function partA(bench: Bench, devs: Device[], rounds: number, quick: boolean): Promise<string> {
+  const count = quick ? 2000 : 5000;
+  const runs = await takeTurns(devs, rounds, async (d) => ({
+    reader: await bench.read(d, 'seq', 1, count, 16384),
+    dd: await bench.dd(d, '16k', count),
+  }));
+  const reader = new Map([...runs].map(([d, rs]) => [d, rs.map((r) => r.reader)]));
+  const dd = new Map([...runs].map(([d, rs]) => [d, median(rs.map((r) => r.dd))]));
+  const bytes = count * 16384;
+  const refR = medianOf(reader.get(devs[0]!), 'seconds');
+  const refD = dd.get(devs[0]!) ?? Number.NaN;
+  const lines = [
+    `(f) A. one reader, 16 KiB direct reads in sequence × ${count} (= dd bs=16k count=${count} iflag=direct), median of ${rounds}; ×N = throughput vs QEMU's usb-storage`,
+    '| device | timed in the reader | MB/s | vs QEMU | busybox dd, shell-timed (exec included) | vs QEMU |',
+    '| --- | --- | --- | --- | --- | --- |',
+  ];
+  for (const d of devs) {
+    if (!present([d]).length) {
+      lines.push(`| ${d.label} | ${d.missing ?? 'not attached'} | | | | |`);
+      continue;
+    }
+    const s = medianOf(reader.get(d), 'seconds');
+    const t = dd.get(d) ?? Number.NaN;
+    const err = errorOf(reader.get(d));
+    lines.push(
+      `| ${d.label} | ${err ?? `${fmt(s, 3)} s`} | ${fmt(bytes / s / 1e6)} | ${ratio(refR, s)} | ${fmt(t, 3)} s | ${ratio(refD, t)} |`,
+    );
+  }
+  return lines.join('\n');
+}
+
+async function partB(bench: Bench, devs: Device[], rounds: number, quick: boolean): Promise<string> {
+  const count = quick ? 300 : 1000;
+  const mbps = await takeTurns(devs, rounds, (d) => bench.read(d, 'random', 8, count, 16384));
+  const ref = medianOf(mbps.get(devs[0]!), 'mbps');
+  const lines = [
+    `(f) B. 8 processes × ${count} random 16 KiB direct reads each (O_DIRECT, aligned, same offsets on every device), total MB/s, median of ${rounds}`,
+    '| device | MB/s | vs QEMU |',
+    '| --- | --- | --- |',
+  ];
+  for (const d of devs) {
+    if (!present([d]).length) {
+      lines.push(`| ${d.label} | ${d.missing ?? 'not attached'} | |`);
+      continue;
+    }
+    const v = medianOf(mbps.get(d), 'mbps');
+    lines.push(`| ${d.label} | ${errorOf(mbps.get(d)) ?? fmt(v)} | ${ratio(v, ref)} |`);
+  }
+  return lines.join('\n');
+}
+
+async function partC(bench: Bench, devs: Device[], link: LinkOptions, rtts: number[], quick: boolean): Promise<string> {
+  const targetS = quick ? 3 : 8;
+  const results = new Map<number, Map<Device, Reading>>();
+  for (const rtt of rtts) {
+    link.delayMs = rtt / 2;
+    const row = new Map<Device, Reading>();
+    results.set(rtt, row);
+    for (const d of present(devs)) {
+      // A short probe sizes the run: about targetS seconds, at least 4 MiB.
+      const probe = await bench.read(d, 'seq', 1, 2, MiB);
+      if (probe.error) {
+        row.set(d, probe);
+        continue;
+      }
+      const count = Math.max(4, Math.min(2048, Math.round((targetS * probe.mbps * 1e6) / MiB)));
+      row.set(d, await bench.read(d, 'seq', 1, count, MiB));
+    }
+  }
+  link.delayMs = 0;
+  const base = devs[0]!;
+  const head = devs.map((d) => d.label);
+  const lines = [
+    `(f) C. sequential 1 MiB direct reads (= dd bs=1M iflag=direct, ~${targetS} s per point), MB/s through the delay proxy (RTT = twice the one-way delay; 0 = proxy without delay); ×N vs ${base.label}`,
+    `| RTT | ${head.join(' | ')} |`,
+    `| --- | ${head.map(() => '---').join(' | ')} |`,
+  ];
+  for (const [rtt, row] of results) {
+    const b = row.get(base);
+    const cells = devs.map((d) => {
+      if (!present([d]).length) return d.missing ?? 'not attached';
+      const r = row.get(d)!;
+      if (r.error) return r.error;
+      const mb = r.bytes / MiB;
+      const x = d === base || !b || b.error ? '' : ` ${ratio(r.mbps, b.mbps)}`;
+      return `${fmt(r.mbps, r.mbps < 10 ? 2 : 1)}${x} (${mb} MiB, ${fmt(r.seconds)} s)`;
+    });
+    lines.push(`| ${rtt} ms | ${cells.join(' | ')} |`);
+  }
+  return lines.join('\n');
+}
+
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
+  const argv = process.argv.slice(2);
+  const o: RigUasOptions = { quick: argv.includes('--quick') };
+  const at = (f: string) => {
+    const i = argv.indexOf(f);
+    return i >= 0 ? argv[i + 1] : undefined;
+  };
+  if (at('--rtts')) o.rtts = at('--rtts')!.split(',').map(Number);
+  if (at('--rounds')) o.rounds = Number(at('--rounds'));
+  rigUasBench(o).then(
+    (t) => process.stdout.write(`${t}\n`),
+    (e) => {
+      process.stderr.write(`${(e as Error).stack}\n`);
+      process.exitCode = 1;
+    },
+  );
+}
