@@ -16,6 +16,8 @@
 //   port 6  usb-redir → DelayProxy → usbwire --disk IMG,uas,speed=super
 //   port 7  usb-redir → DelayProxy → usbwire --disk IMG,as-uas (a BOT disk wrapped as UAS on the
 //           device's side of the link)
+//   port 8  usb-redir → DelayProxy → usbwire --disk IMG,speed=super (BOT with 1 MiB commands:
+//           the best plain BOT can do; port 4's high-speed BOT gets 120 KiB commands)
 // The proxies share one link setting, changed between the RTT points while they are idle, so
 // one boot serves every point. A device whose options this build does not know is left out
 // (its column says so). The guest times its reads with test/interop/guest/tools/randread.c
@@ -70,6 +72,9 @@ interface Device {
   disk?: string;
   driver?: string;
   speed?: string;
+  /** the guest's largest command (max_sectors_kb) and SCSI queue depth */
+  maxKb?: string;
+  depth?: string;
 }
 
 interface Reading {
@@ -103,7 +108,8 @@ port_info() {
   done
   _u="$(cd /sys/bus/usb/devices && for x in [0-9]-$1; do [ -e "$x" ] && echo "$x"; done | head -1)"
   _drv="$(basename "$(readlink "/sys/bus/usb/devices/$_u:1.0/driver")")"
-  echo "disk $_d driver $_drv speed $(cat "/sys/bus/usb/devices/$_u/speed")"
+  echo "disk $_d driver $_drv speed $(cat "/sys/bus/usb/devices/$_u/speed")" \
+    "maxkb $(cat "/sys/block/$_d/queue/max_sectors_kb") depth $(cat "/sys/block/$_d/device/queue_depth" 2>/dev/null || echo -)"
 }
 `;
 
@@ -244,7 +250,8 @@ export async function rigUasBench(opts: RigUasOptions = {}): Promise<string> {
     const bridge = await bridgeDevice(5, copy('port5'), servers, proxy);
     const uasL = await redir(6, 'UAS (SuperSpeed, streams)', 'IMG,uas,speed=super', true);
     const asUasL = await redir(7, 'BOT-as-UAS', 'IMG,as-uas', true);
-    const all = [ref, bot, uas, botL, bridge, uasL, asUasL];
+    const botSsL = await redir(8, 'BOT (SuperSpeed)', 'IMG,speed=super', true);
+    const all = [ref, bot, uas, botL, bridge, uasL, asUasL, botSsL];
 
     const qemuArgs = [
       '-device',
@@ -274,9 +281,9 @@ export async function rigUasBench(opts: RigUasOptions = {}): Promise<string> {
       for (const d of all) {
         if (d.missing || (d.redirPort === undefined && d !== ref)) continue;
         const r = await sh.run(`. /mnt/host/bench.sh\nport_info ${d.port} 120`, 180_000);
-        const m = /disk (\S+) driver (\S+) speed (\S+)/.exec(r.out);
+        const m = /disk (\S+) driver (\S+) speed (\S+) maxkb (\S+) depth (\S+)/.exec(r.out);
         if (r.rc !== 0 || !m) d.missing = `no disk in the guest (${r.out.trim()})`;
-        else [d.disk, d.driver, d.speed] = [m[1]!, m[2]!, m[3]!];
+        else [d.disk, d.driver, d.speed, d.maxKb, d.depth] = [m[1]!, m[2]!, m[3]!, m[4]!, m[5]!];
       }
       log(describeDevices(all));
       // Warm up each device (the guest's queues, usbwire's JIT) with reads outside every table.
@@ -284,7 +291,7 @@ export async function rigUasBench(opts: RigUasOptions = {}): Promise<string> {
       const ab = [ref, bot, uas];
       log(await partA(bench, ab, rounds, quick));
       log(await partB(bench, ab, rounds, quick));
-      log(await partC(bench, [botL, bridge, uasL, asUasL], link, rtts, quick));
+      log(await partC(bench, [botL, botSsL, bridge, uasL, asUasL], link, rtts, quick));
     } catch (e) {
       log(`(f) stopped: ${(e as Error).message}`);
     } finally {
@@ -329,14 +336,14 @@ async function bridgeDevice(
 function describeDevices(all: Device[]): string {
   const lines = [
     '(f) devices in the guest (qemu-xhci, one root port each)',
-    '| port | device | guest disk | driver | speed |',
+    '| port | device | guest disk | driver | speed | largest command | queue depth |',
   ];
-  lines.push('| --- | --- | --- | --- | --- |');
+  lines.push('| --- | --- | --- | --- | --- | --- | --- |');
   for (const d of all) {
     lines.push(
       d.missing || !d.disk
-        ? `| ${d.port} | ${d.label} | ${d.missing ?? 'not attached'} | | |`
-        : `| ${d.port} | ${d.label} | ${d.disk} | ${d.driver} | ${d.speed} Mbit/s |`,
+        ? `| ${d.port} | ${d.label} | ${d.missing ?? 'not attached'} | | | | |`
+        : `| ${d.port} | ${d.label} | ${d.disk} | ${d.driver} | ${d.speed} Mbit/s | ${d.maxKb} KiB | ${d.depth} |`,
     );
   }
   return lines.join('\n');
