@@ -56,7 +56,7 @@ export interface RigUasOptions {
   quick?: boolean;
   /** RTT points of part C in ms (default 0, 1, 5, 10, 20; quick: 0, 10) */
   rtts?: number[];
-  /** rounds of parts A and B (median; default 3, quick 1) */
+  /** rounds of parts A and B (median; default 5, quick 1) */
   rounds?: number;
 }
 
@@ -196,7 +196,7 @@ async function serve(args: string[], dev: Device, servers: UsbwireServer[]): Pro
 export async function rigUasBench(opts: RigUasOptions = {}): Promise<string> {
   const quick = opts.quick ?? false;
   const rtts = opts.rtts ?? (quick ? [0, 10] : [0, 1, 5, 10, 20]);
-  const rounds = opts.rounds ?? (quick ? 1 : 3);
+  const rounds = opts.rounds ?? (quick ? 1 : 5);
   if (!rigReady() && !process.env.USBWIRE_RIG_DIR) {
     return '(f) skipped: the interop rig is not set up (bash test/interop/setup.sh)';
   }
@@ -401,7 +401,7 @@ async function partA(bench: Bench, devs: Device[], rounds: number, quick: boolea
 }
 
 async function partB(bench: Bench, devs: Device[], rounds: number, quick: boolean): Promise<string> {
-  const count = quick ? 300 : 1000;
+  const count = quick ? 300 : 500;
   const mbps = await takeTurns(devs, rounds, (d) => bench.read(d, 'random', 8, count, 16384));
   const ref = medianOf(mbps.get(devs[0]!), 'mbps');
   const lines = [
@@ -439,22 +439,26 @@ async function partC(bench: Bench, devs: Device[], link: LinkOptions, rtts: numb
     }
   }
   link.delayMs = 0;
-  const base = devs[0]!;
+  // Ratios against both plain BOTs: high speed (120 KiB commands) and SuperSpeed (1 MiB).
+  const [hs, ss] = [devs[0]!, devs[1]!];
   const head = devs.map((d) => d.label);
+  const secs = [...results.values()].flatMap((row) => [...row.values()].map((r) => r.seconds));
   const lines = [
-    `(f) C. sequential 1 MiB direct reads (= dd bs=1M iflag=direct, ~${targetS} s per point), MB/s through the delay proxy (RTT = twice the one-way delay; 0 = proxy without delay); ×N vs ${base.label}`,
+    `(f) C. sequential 1 MiB direct reads (= dd bs=1M iflag=direct; each point ${fmt(Math.min(...secs))}–${fmt(Math.max(...secs))} s), MB/s through the delay proxy (RTT = twice the one-way delay; 0 = proxy without delay); ×a / ×b = vs ${hs.label} / vs ${ss.label}`,
     `| RTT | ${head.join(' | ')} |`,
     `| --- | ${head.map(() => '---').join(' | ')} |`,
   ];
   for (const [rtt, row] of results) {
-    const b = row.get(base);
+    const vs = (r: Reading, base: Device) => {
+      const b = row.get(base);
+      return !b || b.error ? '—' : ratio(r.mbps, b.mbps);
+    };
     const cells = devs.map((d) => {
       if (!present([d]).length) return d.missing ?? 'not attached';
       const r = row.get(d)!;
       if (r.error) return r.error;
-      const mb = r.bytes / MiB;
-      const x = d === base || !b || b.error ? '' : ` ${ratio(r.mbps, b.mbps)}`;
-      return `${fmt(r.mbps, r.mbps < 10 ? 2 : 1)}${x} (${mb} MiB, ${fmt(r.seconds)} s)`;
+      const x = d === hs || d === ss ? '' : ` ${vs(r, hs)} / ${vs(r, ss)}`;
+      return `${fmt(r.mbps, r.mbps < 10 ? 2 : 1)}${x}`;
     });
     lines.push(`| ${rtt} ms | ${cells.join(' | ')} |`);
   }
