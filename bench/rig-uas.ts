@@ -27,9 +27,9 @@
 // compared with the same tool run on the host over the image file: a device that returned wrong
 // data fails its cell.
 //
-// Standalone: node dist/bench/rig-uas.js [--quick] [--rtts 0,10] [--rounds N]
+// Standalone: node dist/bench/rig-uas.js [--quick] [--rtts 0,10] [--rounds N] [--trace DIR]
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -47,6 +47,7 @@ import {
   startUsbwire,
   type UsbwireServer,
 } from '../test/interop/rig.js';
+import { summarise } from './trace-summary.js';
 
 const MiB = 1 << 20;
 const DISK_BYTES = 128 * MiB;
@@ -58,6 +59,8 @@ export interface RigUasOptions {
   rtts?: number[];
   /** rounds of parts A and B (median; default 5, quick 1) */
   rounds?: number;
+  /** USBWIRE_TRACE the servers of ports 2 and 3 into this folder, summarised after the tables */
+  traceDir?: string;
 }
 
 /** A device in the guest: where it sits, how it is served, whether it came up. */
@@ -177,8 +180,13 @@ const fmt = (x: number, digits = 1) => (Number.isNaN(x) ? '—' : x.toFixed(digi
 const ratio = (x: number, ref: number) => (Number.isNaN(x) || Number.isNaN(ref) ? '—' : `×${(x / ref).toFixed(2)}`);
 
 /** Start a usbwire server; undefined (with the reason in dev.missing) when it does not come up. */
-async function serve(args: string[], dev: Device, servers: UsbwireServer[]): Promise<UsbwireServer | undefined> {
-  const srv = startUsbwire(args);
+async function serve(
+  args: string[],
+  dev: Device,
+  servers: UsbwireServer[],
+  env?: NodeJS.ProcessEnv,
+): Promise<UsbwireServer | undefined> {
+  const srv = startUsbwire(args, { env });
   servers.push(srv);
   try {
     await srv.ready;
@@ -236,7 +244,8 @@ export async function rigUasBench(opts: RigUasOptions = {}): Promise<string> {
     const dev: Device = { port, label };
     const args = ['--disk', disk.replace('IMG', copy(`port${port}`))];
     const p = await freePort();
-    if (await serve(['--usbredir', `127.0.0.1:${p}`, ...args], dev, servers)) {
+    const trace = opts.traceDir && !proxied ? { USBWIRE_TRACE: join(opts.traceDir, `port${port}.tsv`) } : undefined;
+    if (await serve(['--usbredir', `127.0.0.1:${p}`, ...args], dev, servers, trace)) {
       dev.redirPort = proxied ? await proxy(p) : p;
     }
     return dev;
@@ -304,6 +313,11 @@ export async function rigUasBench(opts: RigUasOptions = {}): Promise<string> {
     for (const p of proxies) await p.close();
     for (const s of servers) await s.stop();
     rmSync(work, { recursive: true, force: true });
+  }
+  for (const port of opts.traceDir ? [2, 3] : []) {
+    const file = join(opts.traceDir!, `port${port}.tsv`);
+    if (existsSync(file))
+      log(`(f) trace of port ${port} (A, B and the warm-up; µs)\n${summarise(readFileSync(file, 'utf8'))}`);
   }
   return out.join('\n\n');
 }
@@ -474,6 +488,7 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
   };
   if (at('--rtts')) o.rtts = at('--rtts')!.split(',').map(Number);
   if (at('--rounds')) o.rounds = Number(at('--rounds'));
+  if (at('--trace')) o.traceDir = at('--trace');
   rigUasBench(o).then(
     (t) => process.stdout.write(`${t}\n`),
     (e) => {
