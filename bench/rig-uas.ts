@@ -7,7 +7,9 @@
 // Every device sits on the same guest's qemu-xhci at once, each on its own root port; a
 // measurement reads one device while the others are idle, and the devices take turns, so each
 // table compares figures taken side by side in one run:
-//   port 1  QEMU's built-in usb-storage (in-process BOT, high speed): the reference (1.00)
+//   port 1  QEMU's built-in usb-storage (in-process BOT; SuperSpeed on xHCI): the reference (1.00)
+//   port 9  QEMU's built-in usb-uas + scsi-hd (in-process UAS with streams): what UAS itself costs
+//           this guest per command, the ceiling for usbwire's UAS in A and B
 //   port 2  usbwire --disk IMG (BOT, high speed) over usb-redir
 //   port 3  usbwire --disk IMG,uas,speed=super over usb-redir (streams)
 //   port 4  usb-redir → DelayProxy → usbwire --disk IMG (BOT, high speed)
@@ -69,8 +71,10 @@ interface Device {
   label: string;
   /** why it is not there (this build lacks the option, or its server failed) */
   missing?: string;
-  /** the port QEMU's usb-redir connects to (undefined: QEMU's own usb-storage) */
+  /** the port QEMU's usb-redir connects to */
   redirPort?: number;
+  /** QEMU's own device (no usbwire) */
+  builtin?: boolean;
   /** filled in once the guest has it */
   disk?: string;
   driver?: string;
@@ -252,7 +256,8 @@ export async function rigUasBench(opts: RigUasOptions = {}): Promise<string> {
   };
 
   try {
-    const ref: Device = { port: 1, label: "QEMU's usb-storage (in-process BOT)" };
+    const ref: Device = { port: 1, label: "QEMU's usb-storage (in-process BOT)", builtin: true };
+    const refUas: Device = { port: 9, label: "QEMU's usb-uas (in-process UAS)", builtin: true };
     const bot = await redir(2, 'usbwire BOT, usb-redir', 'IMG', false);
     const uas = await redir(3, 'usbwire UAS (SuperSpeed), usb-redir', 'IMG,uas,speed=super', false);
     const botL = await redir(4, 'BOT (high speed)', 'IMG', true);
@@ -260,15 +265,21 @@ export async function rigUasBench(opts: RigUasOptions = {}): Promise<string> {
     const uasL = await redir(6, 'UAS (SuperSpeed, streams)', 'IMG,uas,speed=super', true);
     const asUasL = await redir(7, 'BOT-as-UAS', 'IMG,as-uas', true);
     const botSsL = await redir(8, 'BOT (SuperSpeed)', 'IMG,speed=super', true);
-    const all = [ref, bot, uas, botL, bridge, uasL, asUasL, botSsL];
+    const all = [ref, refUas, bot, uas, botL, bridge, uasL, asUasL, botSsL];
 
     const qemuArgs = [
       '-device',
-      'qemu-xhci,id=usbc,p2=8,p3=8',
+      'qemu-xhci,id=usbc,p2=9,p3=9',
       '-drive',
       `if=none,id=d0,file=${qemuImg},format=raw,cache=writeback`,
       '-device',
       'usb-storage,drive=d0,bus=usbc.0,port=1',
+      '-drive',
+      `if=none,id=d1,file=${copy('port9')},format=raw,cache=writeback`,
+      '-device',
+      'usb-uas,id=uas9,bus=usbc.0,port=9',
+      '-device',
+      'scsi-hd,bus=uas9.0,scsi-id=0,lun=0,drive=d1',
     ];
     for (const d of all) {
       if (d.redirPort === undefined) continue;
@@ -288,7 +299,7 @@ export async function rigUasBench(opts: RigUasOptions = {}): Promise<string> {
     const bench = new Bench((s, t) => sh.run(`. /mnt/host/bench.sh\n${s}`, t), hostReader, img);
     try {
       for (const d of all) {
-        if (d.missing || (d.redirPort === undefined && d !== ref)) continue;
+        if (d.missing || (d.redirPort === undefined && !d.builtin)) continue;
         const r = await sh.run(`. /mnt/host/bench.sh\nport_info ${d.port} 120`, 180_000);
         const m = /disk (\S+) driver (\S+) speed (\S+) maxkb (\S+) depth (\S+)/.exec(r.out);
         if (r.rc !== 0 || !m) d.missing = `no disk in the guest (${r.out.trim()})`;
@@ -297,7 +308,7 @@ export async function rigUasBench(opts: RigUasOptions = {}): Promise<string> {
       log(describeDevices(all));
       // Warm up each device (the guest's queues, usbwire's JIT) with reads outside every table.
       for (const d of present(all)) await bench.read(d, 'seq', 1, 500, 16384);
-      const ab = [ref, bot, uas];
+      const ab = [ref, refUas, bot, uas];
       log(await partA(bench, ab, rounds, quick));
       log(await partB(bench, ab, rounds, quick));
       log(await partC(bench, [botL, botSsL, bridge, uasL, asUasL], link, rtts, quick));
