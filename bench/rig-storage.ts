@@ -5,6 +5,9 @@
 //   usbwire-usbip-tap the same over a tap device in a network namespace made for the run
 //                     (no slirp, no relay; needs root)
 //   usbwire-usbredir  usbwire serve --usbredir, QEMU usb-redir on qemu-xhci
+//   usbwire-usbredir-uas  the same with --disk IMG,uas,speed=super: the guest binds uas (streams)
+//   usbwire-usbip-uas usbwire serve --usbip --disk IMG,uas (high speed: uas with READ/WRITE READY
+//                     over vhci-hcd, user net + relay); not in the default list
 //   bridge-usbip-to-usbredir   usbwire A --usbip serves the disk; usbwire B imports it
 //                     (--remote usbip://) and serves it to QEMU usb-redir
 //   bridge-usbredir-to-usbip   usbwire A --usbredir serves the disk; usbwire B imports it
@@ -44,6 +47,8 @@ export type StorageSetup =
   | 'usbwire-usbip-tap-ss'
   | 'usbwire-usbredir'
   | 'usbwire-usbredir-ss'
+  | 'usbwire-usbredir-uas'
+  | 'usbwire-usbip-uas'
   | 'bridge-usbip-to-usbredir'
   | 'bridge-usbredir-to-usbip';
 /** `-ss` setups export the disk at SuperSpeed (`--disk IMG,speed=super`): usb-storage then sends 1 MiB commands instead of 120 KiB. */
@@ -54,9 +59,11 @@ export const STORAGE_SETUPS: StorageSetup[] = [
   'usbwire-usbip-tap-ss',
   'usbwire-usbredir',
   'usbwire-usbredir-ss',
+  'usbwire-usbredir-uas',
   'bridge-usbip-to-usbredir',
   'bridge-usbredir-to-usbip',
 ];
+const ALL_SETUPS: StorageSetup[] = [...STORAGE_SETUPS, 'usbwire-usbip-uas'];
 
 export interface DdSuiteOptions {
   setup: StorageSetup;
@@ -73,6 +80,8 @@ export interface DdSuiteResult {
   read16k: number;
   read1m: number;
   write16k: number;
+  /** the guest driver bound to the disk's interface (usb-storage or uas) */
+  driver: string;
   /** whole guest run (boot to poweroff), ms */
   guestMs: number;
 }
@@ -96,13 +105,20 @@ export async function runDdSuite(opts: DdSuiteOptions): Promise<DdSuiteResult> {
     let boot: BootOptions;
     let attach = '';
     const base = { timeoutMs: opts.timeoutMs ?? 300_000 };
-    const disk = opts.setup.endsWith('-ss') ? `${img},speed=super` : img;
+    const disk = opts.setup.endsWith('-ss')
+      ? `${img},speed=super`
+      : opts.setup === 'usbwire-usbredir-uas'
+        ? `${img},uas,speed=super`
+        : opts.setup === 'usbwire-usbip-uas'
+          ? `${img},uas`
+          : img;
+    const modules = ['usb_storage', 'uas', 'sd_mod'];
     switch (opts.setup) {
       case 'qemu-usb-storage':
         boot = {
           ...base,
           script: '',
-          modules: ['xhci_pci', 'usb_storage', 'sd_mod'],
+          modules: ['xhci_pci', ...modules],
           qemuArgs: [
             '-device',
             'qemu-xhci,id=usbc',
@@ -113,14 +129,15 @@ export async function runDdSuite(opts: DdSuiteOptions): Promise<DdSuiteResult> {
           ],
         };
         break;
-      case 'usbwire-usbip': {
+      case 'usbwire-usbip':
+      case 'usbwire-usbip-uas': {
         const port = await freePort();
         srv = startUsbwire(['--usbip', `127.0.0.1:${port}`, '--disk', disk]);
         await srv.ready;
         boot = {
           ...base,
           script: '',
-          modules: ['vhci_hcd', 'usb_storage', 'sd_mod'],
+          modules: ['vhci_hcd', ...modules],
           guestfwd: [{ guestPort: 3240, hostPort: port }],
         };
         attach = 'usbip --tcp-port 3240 attach -r 10.0.2.100 -b 1-1 || fail "usbip attach"';
@@ -131,16 +148,17 @@ export async function runDdSuite(opts: DdSuiteOptions): Promise<DdSuiteResult> {
         netns = createNetns();
         srv = startUsbwire(['--usbip', `${netns.hostIp}:3240`, '--disk', disk], { netns });
         await srv.ready;
-        boot = { ...base, script: '', modules: ['vhci_hcd', 'usb_storage', 'sd_mod'], netns };
+        boot = { ...base, script: '', modules: ['vhci_hcd', ...modules], netns };
         attach = `usbip attach -r ${netns.hostIp} -b 1-1 || fail "usbip attach"`;
         break;
       }
       case 'usbwire-usbredir':
-      case 'usbwire-usbredir-ss': {
+      case 'usbwire-usbredir-ss':
+      case 'usbwire-usbredir-uas': {
         const port = await freePort();
         srv = startUsbwire(['--usbredir', `127.0.0.1:${port}`, '--disk', disk]);
         await srv.ready;
-        boot = { ...base, script: '', modules: ['xhci_pci', 'usb_storage', 'sd_mod'], qemuArgs: usbRedirArgs([port]) };
+        boot = { ...base, script: '', modules: ['xhci_pci', ...modules], qemuArgs: usbRedirArgs([port]) };
         break;
       }
       case 'bridge-usbip-to-usbredir': {
@@ -149,7 +167,7 @@ export async function runDdSuite(opts: DdSuiteOptions): Promise<DdSuiteResult> {
         await origin.ready;
         srv = startUsbwire(['--usbredir', `127.0.0.1:${b}`, '--remote', `usbip://127.0.0.1:${a}/1-1`]);
         await srv.ready;
-        boot = { ...base, script: '', modules: ['xhci_pci', 'usb_storage', 'sd_mod'], qemuArgs: usbRedirArgs([b]) };
+        boot = { ...base, script: '', modules: ['xhci_pci', ...modules], qemuArgs: usbRedirArgs([b]) };
         break;
       }
       case 'bridge-usbredir-to-usbip': {
@@ -162,7 +180,7 @@ export async function runDdSuite(opts: DdSuiteOptions): Promise<DdSuiteResult> {
         boot = {
           ...base,
           script: '',
-          modules: ['vhci_hcd', 'usb_storage', 'sd_mod'],
+          modules: ['vhci_hcd', ...modules],
           guestfwd: [{ guestPort: 3240, hostPort: b }],
         };
         attach = 'usbip --tcp-port 3240 attach -r 10.0.2.100 -b 1-1 || fail "usbip attach"';
@@ -174,7 +192,7 @@ export async function runDdSuite(opts: DdSuiteOptions): Promise<DdSuiteResult> {
     boot.script = `
 ${attach}
 D=$(rig_wait_disk 60) || fail "no disk"
-log "disk $D"
+rig_result driver "$(basename "$(readlink -f /sys/block/$D/device/../../../driver)")"
 ${SUITE}
 `;
     const res = await bootGuest(boot);
@@ -186,12 +204,14 @@ ${SUITE}
       throw new Error(`dd suite failed on ${opts.setup}${extra}`);
     }
     const t = readKV(res.shareDir, 'times.txt');
+    const driver = readKV(res.shareDir).driver ?? '?';
     res.cleanup();
     return {
       setup: opts.setup,
       read16k: Number(t.read16k),
       read1m: Number(t.read1m),
       write16k: Number(t.write16k),
+      driver,
       guestMs: res.durationMs,
     };
   } finally {
@@ -221,6 +241,7 @@ export async function ddTable(setups: StorageSetup[] = STORAGE_SETUPS, runs = 1)
           read16k: median(all.map((a) => a.read16k)),
           read1m: median(all.map((a) => a.read1m)),
           write16k: median(all.map((a) => a.write16k)),
+          driver: [...new Set(all.map((a) => a.driver))].join('/'),
         },
       });
     } catch (e) {
@@ -236,16 +257,16 @@ export async function ddTable(setups: StorageSetup[] = STORAGE_SETUPS, runs = 1)
   };
   const lines = [
     `dd suite in a TCG guest, 128 MiB disk, ${runs} run(s) each (median); ×N = throughput relative to QEMU's built-in usb-storage (its time / ours; 1.00 = as fast)`,
-    '| setup | 16 KiB × 5000 direct read | 1 MiB × 64 direct read | 16 KiB × 2000 direct write |',
-    '| --- | --- | --- | --- |',
+    '| setup | guest driver | 16 KiB × 5000 direct read | 1 MiB × 64 direct read | 16 KiB × 2000 direct write |',
+    '| --- | --- | --- | --- | --- |',
   ];
   for (const row of rows) {
     if (!row.r) {
-      lines.push(`| ${row.setup} | failed: ${row.err} | | |`);
+      lines.push(`| ${row.setup} | | failed: ${row.err} | | |`);
       continue;
     }
     lines.push(
-      `| ${row.setup} | ${cell('read16k', 16384 * 5000, row.r)} | ${cell('read1m', 64 << 20, row.r)} | ${cell('write16k', 16384 * 2000, row.r)} |`,
+      `| ${row.setup} | ${row.r.driver} | ${cell('read16k', 16384 * 5000, row.r)} | ${cell('read1m', 64 << 20, row.r)} | ${cell('write16k', 16384 * 2000, row.r)} |`,
     );
   }
   return lines.join('\n');
@@ -259,7 +280,7 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
     if (argv[i] === '--runs') runs = Number(argv[++i]);
     else if (argv[i] === '--setups') setups = argv[++i]!.split(',') as StorageSetup[];
     else {
-      process.stderr.write(`usage: node dist/bench/rig-storage.js [--runs N] [--setups ${STORAGE_SETUPS.join(',')}]\n`);
+      process.stderr.write(`usage: node dist/bench/rig-storage.js [--runs N] [--setups ${ALL_SETUPS.join(',')}]\n`);
       process.exit(2);
     }
   }
