@@ -8,6 +8,7 @@
 // measurement reads one device while the others are idle, and the devices take turns, so each
 // table compares figures taken side by side in one run:
 //   port 1  QEMU's built-in usb-storage (in-process BOT; SuperSpeed on xHCI): the reference (1.00)
+//   port 10 usbwire --disk IMG,as-uas=super over usb-redir (the BOT disk behind a UAS front end)
 //   port 9  QEMU's built-in usb-uas + scsi-hd (in-process UAS with streams): what UAS itself costs
 //           this guest per command, the ceiling for usbwire's UAS in A and B
 //   port 2  usbwire --disk IMG (BOT, high speed) over usb-redir
@@ -16,7 +17,7 @@
 //   port 5  usb-redir → usbwire B --remote usbip://PROXY/1-1,read-ahead → DelayProxy →
 //           usbwire A --usbip --disk IMG (the read-ahead sits next to the guest)
 //   port 6  usb-redir → DelayProxy → usbwire --disk IMG,uas,speed=super
-//   port 7  usb-redir → DelayProxy → usbwire --disk IMG,as-uas (a BOT disk wrapped as UAS on the
+//   port 7  usb-redir → DelayProxy → usbwire --disk IMG,as-uas=super (a BOT disk wrapped as UAS on the
 //           device's side of the link)
 //   port 8  usb-redir → DelayProxy → usbwire --disk IMG,speed=super (BOT with 1 MiB commands:
 //           the best plain BOT can do; port 4's high-speed BOT gets 120 KiB commands)
@@ -61,7 +62,7 @@ export interface RigUasOptions {
   rtts?: number[];
   /** rounds of parts A and B (median; default 5, quick 1) */
   rounds?: number;
-  /** USBWIRE_TRACE the servers of ports 2 and 3 into this folder, summarised after the tables */
+  /** USBWIRE_TRACE the servers of ports 2, 3 and 10 into this folder, summarised after the tables */
   traceDir?: string;
 }
 
@@ -260,16 +261,17 @@ export async function rigUasBench(opts: RigUasOptions = {}): Promise<string> {
     const refUas: Device = { port: 9, label: "QEMU's usb-uas (in-process UAS)", builtin: true };
     const bot = await redir(2, 'usbwire BOT, usb-redir', 'IMG', false);
     const uas = await redir(3, 'usbwire UAS (SuperSpeed), usb-redir', 'IMG,uas,speed=super', false);
+    const asUas = await redir(10, 'usbwire BOT-as-UAS (SuperSpeed), usb-redir', 'IMG,as-uas=super', false);
     const botL = await redir(4, 'BOT (high speed)', 'IMG', true);
     const bridge = await bridgeDevice(5, copy('port5'), servers, proxy);
     const uasL = await redir(6, 'UAS (SuperSpeed, streams)', 'IMG,uas,speed=super', true);
-    const asUasL = await redir(7, 'BOT-as-UAS', 'IMG,as-uas', true);
+    const asUasL = await redir(7, 'BOT-as-UAS (SuperSpeed)', 'IMG,as-uas=super', true);
     const botSsL = await redir(8, 'BOT (SuperSpeed)', 'IMG,speed=super', true);
-    const all = [ref, refUas, bot, uas, botL, bridge, uasL, asUasL, botSsL];
+    const all = [ref, refUas, bot, uas, asUas, botL, bridge, uasL, asUasL, botSsL];
 
     const qemuArgs = [
       '-device',
-      'qemu-xhci,id=usbc,p2=9,p3=9',
+      'qemu-xhci,id=usbc,p2=10,p3=10',
       '-drive',
       `if=none,id=d0,file=${qemuImg},format=raw,cache=writeback`,
       '-device',
@@ -308,7 +310,7 @@ export async function rigUasBench(opts: RigUasOptions = {}): Promise<string> {
       log(describeDevices(all));
       // Warm up each device (the guest's queues, usbwire's JIT) with reads outside every table.
       for (const d of present(all)) await bench.read(d, 'seq', 1, 500, 16384);
-      const ab = [ref, refUas, bot, uas];
+      const ab = [ref, refUas, bot, uas, asUas];
       log(await partA(bench, ab, rounds, quick));
       log(await partB(bench, ab, rounds, quick));
       log(await partC(bench, [botL, botSsL, bridge, uasL, asUasL], link, rtts, quick));
@@ -325,7 +327,7 @@ export async function rigUasBench(opts: RigUasOptions = {}): Promise<string> {
     for (const s of servers) await s.stop();
     rmSync(work, { recursive: true, force: true });
   }
-  for (const port of opts.traceDir ? [2, 3] : []) {
+  for (const port of opts.traceDir ? [2, 3, 10] : []) {
     const file = join(opts.traceDir!, `port${port}.tsv`);
     if (existsSync(file))
       log(`(f) trace of port ${port} (A, B and the warm-up; µs)\n${summarise(readFileSync(file, 'utf8'))}`);
@@ -453,13 +455,17 @@ async function partC(bench: Bench, devs: Device[], link: LinkOptions, rtts: numb
     const row = new Map<Device, Reading>();
     results.set(rtt, row);
     for (const d of present(devs)) {
-      // A short probe sizes the run: about targetS seconds, at least 4 MiB.
-      const probe = await bench.read(d, 'seq', 1, 2, MiB);
+      // Probes size the run (about targetS seconds): grown until one takes 0.4 s, since a short
+      // probe underestimates a fast device.
+      let probe = await bench.read(d, 'seq', 1, 2, MiB);
+      for (let n = 8; !probe.error && probe.seconds < 0.4 && n <= 512; n *= 4) {
+        probe = await bench.read(d, 'seq', 1, n, MiB);
+      }
       if (probe.error) {
         row.set(d, probe);
         continue;
       }
-      const count = Math.max(4, Math.min(2048, Math.round((targetS * probe.mbps * 1e6) / MiB)));
+      const count = Math.max(4, Math.min(4096, Math.round((targetS * probe.mbps * 1e6) / MiB)));
       row.set(d, await bench.read(d, 'seq', 1, count, MiB));
     }
   }
