@@ -448,7 +448,7 @@ async function partB(bench: Bench, devs: Device[], rounds: number, quick: boolea
 }
 
 async function partC(bench: Bench, devs: Device[], link: LinkOptions, rtts: number[], quick: boolean): Promise<string> {
-  const targetS = quick ? 3 : 8;
+  const targetS = quick ? 3 : 6;
   const results = new Map<number, Map<Device, Reading>>();
   for (const rtt of rtts) {
     link.delayMs = rtt / 2;
