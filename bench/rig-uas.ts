@@ -60,7 +60,7 @@ export interface RigUasOptions {
   quick?: boolean;
   /** RTT points of part C in ms (default 0, 1, 5, 10, 20; quick: 0, 10) */
   rtts?: number[];
-  /** rounds of parts A and B (median; default 5, quick 1) */
+  /** rounds of parts A and B (median; default 5, quick 3 shorter ones) */
   rounds?: number;
   /** USBWIRE_TRACE the servers of ports 2, 3 and 10 into this folder, summarised after the tables */
   traceDir?: string;
@@ -209,7 +209,7 @@ async function serve(
 export async function rigUasBench(opts: RigUasOptions = {}): Promise<string> {
   const quick = opts.quick ?? false;
   const rtts = opts.rtts ?? (quick ? [0, 10] : [0, 1, 5, 10, 20]);
-  const rounds = opts.rounds ?? (quick ? 1 : 5);
+  const rounds = opts.rounds ?? (quick ? 3 : 5);
   if (!rigReady() && !process.env.USBWIRE_RIG_DIR) {
     return '(f) skipped: the interop rig is not set up (bash test/interop/setup.sh)';
   }
@@ -397,7 +397,7 @@ const medianOf = (rs: Reading[] | undefined, key: 'seconds' | 'mbps') =>
 const errorOf = (rs: Reading[] | undefined) => rs?.find((r) => r.error)?.error;
 
 async function partA(bench: Bench, devs: Device[], rounds: number, quick: boolean): Promise<string> {
-  const count = quick ? 2000 : 5000;
+  const count = quick ? 1000 : 5000;
   const runs = await takeTurns(devs, rounds, async (d) => ({
     reader: await bench.read(d, 'seq', 1, count, 16384),
     dd: await bench.dd(d, '16k', count),
@@ -428,7 +428,7 @@ async function partA(bench: Bench, devs: Device[], rounds: number, quick: boolea
 }
 
 async function partB(bench: Bench, devs: Device[], rounds: number, quick: boolean): Promise<string> {
-  const count = quick ? 300 : 500;
+  const count = quick ? 150 : 500;
   const mbps = await takeTurns(devs, rounds, (d) => bench.read(d, 'random', 8, count, 16384));
   const ref = medianOf(mbps.get(devs[0]!), 'mbps');
   const lines = [
