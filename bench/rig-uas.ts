@@ -76,6 +76,8 @@ interface Device {
   redirPort?: number;
   /** QEMU's own device (no usbwire) */
   builtin?: boolean;
+  /** the usbwire processes serving it */
+  pids: number[];
   /** filled in once the guest has it */
   disk?: string;
   driver?: string;
@@ -89,6 +91,9 @@ interface Reading {
   seconds: number;
   bytes: number;
   mbps: number;
+  /** CPU time QEMU (the guest's whole work, usb-redir included) and usbwire spent meanwhile, ms */
+  qemuCpuMs?: number;
+  usbwireCpuMs?: number;
   /** undefined when the data matched; else what went wrong */
   error?: string;
 }
@@ -131,8 +136,11 @@ class Bench {
   readonly #img: string;
   readonly #expected = new Map<string, string>();
 
-  constructor(run: Run, hostReader: string, img: string) {
+  readonly #qemuPid: number;
+
+  constructor(run: Run, hostReader: string, img: string, qemuPid: number) {
     this.#run = run;
+    this.#qemuPid = qemuPid;
     this.#hostReader = hostReader;
     this.#img = img;
   }
@@ -155,10 +163,19 @@ class Bench {
   /** `randread [-s] /dev/DISK PROCS COUNT BS` in the guest, checked against the image. */
   async read(dev: Device, mode: 'seq' | 'random', procs: number, count: number, bs: number): Promise<Reading> {
     const args = [...(mode === 'seq' ? ['-s'] : []), `/dev/${dev.disk}`, String(procs), String(count), String(bs)];
+    const cpu0 = [cpuMs([this.#qemuPid]), cpuMs(dev.pids)];
     const r = await this.#run(`randread ${args.join(' ')}`, 600_000);
+    const cpu1 = [cpuMs([this.#qemuPid]), cpuMs(dev.pids)];
     const m = /bytes (\d+) seconds (\S+) mbps (\S+) check (\S+)/.exec(r.out);
     if (r.rc !== 0 || !m) return { seconds: Number.NaN, bytes: 0, mbps: Number.NaN, error: `failed: ${r.out.trim()}` };
-    const reading = { bytes: Number(m[1]), seconds: Number(m[2]), mbps: Number(m[3]) };
+    const reading: Reading = {
+      bytes: Number(m[1]),
+      seconds: Number(m[2]),
+      mbps: Number(m[3]),
+      // Includes the guest command's start and end around the timed reads: the same for every device.
+      qemuCpuMs: cpu1[0]! - cpu0[0]!,
+      usbwireCpuMs: cpu1[1]! - cpu0[1]!,
+    };
     const want = this.#expect(args);
     return m[4] === want ? reading : { ...reading, error: `data mismatch (check ${m[4]}, image ${want})` };
   }
@@ -172,6 +189,23 @@ awk -v a="$a" -v b="$b" 'BEGIN { printf "%.6f\\n", b - a }'`,
     );
     return r.rc === 0 ? Number(r.out.trim()) : Number.NaN;
   }
+}
+
+const TICK_MS = 1000 / 100; // USER_HZ
+
+/** User + system CPU time of these processes (all threads), ms. */
+function cpuMs(pids: number[]): number {
+  let ticks = 0;
+  for (const pid of pids) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      ticks += Number(f[11]) + Number(f[12]); // fields 14 and 15: utime, stime
+    } catch {
+      /* gone */
+    }
+  }
+  return ticks * TICK_MS;
 }
 
 function median(xs: number[]): number {
@@ -195,6 +229,7 @@ async function serve(
   servers.push(srv);
   try {
     await srv.ready;
+    if (srv.proc.pid) dev.pids.push(srv.proc.pid);
     return srv;
   } catch {
     const text = srv.output();
@@ -246,7 +281,7 @@ export async function rigUasBench(opts: RigUasOptions = {}): Promise<string> {
     return path;
   };
   const redir = async (port: number, label: string, disk: string, proxied: boolean): Promise<Device> => {
-    const dev: Device = { port, label };
+    const dev: Device = { port, label, pids: [] };
     const args = ['--disk', disk.replace('IMG', copy(`port${port}`))];
     const p = await freePort();
     const trace = opts.traceDir && !proxied ? { USBWIRE_TRACE: join(opts.traceDir, `port${port}.tsv`) } : undefined;
@@ -257,8 +292,8 @@ export async function rigUasBench(opts: RigUasOptions = {}): Promise<string> {
   };
 
   try {
-    const ref: Device = { port: 1, label: "QEMU's usb-storage (in-process BOT)", builtin: true };
-    const refUas: Device = { port: 9, label: "QEMU's usb-uas (in-process UAS)", builtin: true };
+    const ref: Device = { port: 1, label: "QEMU's usb-storage (in-process BOT)", builtin: true, pids: [] };
+    const refUas: Device = { port: 9, label: "QEMU's usb-uas (in-process UAS)", builtin: true, pids: [] };
     const bot = await redir(2, 'usbwire BOT, usb-redir', 'IMG', false);
     const uas = await redir(3, 'usbwire UAS (SuperSpeed), usb-redir', 'IMG,uas,speed=super', false);
     const asUas = await redir(10, 'usbwire BOT-as-UAS (SuperSpeed), usb-redir', 'IMG,as-uas=super', false);
@@ -298,7 +333,7 @@ export async function rigUasBench(opts: RigUasOptions = {}): Promise<string> {
     const sh = new GuestShell(g);
     // Every command sources the helpers (each runs in its own subshell).
     const hostReader = join(rigDir(), 'bin', 'guest', 'randread');
-    const bench = new Bench((s, t) => sh.run(`. /mnt/host/bench.sh\n${s}`, t), hostReader, img);
+    const bench = new Bench((s, t) => sh.run(`. /mnt/host/bench.sh\n${s}`, t), hostReader, img, g.proc.pid ?? 0);
     try {
       for (const d of all) {
         if (d.missing || (d.redirPort === undefined && !d.builtin)) continue;
@@ -342,7 +377,7 @@ async function bridgeDevice(
   servers: UsbwireServer[],
   proxy: (to: number) => Promise<number>,
 ): Promise<Device> {
-  const dev: Device = { port, label: 'BOT + read-ahead bridge' };
+  const dev: Device = { port, label: 'BOT + read-ahead bridge', pids: [] };
   const a = await freePort();
   if (!(await serve(['--usbip', `127.0.0.1:${a}`, '--disk', img], dev, servers))) return dev;
   const via = await proxy(a);
@@ -396,6 +431,14 @@ const medianOf = (rs: Reading[] | undefined, key: 'seconds' | 'mbps') =>
   !rs || rs.some((r) => r.error) ? Number.NaN : median(rs.map((r) => r[key]));
 const errorOf = (rs: Reading[] | undefined) => rs?.find((r) => r.error)?.error;
 
+/** "QEMU ms / usbwire ms" of CPU per MB read (medians): the cost, less swayed by the machine's load than clocks. */
+function cpuCell(rs: Reading[] | undefined): string {
+  if (!rs || rs.some((r) => r.error)) return '—';
+  const per = (key: 'qemuCpuMs' | 'usbwireCpuMs') => median(rs.map((r) => (r[key] ?? Number.NaN) / (r.bytes / 1e6)));
+  return `${fmt(per('qemuCpuMs'))} / ${fmt(per('usbwireCpuMs'))}`;
+}
+const CPU_HEAD = 'CPU ms per MB: QEMU / usbwire';
+
 async function partA(bench: Bench, devs: Device[], rounds: number, quick: boolean): Promise<string> {
   const count = quick ? 1000 : 5000;
   const runs = await takeTurns(devs, rounds, async (d) => ({
@@ -409,19 +452,19 @@ async function partA(bench: Bench, devs: Device[], rounds: number, quick: boolea
   const refD = dd.get(devs[0]!) ?? Number.NaN;
   const lines = [
     `(f) A. one reader, 16 KiB direct reads in sequence × ${count} (= dd bs=16k count=${count} iflag=direct), median of ${rounds}; ×N = throughput vs QEMU's usb-storage`,
-    '| device | timed in the reader | MB/s | vs QEMU | busybox dd, shell-timed (exec included) | vs QEMU |',
-    '| --- | --- | --- | --- | --- | --- |',
+    `| device | timed in the reader | MB/s | vs QEMU | ${CPU_HEAD} | busybox dd, shell-timed (exec included) | vs QEMU |`,
+    '| --- | --- | --- | --- | --- | --- | --- |',
   ];
   for (const d of devs) {
     if (!present([d]).length) {
-      lines.push(`| ${d.label} | ${d.missing ?? 'not attached'} | | | | |`);
+      lines.push(`| ${d.label} | ${d.missing ?? 'not attached'} | | | | | |`);
       continue;
     }
     const s = medianOf(reader.get(d), 'seconds');
     const t = dd.get(d) ?? Number.NaN;
     const err = errorOf(reader.get(d));
     lines.push(
-      `| ${d.label} | ${err ?? `${fmt(s, 3)} s`} | ${fmt(bytes / s / 1e6)} | ${ratio(refR, s)} | ${fmt(t, 3)} s | ${ratio(refD, t)} |`,
+      `| ${d.label} | ${err ?? `${fmt(s, 3)} s`} | ${fmt(bytes / s / 1e6)} | ${ratio(refR, s)} | ${cpuCell(reader.get(d))} | ${fmt(t, 3)} s | ${ratio(refD, t)} |`,
     );
   }
   return lines.join('\n');
@@ -433,16 +476,16 @@ async function partB(bench: Bench, devs: Device[], rounds: number, quick: boolea
   const ref = medianOf(mbps.get(devs[0]!), 'mbps');
   const lines = [
     `(f) B. 8 processes × ${count} random 16 KiB direct reads each (O_DIRECT, aligned, same offsets on every device), total MB/s, median of ${rounds}`,
-    '| device | MB/s | vs QEMU |',
-    '| --- | --- | --- |',
+    `| device | MB/s | vs QEMU | ${CPU_HEAD} |`,
+    '| --- | --- | --- | --- |',
   ];
   for (const d of devs) {
     if (!present([d]).length) {
-      lines.push(`| ${d.label} | ${d.missing ?? 'not attached'} | |`);
+      lines.push(`| ${d.label} | ${d.missing ?? 'not attached'} | | |`);
       continue;
     }
     const v = medianOf(mbps.get(d), 'mbps');
-    lines.push(`| ${d.label} | ${errorOf(mbps.get(d)) ?? fmt(v)} | ${ratio(v, ref)} |`);
+    lines.push(`| ${d.label} | ${errorOf(mbps.get(d)) ?? fmt(v)} | ${ratio(v, ref)} | ${cpuCell(mbps.get(d))} |`);
   }
   return lines.join('\n');
 }
