@@ -25,7 +25,8 @@ export interface BotAsUasOptions {
  * A failed command's sense comes from the device's own REQUEST SENSE. Same VID:PID and strings.
  */
 export async function presentBotAsUas(inner: UsbDevice, opts: BotAsUasOptions = {}): Promise<EmulatedDevice> {
-  const initiator = await BotInitiator.open(inner);
+  // usbwire's own BOT function queues early transfers; anything else gets one phase at a time.
+  const initiator = await BotInitiator.open(inner, { pipelined: inner instanceof EmulatedDevice });
   const desc = parseDeviceDescriptor(inner.descriptors.device);
   const [manufacturer, product, serial] = await Promise.all(
     [desc.iManufacturer, desc.iProduct, desc.iSerialNumber].map((i) => readString(inner, i)),

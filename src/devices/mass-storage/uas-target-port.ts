@@ -234,6 +234,7 @@ export class UasTargetPort {
 
   #finish(cmd: Command, result: ScsiResult): void {
     this.#commands.delete(cmd.tag);
+    if (this.#streaming) this.#drainData(cmd.tag);
     const status = result.status === 'good' ? ScsiStatusByte.Good : ScsiStatusByte.CheckCondition;
     this.#queueStatus(
       cmd.tag,
@@ -265,6 +266,25 @@ export class UasTargetPort {
       this.#host.complete(t);
     }
     if (queue) this.#status.delete(stream);
+  }
+
+  /**
+   * Data transfers still waiting on a finished command's stream are its own (the host posts them
+   * before the COMMAND IU and cannot reuse the tag before the status): a command refused before
+   * its data phase, or data the host offered beyond what the command moved. They end empty now,
+   * so the next command with this tag cannot take them for its own data.
+   */
+  #drainData(stream: number): void {
+    for (const pipe of [DATA_IN, DATA_OUT]) {
+      for (let t = this.#host.take(pipe, stream); t; t = this.#host.take(pipe, stream)) {
+        if (t.isIn) t.completeIn(EMPTY);
+        else {
+          t.status = TransferStatus.Ok;
+          t.actualLength = 0;
+        }
+        this.#host.complete(t);
+      }
+    }
   }
 
   /** The command may use its data pipe: at once on its stream, or at high speed when its lane turn comes. */
@@ -329,6 +349,7 @@ export class UasTargetPort {
   /** The task is gone: no status for it; its data pipe moves on; a write already started still lands. */
   #abort(cmd: Command): void {
     this.#commands.delete(cmd.tag);
+    if (this.#streaming) this.#drainData(cmd.tag);
     for (const [pipe, lane] of this.#lanes) {
       const at = lane.indexOf(cmd);
       if (at < 0) continue;
