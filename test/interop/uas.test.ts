@@ -129,7 +129,10 @@ async function checkDisk(d: Disk, kv: Record<string, string>, share: string, dme
   assert.equal(got('speed'), d.c.speed === 'super' ? '5000' : '480', `USB speed of ${k} in the guest (Mb/s)`);
   assert.equal(got('hc'), d.c.via === 'usbip' ? 'vhci' : 'xhci', `host controller of ${k}`);
   const qd = Number(got('qd'));
-  if (expectedDriver(d.c) === 'uas') assert.ok(qd > 1, `queue_depth of ${k} under uas is ${got('qd')}`);
+  if (expectedDriver(d.c) === 'uas' && d.c.speed === 'high') {
+    // uas_configure_endpoints: qdepth 32 without streams; the sdev gets qdepth - 2
+    assert.equal(qd, 30, `queue_depth of ${k} under uas at high speed`);
+  } else if (expectedDriver(d.c) === 'uas') assert.ok(qd > 1, `queue_depth of ${k} under uas is ${got('qd')}`);
   else assert.equal(qd, 1, `queue_depth of ${k} under usb-storage`);
   assert.equal(Number(got('bytes')), SIZE, `size of ${k} in the guest`);
   assert.equal(got('sha'), d.sha, `whole-disk sha256 of ${k} read by the guest vs the image`);
@@ -225,6 +228,10 @@ test('UAS disk in one guest: usb-redir SuperSpeed + high speed, USB/IP high spee
       assert.ok(frees.length >= 1, 'streams freed when uas was unbound');
     }
   });
+  await t.test('guest kernel log: no USB resets, SCSI aborts or I/O errors during the whole run', () => {
+    const bad = trouble(res!.dmesg || dmesg);
+    assert.deepEqual(bad, [], `trouble in the guest's kernel log:\n${bad.join('\n')}`);
+  });
   const times = readKV(res.shareDir, 'times.txt');
   t.diagnostic(
     `guest ${(res.durationMs / 1000).toFixed(1)} s (to "written" ${((writtenAt - started) / 1000).toFixed(1)} s); ` +
@@ -240,6 +247,13 @@ test('UAS disk in one guest: usb-redir SuperSpeed + high speed, USB/IP high spee
   assert.equal(res.rc, 0, res.describe());
   res.cleanup();
 });
+
+/** Kernel log lines of error handling: a USB reset of a device, uas/SCSI aborts, I/O errors. */
+function trouble(dmesg: string): string[] {
+  const re =
+    /reset (?:high-speed|SuperSpeed|full-speed) USB device|uas_eh_|abort|I\/O error|timing out command|FAILED Result/i;
+  return dmesg.split('\n').filter((l) => re.test(l));
+}
 
 function tail(s: string, lines: number): string {
   return s.split('\n').slice(-lines).join('\n');
