@@ -101,6 +101,7 @@ case_rebind_${key}() {
   DRV="$(readlink "$P/$IF/driver")"
   DRV="\${DRV##*/}"
   D=$(uas_disk_under "$P" 5) || fail "no disk under $P before the rebind"
+  rig_result ${key}_rebind_disk "$D"
   echo -n "$IF" > /sys/bus/usb/drivers/$DRV/unbind || fail "unbind $IF from $DRV"
   rig_wait_disk_gone $D 30 || fail "disk $D still there after unbinding $DRV"
   echo -n "$IF" > /sys/bus/usb/drivers/$DRV/bind || fail "bind $IF to $DRV again"
