@@ -113,3 +113,27 @@ case_rebind_${key}() {
 }
 `;
 }
+
+/**
+ * Shell function case_together: rio on every disk at once (8 processes each), each with its own
+ * plan; outputs in rio3-KEY.txt, the whole run's time as together_rio.
+ */
+export function guestTogetherCase(disks: { key: string; rio: RioPlan }[]): string {
+  const start = disks.map(
+    (d) => `  D=$(uas_disk_under "$(cat /tmp/usb-${d.key})" 5) || fail "no disk for ${d.key}"
+  ${guestRio(d.rio, '/dev/$D', `$RIG_SHARE/rio3-${d.key}.txt`)} &
+  _pid_${d.key}=$!`,
+  );
+  const wait = disks.map((d) => `  wait $_pid_${d.key} || _bad="$_bad ${d.key}"`);
+  return `
+case_together() {
+  _t0=$(rig-now)
+${start.join('\n')}
+  _bad=""
+${wait.join('\n')}
+  rig_result together_s "$(awk -v a="$_t0" -v b="$(rig-now)" 'BEGIN { printf "%.2f", b - a }')"
+  [ -z "$_bad" ] || { for _k in $_bad; do cat "$RIG_SHARE/rio3-$_k.txt"; done; fail "rio failed on:$_bad"; }
+  log "rio on ${disks.length} disks at once: ok"
+}
+`;
+}

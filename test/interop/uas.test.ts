@@ -9,8 +9,11 @@
 // read back, and `rio` (guest/tools/rio.c): 8 processes at once doing random direct reads and
 // writes of their own 1 MiB regions, every byte checked in the guest. The host then checks each
 // image: the patterns in place, every rio region as the replay of rio's seed says
-// (uas-rio.ts), and nothing else changed. Afterwards the super-speed usb-redir disk's driver is
-// unbound and bound again (streams freed and allocated again) and rio runs once more.
+// (uas-rio.ts), and nothing else changed. Then, in the same boot:
+//   - the super-speed usb-redir disk's driver is unbound and bound again (streams freed and
+//     allocated again) and rio runs on it once more;
+//   - rio on all four disks at once (32 processes), every region checked on the host again;
+//   - an ext4 round trip on each disk (mkfs, a 3 MiB file, remount, e2fsck; debugfs on the host).
 //
 // USBWIRE_UAS_RIG_BOT=1 runs the same boot against plain BOT disks (control: usb-storage everywhere).
 import assert from 'node:assert/strict';
@@ -18,8 +21,11 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import {
+  assertFsFileInImage,
   assertPatternsInImage,
   assertUnchangedOutside,
+  fsFile,
+  guestFsRoundTrip,
   MiB,
   type PatternWrite,
   patternFiles,
@@ -27,10 +33,12 @@ import {
 } from './disk-checks.js';
 import {
   freePort,
+  type GuestHandle,
   type GuestResult,
   interopFile,
   makePatternImage,
   patternBytes,
+  readAt,
   readKV,
   sha256File,
   startGuest,
@@ -38,7 +46,7 @@ import {
   type UsbwireServer,
   usbRedirArgs,
 } from './rig.js';
-import { guestDiskCase, guestRebindCase, UAS_GUEST_HELPERS } from './uas-guest.js';
+import { guestDiskCase, guestRebindCase, guestTogetherCase, UAS_GUEST_HELPERS } from './uas-guest.js';
 import { assertRioImage, parseRioOutput, type RioPlan, rioFinal, rioRange } from './uas-rio.js';
 
 const file = interopFile('uas');
@@ -103,18 +111,31 @@ function makeDisks(): Disk[] {
   });
 }
 
-function guestScript(disks: Disk[], rebind: { key: string; rio: RioPlan }): string {
+interface Phases {
+  rebind: { key: string; rio: RioPlan };
+  together: { key: string; rio: RioPlan }[];
+}
+
+function guestScript(disks: Disk[], p: Phases): string {
   const usbip = disks.filter((d) => d.c.via === 'usbip');
   return `${UAS_GUEST_HELPERS}
 ${disks.map((d) => guestDiskCase({ key: d.c.key, serial: d.serial, writes: d.writes, rio: d.rio })).join('')}
-${guestRebindCase(rebind.key, rebind.rio)}
+${guestRebindCase(p.rebind.key, p.rebind.rio)}
+${guestTogetherCase(p.together)}
+${disks.map((d) => `case_fs_${d.c.key}() {\n  D=$(uas_disk_under "$(cat /tmp/usb-${d.c.key})" 5) || fail "no disk"\n${guestFsRoundTrip(d.c.key)}\n}`).join('\n')}
 ${usbip.map((d) => `usbip --tcp-port 3240 attach -r 10.0.2.100 -b ${d.busid} || fail "usbip attach ${d.busid}"`).join('\n')}
 ${disks.map((d) => `rig_run_case ${d.c.key}`).join('\n')}
 sync
 dmesg > "$RIG_SHARE/dmesg-written.log"
 rig_stage written
 rig_wait_host verified 120
-rig_run_case rebind_${rebind.key}
+rig_run_case rebind_${p.rebind.key}
+rig_stage rebound
+rig_wait_host rebound-checked 120
+rig_run_case together
+rig_stage together
+rig_wait_host together-checked 120
+${disks.map((d) => `rig_run_case fs_${d.c.key}`).join('\n')}
 log "guest done"
 `;
 }
@@ -152,13 +173,16 @@ async function checkDisk(d: Disk, kv: Record<string, string>, share: string, dme
   }
 }
 
-test('UAS disk in one guest: usb-redir SuperSpeed + high speed, USB/IP high speed (uas) and SuperSpeed (BOT fallback); data and 8-process random direct I/O checked on the images', {
+test('UAS disk in one guest: usb-redir SuperSpeed + high speed, USB/IP high speed (uas) and SuperSpeed (BOT fallback); data, 8-process random direct I/O, rebind, all disks at once, ext4', {
   skip,
   timeout: 420_000,
 }, async (t) => {
   const disks = makeDisks();
   const redirSs = disks[0]!;
-  const rebindRio: RioPlan = { ...redirSs.rio, seed: 0x5a5a00ff, ops: 150 };
+  const phases: Phases = {
+    rebind: { key: redirSs.c.key, rio: { ...redirSs.rio, seed: 0x5a5a00ff, ops: 150 } },
+    together: disks.map((d, i) => ({ key: d.c.key, rio: { ...d.rio, seed: 0x5a5a0100 + i, ops: 150 } })),
+  };
   const port = await freePort();
   const redirPorts = [await freePort(), await freePort()];
   const diskOpt = (d: Disk) => `${d.img}${BOT_CONTROL ? '' : ',uas'},speed=${d.c.speed}`;
@@ -173,53 +197,52 @@ test('UAS disk in one guest: usb-redir SuperSpeed + high speed, USB/IP high spee
   await srv.ready;
 
   const files: Record<string, Buffer> = {};
-  for (const d of disks) Object.assign(files, patternFiles(d.writes, d.c.key));
+  for (const d of disks)
+    Object.assign(files, patternFiles(d.writes, d.c.key), { [`fsfile-${d.c.key}.bin`]: fsFile(d.c.key) });
   const started = Date.now();
   const g = startGuest({
-    script: guestScript(disks, { key: redirSs.c.key, rio: rebindRio }),
+    script: guestScript(disks, phases),
     files,
-    modules: ['vhci_hcd', 'xhci_pci', 'usb_storage', 'uas', 'sd_mod'],
+    modules: ['vhci_hcd', 'xhci_pci', 'usb_storage', 'uas', 'sd_mod', 'ext4'],
     guestfwd: [{ guestPort: 3240, hostPort: port }],
     qemuArgs: usbRedirArgs(redirPorts, { pciAddr: REDIR_HC }),
     timeoutMs: 360_000,
   });
-  let res: GuestResult | undefined;
-  const fail = async (e: unknown): Promise<never> => {
-    file.failed = true;
-    g.kill();
-    res ??= await g.done;
-    throw new Error(
-      `${(e as Error).message}\n${res.describe()}\n--- usbwire output (tail) ---\n${tail(srv.output(), 60)}`,
-    );
-  };
-  await g.waitStage('written', 300_000).catch(fail);
-  const writtenAt = Date.now();
-  const kv = readKV(g.shareDir);
-  const dmesg = readFileSync(g.path('dmesg-written.log'), 'utf8');
-  const failures: string[] = [];
-  for (const d of disks) {
-    await t.test(`${d.c.key}: ${d.c.via} at ${d.c.speed} speed, ${expectedDriver(d.c)} bound, data + rio`, async () => {
+  const stage = (name: string, ms: number) => waitStageOrFail(g, srv, name, ms);
+  const check = async (name: string, fn: () => Promise<void> | void) => {
+    await t.test(name, async () => {
       try {
-        await checkDisk(d, kv, g.shareDir, dmesg, srv.output());
+        await fn();
       } catch (e) {
-        failures.push(`${d.c.key}: ${(e as Error).message.split('\n')[0]}`);
+        file.failed = true;
         throw e;
       }
     });
+  };
+
+  await stage('written', 300_000);
+  const writtenAt = Date.now();
+  const kv = readKV(g.shareDir);
+  const dmesg = readFileSync(g.path('dmesg-written.log'), 'utf8');
+  for (const d of disks) {
+    await check(`${d.c.key}: ${d.c.via} at ${d.c.speed} speed, ${expectedDriver(d.c)} bound, data + rio`, () =>
+      checkDisk(d, kv, g.shareDir, dmesg, srv.output()),
+    );
   }
   // The image as the rebind case reads it whole, before its second rio run.
   const shaWritten = sha256File(redirSs.img);
   g.signal('verified');
-  res = await g.done;
-  const kv2 = readKV(res.shareDir);
+
+  await stage('rebound', 120_000);
   const k = redirSs.c.key;
-  await t.test(`${k}: driver unbound and bound again (streams freed and allocated again), rio again`, async () => {
-    assert.equal(kv2[`case_rebind_${k}`], '0', `rebind case failed\n${res!.describe()}`);
+  await check(`${k}: driver unbound and bound again (streams freed and allocated again), rio again`, async () => {
+    const kv2 = readKV(g.shareDir);
+    assert.equal(kv2[`case_rebind_${k}`], '0', 'rebind case failed (see guest.log)');
     assert.equal(kv2[`${k}_rebind_driver`], expectedDriver(redirSs.c));
     assert.equal(kv2[`${k}_rebind_sha`], shaWritten, 'whole disk after the rebind vs the image');
-    const out = readFileSync(join(res!.shareDir, `rio2-${k}.txt`), 'utf8');
-    const { children } = parseRioOutput(out, rebindRio);
-    await assertRioImage(redirSs.img, rebindRio, rioFinal(redirSs.rio, redirSs.rioOrig), children);
+    const out = readFileSync(g.path(`rio2-${k}.txt`), 'utf8');
+    const { children } = parseRioOutput(out, phases.rebind.rio);
+    await assertRioImage(redirSs.img, phases.rebind.rio, rioFinal(redirSs.rio, redirSs.rioOrig), children);
     assertUnchangedOutside(redirSs.img, redirSs.seed, SIZE, [...redirSs.writes, rioRange(redirSs.rio)]);
     if (!BOT_CONTROL) {
       const allocs = srv.output().match(/\d+ bulk streams on ep [0-9a-f,]+\n/g) ?? [];
@@ -228,12 +251,38 @@ test('UAS disk in one guest: usb-redir SuperSpeed + high speed, USB/IP high spee
       assert.ok(frees.length >= 1, 'streams freed when uas was unbound');
     }
   });
-  await t.test('guest kernel log: no USB resets, SCSI aborts or I/O errors during the whole run', () => {
+  // Every region as it is now (checked above), the base of the next run's replay.
+  const before = await Promise.all(disks.map((d) => readAt(d.img, d.rio.base, d.rio.nproc * d.rio.region)));
+  g.signal('rebound-checked');
+
+  await stage('together', 180_000);
+  await check('rio on the four disks at once (32 processes), every region checked in the images', async () => {
+    const kv3 = readKV(g.shareDir);
+    assert.equal(kv3.case_together, '0', 'together case failed (see guest.log)');
+    for (const [i, d] of disks.entries()) {
+      const plan = phases.together[i]!.rio;
+      const { children } = parseRioOutput(readFileSync(g.path(`rio3-${d.c.key}.txt`), 'utf8'), plan);
+      await assertRioImage(d.img, plan, before[i]!, children);
+      assertUnchangedOutside(d.img, d.seed, SIZE, [...d.writes, rioRange(d.rio)]);
+    }
+  });
+  g.signal('together-checked');
+
+  const res = await g.done;
+  const kvEnd = readKV(res.shareDir);
+  for (const d of disks) {
+    await check(`${d.c.key}: ext4 round trip in the guest, the file in the image (debugfs)`, () => {
+      assert.equal(kvEnd[`case_fs_${d.c.key}`], '0', `ext4 case of ${d.c.key} failed (see guest.log)`);
+      assertFsFileInImage(d.img, d.c.key);
+    });
+  }
+  await check('guest kernel log: no USB resets, SCSI aborts or I/O errors during the whole run', () => {
     // Unbinding uas fails the SYNCHRONIZE CACHE that sd sends on removal with DID_ERROR
     // (uas_disconnect sets devinfo->resetting first): the kernel's doing, whatever the device.
-    const unbound = kv2[`${k}_rebind_disk`] ?? '';
+    const unbound = kvEnd[`${k}_rebind_disk`] ?? '';
     const allowed = new RegExp(`\\[${unbound}\\] Synchronize Cache\\(10\\) failed: Result: hostbyte=DID_ERROR`);
-    const bad = trouble(res!.dmesg || dmesg).filter((l) => !allowed.test(l));
+    const bad = trouble(res.dmesg).filter((l) => !allowed.test(l));
+    assert.ok(res.dmesg !== '', 'no kernel log from the guest');
     assert.deepEqual(bad, [], `trouble in the guest's kernel log:\n${bad.join('\n')}`);
   });
   writeFileSync(join(work, 'usbwire.log'), srv.output());
@@ -244,15 +293,30 @@ test('UAS disk in one guest: usb-redir SuperSpeed + high speed, USB/IP high spee
       CASES.map(
         (c) =>
           `${c.key}: ${kv[`${c.key}_driver`]} qd=${kv[`${c.key}_qd`]} sha ${times[`${c.key}_sha`]} s rio ${times[`${c.key}_rio`]} s`,
-      ).join('; '),
+      ).join('; ') +
+      `; all four at once ${kvEnd.together_s} s`,
   );
-  if (failures.length || res.rc !== 0) {
+  if (file.failed || res.rc !== 0) {
     file.failed = true;
     process.stderr.write(`${res.describe()}\n--- usbwire output (tail) ---\n${tail(srv.output(), 80)}\n`);
   }
   assert.equal(res.rc, 0, res.describe());
   res.cleanup();
 });
+
+/** Wait for a guest stage; on a timeout or an early end, kill the guest and fail with its story. */
+async function waitStageOrFail(g: GuestHandle, srv: UsbwireServer, name: string, ms: number): Promise<void> {
+  try {
+    await g.waitStage(name, ms);
+  } catch (e) {
+    file.failed = true;
+    g.kill();
+    const res: GuestResult = await g.done;
+    throw new Error(
+      `${(e as Error).message}\n${res.describe()}\n--- usbwire output (tail) ---\n${tail(srv.output(), 60)}`,
+    );
+  }
+}
 
 /** Kernel log lines of error handling: a USB reset of a device, uas/SCSI aborts, I/O errors. */
 function trouble(dmesg: string): string[] {
