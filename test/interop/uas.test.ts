@@ -24,6 +24,7 @@ import {
   assertFsFileInImage,
   assertPatternsInImage,
   assertUnchangedOutside,
+  caseLog,
   fsFile,
   guestFsRoundTrip,
   MiB,
@@ -144,7 +145,7 @@ log "guest done"
 async function checkDisk(d: Disk, kv: Record<string, string>, share: string, dmesg: string, srvOut: string) {
   const k = d.c.key;
   const got = (name: string) => kv[`${k}_${name}`];
-  assert.equal(kv[`case_${k}`], '0', `guest case ${k} failed (see guest.log)`);
+  assert.equal(kv[`case_${k}`], '0', `guest case ${k} failed:\n${caseLog(guestLog(share), k)}`);
   assert.equal(got('driver'), expectedDriver(d.c), `driver bound to the ${k} disk's interface`);
   assert.equal(got('alt'), expectedDriver(d.c) === 'uas' ? '1' : '0', `alternate setting of ${k}`);
   assert.equal(got('speed'), d.c.speed === 'super' ? '5000' : '480', `USB speed of ${k} in the guest (Mb/s)`);
@@ -237,7 +238,7 @@ test('UAS disk in one guest: usb-redir SuperSpeed + high speed, USB/IP high spee
   const k = redirSs.c.key;
   await check(`${k}: driver unbound and bound again (streams freed and allocated again), rio again`, async () => {
     const kv2 = readKV(g.shareDir);
-    assert.equal(kv2[`case_rebind_${k}`], '0', 'rebind case failed (see guest.log)');
+    assert.equal(kv2[`case_rebind_${k}`], '0', `rebind case failed:\n${caseLog(guestLog(g.shareDir), `rebind_${k}`)}`);
     assert.equal(kv2[`${k}_rebind_driver`], expectedDriver(redirSs.c));
     assert.equal(kv2[`${k}_rebind_sha`], shaWritten, 'whole disk after the rebind vs the image');
     const out = readFileSync(g.path(`rio2-${k}.txt`), 'utf8');
@@ -258,7 +259,7 @@ test('UAS disk in one guest: usb-redir SuperSpeed + high speed, USB/IP high spee
   await stage('together', 180_000);
   await check('rio on the four disks at once (32 processes), every region checked in the images', async () => {
     const kv3 = readKV(g.shareDir);
-    assert.equal(kv3.case_together, '0', 'together case failed (see guest.log)');
+    assert.equal(kv3.case_together, '0', `together case failed:\n${caseLog(guestLog(g.shareDir), 'together')}`);
     for (const [i, d] of disks.entries()) {
       const plan = phases.together[i]!.rio;
       const { children } = parseRioOutput(readFileSync(g.path(`rio3-${d.c.key}.txt`), 'utf8'), plan);
@@ -272,7 +273,7 @@ test('UAS disk in one guest: usb-redir SuperSpeed + high speed, USB/IP high spee
   const kvEnd = readKV(res.shareDir);
   for (const d of disks) {
     await check(`${d.c.key}: ext4 round trip in the guest, the file in the image (debugfs)`, () => {
-      assert.equal(kvEnd[`case_fs_${d.c.key}`], '0', `ext4 case of ${d.c.key} failed (see guest.log)`);
+      assert.equal(kvEnd[`case_fs_${d.c.key}`], '0', `ext4 case failed:\n${caseLog(res.log, `fs_${d.c.key}`)}`);
       assertFsFileInImage(d.img, d.c.key);
     });
   }
@@ -301,7 +302,8 @@ test('UAS disk in one guest: usb-redir SuperSpeed + high speed, USB/IP high spee
     process.stderr.write(`${res.describe()}\n--- usbwire output (tail) ---\n${tail(srv.output(), 80)}\n`);
   }
   assert.equal(res.rc, 0, res.describe());
-  res.cleanup();
+  if (!file.failed) res.cleanup();
+  else process.stderr.write(`uas interop: guest share kept in ${res.shareDir}\n`);
 });
 
 /** Wait for a guest stage; on a timeout or an early end, kill the guest and fail with its story. */
@@ -321,8 +323,12 @@ async function waitStageOrFail(g: GuestHandle, srv: UsbwireServer, name: string,
 /** Kernel log lines of error handling: a USB reset of a device, uas/SCSI aborts, I/O errors. */
 function trouble(dmesg: string): string[] {
   const re =
-    /reset (?:high-speed|SuperSpeed|full-speed) USB device|uas_eh_|abort|I\/O error|timing out command|Result: hostbyte|FAILED/i;
+    /reset (?:high-speed|SuperSpeed|full-speed) USB device|uas_eh_|I\/O error|timing out command|Result: hostbyte=|FAILED Result|rejecting I\/O|offlined/;
   return dmesg.split('\n').filter((l) => re.test(l));
+}
+
+function guestLog(share: string): string {
+  return readFileSync(join(share, 'guest.log'), 'utf8');
 }
 
 function tail(s: string, lines: number): string {
