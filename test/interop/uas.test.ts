@@ -16,6 +16,7 @@
 //   - an ext4 round trip on each disk (mkfs, a 3 MiB file, remount, e2fsck; debugfs on the host).
 //
 // USBWIRE_UAS_RIG_BOT=1 runs the same boot against plain BOT disks (control: usb-storage everywhere).
+// USBWIRE_RIG_KEEP=1 keeps the work folder: the images, usbwire.log, qemu-stderr.log.
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -57,6 +58,14 @@ const BOT_CONTROL = process.env.USBWIRE_UAS_RIG_BOT === '1';
 const SIZE = 16 * MiB;
 /** rio: 8 processes, 1 MiB each, at 6..14 MiB (clear of the standard pattern writes). */
 const RIO = { base: 6 * MiB, region: 1 * MiB, nproc: 8, ops: 300 };
+/** USBWIRE_UAS_RIG_TRACE=1: QEMU's xHCI trace events (doorbell kicks, transfers, endpoint states) in qemu-stderr.log. */
+const XHCI_TRACE =
+  process.env.USBWIRE_UAS_RIG_TRACE === '1'
+    ? ['usb_xhci_ep_kick', 'usb_xhci_xfer_start', 'usb_xhci_ep_state', 'usb_xhci_enforced_limit'].flatMap((e) => [
+        '-trace',
+        e,
+      ])
+    : [];
 /** The qemu-xhci of the usb-redir disks. */
 const REDIR_HC = '0x0a';
 
@@ -206,7 +215,7 @@ test('UAS disk in one guest: usb-redir SuperSpeed + high speed, USB/IP high spee
     files,
     modules: ['vhci_hcd', 'xhci_pci', 'usb_storage', 'uas', 'sd_mod', 'ext4'],
     guestfwd: [{ guestPort: 3240, hostPort: port }],
-    qemuArgs: usbRedirArgs(redirPorts, { pciAddr: REDIR_HC }),
+    qemuArgs: [...usbRedirArgs(redirPorts, { pciAddr: REDIR_HC }), ...XHCI_TRACE],
     timeoutMs: 360_000,
   });
   const stage = (name: string, ms: number) => waitStageOrFail(g, srv, name, ms);
@@ -287,6 +296,7 @@ test('UAS disk in one guest: usb-redir SuperSpeed + high speed, USB/IP high spee
     assert.deepEqual(bad, [], `trouble in the guest's kernel log:\n${bad.join('\n')}`);
   });
   writeFileSync(join(work, 'usbwire.log'), srv.output());
+  writeFileSync(join(work, 'qemu-stderr.log'), res.qemuStderr);
   t.diagnostic(`usbwire: ${(srv.output().match(/^.*bulk streams.*$/gm) ?? []).join(' | ')}`);
   const times = readKV(res.shareDir, 'times.txt');
   t.diagnostic(
