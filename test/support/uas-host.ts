@@ -35,7 +35,7 @@ export async function streamCommand(
   dev: UsbDevice,
   tag: number,
   cdb: Buffer,
-  data: { in?: number; out?: Buffer } = {},
+  data: { in?: number; out?: Buffer; slowUnlink?: boolean } = {},
 ): Promise<UasReply> {
   const status = submit(dev, { type: 'bulk', endpoint: UAS_STATUS, length: 1024, streamId: tag });
   const din = data.in ? submit(dev, { type: 'bulk', endpoint: DATA_IN, length: data.in, streamId: tag }) : undefined;
@@ -44,11 +44,19 @@ export async function streamCommand(
   await status.done;
   const iu = decodeDeviceIu(status.data.subarray(0, status.actualLength));
   if (iu.kind !== 'sense') throw new Error(`tag ${tag}: expected SENSE IU, got ${JSON.stringify(iu)}`);
-  // The host unlinks data URBs of a failed command (uas_stat_cmplt).
-  if (din && iu.status !== 0) dev.cancel(din);
-  if (dout && iu.status !== 0) dev.cancel(dout);
-  await din?.done;
-  await dout?.done;
+  // The host unlinks data URBs of a failed command (uas_stat_cmplt); over a network the unlink
+  // may arrive after the next command (slowUnlink: not before this call returns).
+  if (!data.slowUnlink) {
+    if (din && iu.status !== 0) dev.cancel(din);
+    if (dout && iu.status !== 0) dev.cancel(dout);
+    await din?.done;
+    await dout?.done;
+  } else {
+    setTimeout(() => {
+      if (din) dev.cancel(din);
+      if (dout) dev.cancel(dout);
+    }, 50);
+  }
   return {
     status: iu.status,
     sense: iu.sense,

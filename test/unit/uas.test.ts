@@ -282,3 +282,21 @@ test('alternate setting 0 is still Bulk-Only Transport', async () => {
   assert.equal(csw.data[12], 0);
   await dev.close();
 });
+
+test('streams: a WRITE refused before its data phase leaves no data behind for the next command with its tag', async () => {
+  const { dev, backend } = await makeDisk('super');
+  await uasConnect(dev, 32);
+  // The first command after a reset is refused with UNIT ATTENTION, before any data moves.
+  await dev.reset();
+  await uasConnect(dev, 32);
+  const stale = fill(1, 4 * BS);
+  const fresh = fill(2, 4 * BS);
+  const refused = await streamCommand(dev, 9, write10(200, 4), { out: stale, slowUnlink: true });
+  assert.equal(refused.status, 2);
+  assert.equal(refused.sense[12], 0x29, 'UNIT ATTENTION: power on or reset');
+  const ok = await streamCommand(dev, 9, write10(300, 4), { out: fresh });
+  assert.equal(ok.status, 0);
+  assert.ok((await backend.read(300 * BS, 4 * BS)).equals(fresh), 'the second write carries its own data');
+  assert.ok(!(await backend.read(200 * BS, 4 * BS)).equals(stale), 'the refused write wrote nothing');
+  await dev.close();
+});

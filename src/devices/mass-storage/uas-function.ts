@@ -24,7 +24,6 @@ const STREAMS_EXPONENT = 5;
 export class UasFunction implements UsbFunction {
   readonly #bot: BotFunction;
   readonly #uas: UasTargetPort;
-  #iface = 0;
   #alternate = 0;
 
   constructor(target: ScsiTarget) {
@@ -60,7 +59,6 @@ export class UasFunction implements UsbFunction {
   }
 
   bind(host: FunctionHost, firstInterface: number): void {
-    this.#iface = firstInterface;
     this.#bot.bind(host, firstInterface);
     this.#uas.bind(host);
   }

@@ -23,6 +23,8 @@ const DATA_OUT = BOT_OUT;
 
 /** Commands in flight at most; further COMMAND IUs wait on the command pipe (NAK). */
 const MAX_IN_FLIGHT = 256;
+const WARN_BURST = 20;
+const WARN_INTERVAL_MS = 10_000;
 
 type ScsiResult = Awaited<ReturnType<ScsiTarget['execute']>>;
 
@@ -70,6 +72,10 @@ export class UasTargetPort {
   /** Executions under way, for ORDERED commands (which wait for all of them). */
   readonly #running = new Set<Promise<unknown>>();
   #barrier: Promise<unknown> = Promise.resolve();
+  /** Complaints about the host's IUs: the first ones, then one summary per interval (a hostile host cannot flood the log). */
+  #warned = 0;
+  #suppressed = 0;
+  #lastWarn = 0;
 
   constructor(target: ScsiTarget) {
     this.#target = target;
@@ -99,6 +105,17 @@ export class UasTargetPort {
     for (const lane of this.#lanes.values()) lane.length = 0;
   }
 
+  #warn(message: string): void {
+    const now = Date.now();
+    if (this.#warned < WARN_BURST || now - this.#lastWarn >= WARN_INTERVAL_MS) {
+      const more = this.#suppressed > 0 ? ` (and ${this.#suppressed} more complaints since the last one)` : '';
+      log.warn(`${message}${more}`);
+      this.#warned++;
+      this.#suppressed = 0;
+      this.#lastWarn = now;
+    } else this.#suppressed++;
+  }
+
   #pumpCommands(): void {
     while (this.#commands.size < MAX_IN_FLIGHT) {
       const t = this.#host.take(UAS_COMMAND);
@@ -110,7 +127,7 @@ export class UasTargetPort {
       if (iu.kind === 'command') this.#command(iu);
       else if (iu.kind === 'task-management') this.#taskManagement(iu);
       else {
-        log.warn(`invalid IU (${iu.reason})`);
+        this.#warn(`invalid IU (${iu.reason})`);
         if (iu.tag !== undefined) this.#respond(iu.tag, ResponseCode.InvalidIu);
       }
     }
@@ -121,7 +138,7 @@ export class UasTargetPort {
     const existing = this.#commands.get(iu.tag);
     if (existing) {
       // SAM: a tag reused while its task runs aborts that task; the host hears of the overlap.
-      log.warn(`tag ${iu.tag} reused while in flight: both aborted`);
+      this.#warn(`tag ${iu.tag} reused while in flight: both aborted`);
       this.#abort(existing);
       this.#respond(iu.tag, ResponseCode.OverlappedTag);
       return;
@@ -156,7 +173,7 @@ export class UasTargetPort {
   #tagUsable(tag: number): boolean {
     const streams = this.#host.streams(UAS_STATUS);
     if (streams === 0 || (tag >= 1 && tag <= streams)) return true;
-    log.warn(`tag ${tag} outside the ${streams} streams allocated: dropped (no stream to answer on)`);
+    this.#warn(`tag ${tag} outside the ${streams} streams allocated: dropped (no stream to answer on)`);
     return false;
   }
 
@@ -217,6 +234,7 @@ export class UasTargetPort {
 
   #finish(cmd: Command, result: ScsiResult): void {
     this.#commands.delete(cmd.tag);
+    if (this.#streaming) this.#drainData(cmd.tag);
     const status = result.status === 'good' ? ScsiStatusByte.Good : ScsiStatusByte.CheckCondition;
     this.#queueStatus(
       cmd.tag,
@@ -248,6 +266,25 @@ export class UasTargetPort {
       this.#host.complete(t);
     }
     if (queue) this.#status.delete(stream);
+  }
+
+  /**
+   * Data transfers still waiting on a finished command's stream are its own (the host posts them
+   * before the COMMAND IU and cannot reuse the tag before the status): a command refused before
+   * its data phase, or data the host offered beyond what the command moved. They end empty now,
+   * so the next command with this tag cannot take them for its own data.
+   */
+  #drainData(stream: number): void {
+    for (const pipe of [DATA_IN, DATA_OUT]) {
+      for (let t = this.#host.take(pipe, stream); t; t = this.#host.take(pipe, stream)) {
+        if (t.isIn) t.completeIn(EMPTY);
+        else {
+          t.status = TransferStatus.Ok;
+          t.actualLength = 0;
+        }
+        this.#host.complete(t);
+      }
+    }
   }
 
   /** The command may use its data pipe: at once on its stream, or at high speed when its lane turn comes. */
@@ -312,6 +349,7 @@ export class UasTargetPort {
   /** The task is gone: no status for it; its data pipe moves on; a write already started still lands. */
   #abort(cmd: Command): void {
     this.#commands.delete(cmd.tag);
+    if (this.#streaming) this.#drainData(cmd.tag);
     for (const [pipe, lane] of this.#lanes) {
       const at = lane.indexOf(cmd);
       if (at < 0) continue;
@@ -336,7 +374,7 @@ export class UasTargetPort {
   /** Carries out a task management function; the RESPONSE CODE for it. */
   #manage(iu: TaskManagementIu): number {
     if (this.#commands.has(iu.tag)) {
-      log.warn(`task management tag ${iu.tag} is a command in flight`);
+      this.#warn(`task management tag ${iu.tag} is a command in flight`);
       return ResponseCode.OverlappedTag;
     }
     if (iu.lun !== 0) return ResponseCode.IncorrectLun;
@@ -344,7 +382,7 @@ export class UasTargetPort {
       case TaskFunction.AbortTask: {
         const cmd = this.#commands.get(iu.taskTag);
         if (cmd) this.#abort(cmd);
-        log.info(`ABORT TASK ${iu.taskTag}${cmd ? '' : ' (not in flight)'}`);
+        this.#warn(`ABORT TASK ${iu.taskTag}${cmd ? '' : ' (not in flight)'}`);
         return ResponseCode.Complete;
       }
       case TaskFunction.AbortTaskSet:
@@ -353,7 +391,7 @@ export class UasTargetPort {
         return ResponseCode.Complete;
       case TaskFunction.LogicalUnitReset:
       case TaskFunction.ITNexusReset:
-        log.info(`${iu.function === TaskFunction.LogicalUnitReset ? 'LOGICAL UNIT' : 'I_T NEXUS'} RESET`);
+        this.#warn(`${iu.function === TaskFunction.LogicalUnitReset ? 'LOGICAL UNIT' : 'I_T NEXUS'} RESET`);
         for (const cmd of [...this.#commands.values()]) this.#abort(cmd);
         this.#target.reset();
         return ResponseCode.Complete;
