@@ -373,8 +373,11 @@ export class ReadAheadDevice extends EventEmitter<UsbDeviceEvents> implements Us
       this.#cache.invalidate(cmd.effect.lba, cmd.effect.blocks);
       this.#epoch++;
       this.#failedFrom = Number.POSITIVE_INFINITY;
-    } else if (cmd.effect.kind === 'drop-all') this.#dropAll();
-    else if (cmd.effect.kind === 'read') this.#stats.misses++;
+      this.#policy.reset(); // reads mixed with writes: prove sequential again before fetching more
+    } else if (cmd.effect.kind === 'drop-all') {
+      this.#dropAll();
+      this.#policy.reset();
+    } else if (cmd.effect.kind === 'read') this.#stats.misses++;
     cmd.forwarded = true;
     this.#forward(w);
     this.#pump();
@@ -483,10 +486,13 @@ export class ReadAheadDevice extends EventEmitter<UsbDeviceEvents> implements Us
     const cache = this.#cache;
     const continues = !cache.empty && next >= cache.start && next <= cache.end;
     const start = continues ? cache.end : next;
-    const windowEnd = next + Math.floor(this.#policy.windowBytes / bs);
-    const limit = Math.min(windowEnd, this.#capacity, this.#failedFrom);
-    if (start >= limit) return;
-    const blocks = Math.min(this.#policy.nextChunkBlocks(bs), limit - start, MAX_READ10_BLOCKS);
+    const ahead = Math.floor(this.#policy.aheadBytes() / bs);
+    const want = Math.min(this.#policy.chunkBlocks(bs), MAX_READ10_BLOCKS, ahead);
+    // Top the window up by whole chunks, not by each read the host takes from it.
+    if (want <= 0 || next + ahead - start < want) return;
+    const blocks = Math.min(want, this.#capacity - start, this.#failedFrom - start);
+    if (blocks <= 0) return;
+    this.#policy.fetched(blocks, bs);
     if (!continues) cache.clear();
     this.#prefetch = this.#runPrefetch(() => this.#fetch(initiator, start, blocks));
   }

@@ -19,6 +19,8 @@ export class SequentialPolicy {
   #streak = 0;
   #lastBytes = 0;
   #chunkBytes = 0;
+  /** Bytes read in the current sequential run. */
+  #runBytes = 0;
 
   constructor(opts: ReadAheadOptions = {}) {
     this.maxChunkBytes = Math.max(4096, opts.maxChunkBytes ?? 1024 * 1024);
@@ -28,10 +30,13 @@ export class SequentialPolicy {
 
   /** The reader read [lba, lba+blocks) (hit or miss). */
   onRead(lba: number, blocks: number, blockSize: number): void {
-    if (lba === this.#next) this.#streak++;
-    else {
+    if (lba === this.#next) {
+      this.#streak++;
+      this.#runBytes += blocks * blockSize;
+    } else {
       this.#streak = 1;
       this.#chunkBytes = 0;
+      this.#runBytes = blocks * blockSize;
     }
     this.#next = lba + blocks;
     this.#lastBytes = blocks * blockSize;
@@ -46,13 +51,27 @@ export class SequentialPolicy {
     return this.#next;
   }
 
-  /** Size of the next prefetch command in blocks (grows with each call). */
-  nextChunkBlocks(blockSize: number): number {
-    this.#chunkBytes = Math.min(this.maxChunkBytes, Math.max(2 * this.#lastBytes, 2 * this.#chunkBytes));
-    return Math.max(1, Math.floor(this.#chunkBytes / blockSize));
+  /**
+   * How far ahead of the reader to fetch: twice what it has read sequentially so far, up to
+   * windowBytes, so a short run wastes little and a long scan gets the whole window.
+   */
+  aheadBytes(): number {
+    return Math.min(this.windowBytes, 2 * this.#runBytes);
+  }
+
+  /** Size of the next prefetch command in blocks: twice the last read, then twice the last prefetch. */
+  chunkBlocks(blockSize: number): number {
+    const bytes = Math.min(this.maxChunkBytes, Math.max(2 * this.#lastBytes, 2 * this.#chunkBytes));
+    return Math.max(1, Math.floor(bytes / blockSize));
+  }
+
+  /** A prefetch of `blocks` was sent: the next one may be larger. */
+  fetched(blocks: number, blockSize: number): void {
+    this.#chunkBytes = Math.max(this.#chunkBytes, blocks * blockSize);
   }
 
   reset(): void {
+    this.#runBytes = 0;
     this.#next = -1;
     this.#streak = 0;
     this.#chunkBytes = 0;
