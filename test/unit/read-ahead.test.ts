@@ -15,6 +15,8 @@ import type { UsbDevice } from '../../src/usb/device.js';
 import { TransferStatus } from '../../src/usb/status.js';
 import { Transfer } from '../../src/usb/transfer.js';
 import { BotHost } from '../support/bot-host.js';
+import { bulkIn, bulkOut, control } from '../support/drive.js';
+import { GatedBackend, settled } from '../support/gated-backend.js';
 import { prng } from '../support/prng.js';
 import { TapDevice } from './read-ahead-fakes.js';
 
@@ -227,6 +229,82 @@ describe('read-ahead', () => {
     const after = await ini.execute(Cdb.read10(lba, 32));
     assert.equal(after.status, 'good');
     assert.ok(after.data!.equals(image.subarray(lba * 512, (lba + 32) * 512)));
+    await ra.close();
+  });
+
+  it("a write's CSW is the device's: it comes only once the data is in the image", async () => {
+    const backend = new GatedBackend(MiB);
+    const ra = withReadAhead(createBotDisk(backend, { name: 'disk' }));
+    const host = await BotHost.open(ra);
+    for (let lba = 0; lba < 64; lba += 16) await host.read(lba, 16);
+    backend.hold();
+    const write = host.write(80, Buffer.alloc(8 * 512, 0xee));
+    await until(() => backend.writesStarted === 1, 'the write reached the backend');
+    assert.equal(await settled(write), false, 'no status while the write is held');
+    backend.open();
+    await write;
+    assert.equal(backend.writesDone, 1);
+    assert.ok((await host.read(80, 8)).equals(Buffer.alloc(8 * 512, 0xee)));
+    await ra.close();
+  });
+
+  it('a Bulk-Only reset and SET_CONFIGURATION drop the cache', async () => {
+    const image = patterned(2 * MiB, 23);
+    const ra = withReadAhead(createBotDisk(MemoryBackend.fromBuffer(image), { name: 'disk' }));
+    const ini = await BotInitiator.open(ra);
+    const readAt = async (lba: number) => {
+      const r = await ini.execute(Cdb.read10(lba, 64));
+      assert.equal(r.status, 'good');
+      assert.ok(r.data!.equals(image.subarray(lba * 512, (lba + 64) * 512)), `LBA ${lba}`);
+    };
+    for (let lba = 0; lba < 256; lba += 64) await readAt(lba);
+    await until(() => ra.stats().prefetchedBytes > 0, 'prefetched');
+    assert.equal(await ini.reset(), true);
+    const misses = ra.stats().misses;
+    await readAt(256);
+    assert.equal(ra.stats().misses, misses + 1, 'after the reset the read goes to the device');
+    await readAt(320);
+    await readAt(384);
+    await until(() => ra.stats().prefetches > 2, 'prefetching again');
+    const config = await control(ra, { bmRequestType: 0, bRequest: 9, wValue: 1, wIndex: 0, wLength: 0 });
+    assert.equal(config.status, TransferStatus.Ok);
+    const again = ra.stats().misses;
+    await readAt(448);
+    assert.equal(ra.stats().misses, again + 1, 'after SET_CONFIGURATION the read goes to the device');
+    await ra.close();
+  });
+
+  it("an invalid CBW passes through; after the host's Reset Recovery all works again", async () => {
+    const image = patterned(MiB, 29);
+    const ra = withReadAhead(createBotDisk(MemoryBackend.fromBuffer(image), { name: 'disk' }));
+    const ini = await BotInitiator.open(ra);
+    for (let lba = 0; lba < 128; lba += 32) assert.equal((await ini.execute(Cdb.read10(lba, 32))).status, 'good');
+    assert.equal((await bulkOut(ra, 0x02, Buffer.alloc(31, 0x55))).status, TransferStatus.Ok);
+    const wedged = bulkIn(ra, 0x81, CSW_SIZE);
+    await wedged.done;
+    assert.equal(wedged.status, TransferStatus.Stall, 'the device wedged, as BOT requires');
+    assert.equal(await ini.reset(), true);
+    for (let lba = 128; lba < 512; lba += 32) {
+      const r = await ini.execute(Cdb.read10(lba, 32));
+      assert.equal(r.status, 'good');
+      assert.ok(r.data!.equals(image.subarray(lba * 512, (lba + 32) * 512)));
+    }
+    assert.ok(ra.stats().hits > 0, 'prefetching again after the recovery');
+    await ra.close();
+  });
+
+  it('cancelling a passed-through host transfer cancels it at the device', async () => {
+    const tap = new TapDevice(createBotDisk(new MemoryBackend(MiB), { name: 'disk' }));
+    const ra = withReadAhead(tap);
+    await BotHost.open(ra);
+    tap.swallow = (t) => t.isIn && t.length === 4096;
+    const cbw = encodeCbw({ tag: 5, dataTransferLength: 4096, dataIn: true, lun: 0, cdb: Cdb.read10(0, 8) });
+    assert.equal((await bulkOut(ra, 0x02, cbw)).status, TransferStatus.Ok);
+    const data = bulkIn(ra, 0x81, 4096);
+    await until(() => tap.events.includes('submit in1'), 'the data read reached the device');
+    ra.cancel(data);
+    await data.done;
+    assert.equal(data.status, TransferStatus.Cancelled);
     await ra.close();
   });
 
