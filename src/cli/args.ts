@@ -2,6 +2,11 @@ import { parseArgs } from 'node:util';
 import { parseRemoteUrl, type RemoteSpec, RemoteUrlError } from '../client/remote-url.js';
 import { deviceClasses, parseDeviceSpec } from '../devices/catalog.js';
 import { type DeviceSpec, DeviceSpecError } from '../devices/classes.js';
+import {
+  parseStorageOption,
+  STORAGE_OPTIONS_USAGE,
+  type StorageWrapping,
+} from '../devices/mass-storage/storage-wrappers.js';
 import { type DeviceSelector, parseSelector, SelectorError } from '../devices/real-host/selector.js';
 import type { AccessPolicy } from '../server/access.js';
 import type { CredentialFlags } from '../transport/credentials.js';
@@ -46,8 +51,8 @@ export interface ServeOptions {
 /** One device flag, `--remote` or `--device`, in command-line order. */
 export type ExportSpec =
   | { kind: 'local'; spec: DeviceSpec }
-  | { kind: 'remote'; remote: RemoteSpec; text: string }
-  | { kind: 'host'; selector: DeviceSelector; force: boolean; text: string };
+  | { kind: 'remote'; remote: RemoteSpec; storage: StorageWrapping; text: string }
+  | { kind: 'host'; selector: DeviceSelector; force: boolean; storage: StorageWrapping; text: string };
 
 export const DEFAULT_USBIP: Endpoint = { host: '127.0.0.1', port: 3240 };
 
@@ -123,7 +128,7 @@ protocols:
                                connect to a listening usbredir guest (QEMU server=on)
 
 devices (repeatable, mixed freely; bus ids 1-1, 1-2, ... in the order given):
-${deviceHelp()}  --remote URL                 a device another server exports, re-exported here (the bridge):
+${deviceHelp()}  --remote URL[,OPTS]          a device another server exports, re-exported here (the bridge):
                                  usbip://HOST[:PORT]/BUSID   import from a USB/IP server (usbipd)
                                  usbredir://HOST:PORT        connect to a usbredir host that listens
                                                              (usbredirect --as)
@@ -131,10 +136,14 @@ ${deviceHelp()}  --remote URL                 a device another server exports, r
                                                              (usbredirect --to)
                                  usbip+tls://, usbredir+tls:// the same over TLS
                                reconnects with backoff; the busid is kept while the device is away
-  --device SELECTOR[,force]    a USB device plugged into this host, through libusb: a port path
+  --device SELECTOR[,force][,OPTS]
+                               a USB device plugged into this host, through libusb: a port path
                                (1-1.4: whatever is plugged there) or VID:PID[:SERIAL]; exported
                                when it appears, kept while it is away; a disk the host has
                                mounted or open is refused unless ,force
+                               OPTS for a Bulk-Only disk (--remote, --device):
+                                 as-uas[=high|super]  present it as a UAS disk (many commands
+                                                      queued, one round trip each)
   --demo-size MIB              size of the in-memory demo disk (default 64)
 
 security (both protocols; plain TCP without, with a warning on a non-loopback address):
@@ -273,8 +282,10 @@ function exportSpecs(tokens: readonly { kind: string; name?: string; value?: str
     }
     if (t.name === 'remote') {
       const text = t.value ?? '';
+      const [url = '', ...options] = text.split(',');
+      const storage = storageOptions('--remote', text, options);
       try {
-        specs.push({ kind: 'remote', remote: parseRemoteUrl(text), text });
+        specs.push({ kind: 'remote', remote: parseRemoteUrl(url), storage, text });
       } catch (err) {
         if (err instanceof RemoteUrlError) throw new UsageError(`--remote ${err.message}`);
         throw err;
@@ -297,17 +308,35 @@ function exportSpecs(tokens: readonly { kind: string; name?: string; value?: str
 /** --device SELECTOR[,force]: a device plugged into this host, exported through libusb. */
 function parseHostDevice(text: string): ExportSpec {
   const [selectorText = '', ...options] = text.split(',');
-  let force = false;
-  for (const o of options) {
-    if (o === 'force') force = true;
-    else throw new UsageError(`--device ${text}: unknown option "${o}" (known: force)`);
-  }
+  const force = options.includes('force');
+  const storage = storageOptions(
+    '--device',
+    text,
+    options.filter((o) => o !== 'force'),
+    'force, ',
+  );
   try {
-    return { kind: 'host', selector: parseSelector(selectorText), force, text };
+    return { kind: 'host', selector: parseSelector(selectorText), force, storage, text };
   } catch (err) {
     if (err instanceof SelectorError) throw new UsageError(`--device ${err.message}`);
     throw err;
   }
+}
+
+/** The storage wrappers among a device flag's options; any other option is an error. */
+function storageOptions(flag: string, text: string, options: string[], others = ''): StorageWrapping {
+  const storage: StorageWrapping = {};
+  for (const o of options) {
+    let known: boolean;
+    try {
+      known = parseStorageOption(o, storage);
+    } catch (err) {
+      throw new UsageError(`${flag} ${text}: ${(err as Error).message}`);
+    }
+    if (!known)
+      throw new UsageError(`${flag} ${text}: unknown option "${o}" (known: ${others}${STORAGE_OPTIONS_USAGE})`);
+  }
+  return storage;
 }
 
 /** A device flag whose value is optional, given without one, gets an empty value. */

@@ -1,6 +1,7 @@
 import { createSource } from '../client/sources.js';
 import { STDIO_RESOURCE } from '../devices/classes.js';
 import { createDemoDisk } from '../devices/mass-storage/index.js';
+import { isWrapped, type StorageWrapping, wrapStorage } from '../devices/mass-storage/storage-wrappers.js';
 import { AccessPolicy } from '../server/access.js';
 import { ConnectionGate } from '../server/connection-gate.js';
 import {
@@ -22,6 +23,8 @@ import {
   loadServerCredentials,
 } from '../transport/credentials.js';
 import { setPeerTimeout } from '../transport/peer-timeout.js';
+import { MappedSource } from '../usb/mapped-source.js';
+import type { DeviceSource } from '../usb/source.js';
 import { createLogger, setLogLevel } from '../util/log.js';
 import { deviceFlag, type Endpoint, parseServeArgs, SERVE_HELP, type ServeOptions, UsageError } from './args.js';
 import { DeviceSlots } from './device-slots.js';
@@ -146,11 +149,11 @@ async function openDevices(
   for (const e of opts.exports) {
     if (e.kind === 'remote') {
       const tls = e.remote.kind !== 'usbredir-listen' && e.remote.tls;
-      slots.add(createSource(e.remote, tls ? security.connect() : undefined));
+      slots.add(wrapped(createSource(e.remote, tls ? security.connect() : undefined), e.storage));
       continue;
     }
     if (e.kind === 'host') {
-      slots.add(hostSources.shift()!);
+      slots.add(wrapped(hostSources.shift()!, e.storage));
       continue;
     }
     const { spec } = e;
@@ -161,6 +164,16 @@ async function openDevices(
       throw new UsageError(`${deviceFlag(spec.cls.name, spec.text)}: ${(err as Error).message}`);
     }
   }
+}
+
+/** A source whose Bulk-Only disks are wrapped as they arrive (as-uas...). */
+function wrapped(source: DeviceSource, storage: StorageWrapping): DeviceSource {
+  if (!isWrapped(storage)) return source;
+  return new MappedSource(
+    source,
+    (device) => wrapStorage(device, storage),
+    (device, err) => log.error(`${source.description}: ${device.name} cannot be wrapped: ${err.message}`),
+  );
 }
 
 /** A usbredir-listen address must not be one the servers listen on too. */

@@ -9,7 +9,7 @@ import {
   StringTable,
 } from '../usb/descriptors.js';
 import type { DeviceDescriptors, UsbDevice, UsbDeviceEvents } from '../usb/device.js';
-import type { ControlResult, FunctionHost, InterfaceSpec, UsbFunction } from '../usb/function.js';
+import type { ControlResult, EndpointSpec, FunctionHost, InterfaceSpec, UsbFunction } from '../usb/function.js';
 import { Feature, RequestType, type SetupPacket, StandardRequest } from '../usb/setup.js';
 import { ep0MaxPacketFor, type UsbSpeed } from '../usb/speed.js';
 import { TransferStatus } from '../usb/status.js';
@@ -83,6 +83,9 @@ export class EmulatedDevice extends EventEmitter<UsbDeviceEvents> implements Usb
   readonly #wedged = new Set<number>();
   /** Endpoint address → owning function, for the active configuration and alternate settings. */
   readonly #endpointOwner = new Map<number, BoundFunction>();
+  readonly #endpointSpec = new Map<number, EndpointSpec>();
+  /** Bulk streams allocated, by endpoint address (USB 3). */
+  readonly #streams = new Map<number, number>();
   /** Control transfers whose answer is still coming (a class request may take its time). */
   readonly #controls = new Map<Transfer, () => void>();
   #closed = false;
@@ -145,9 +148,22 @@ export class EmulatedDevice extends EventEmitter<UsbDeviceEvents> implements Usb
       }
     }
     this.descriptors = { device: buildDeviceDescriptor(this.#deviceDescriptor), configurations };
+    const streamCapable = this.#configs.some((c) =>
+      this.#interfacesAt(c, opts.speed).some((i) =>
+        i.alternates.some((a) => a.endpoints.some((e) => maxStreams(e) > 0)),
+      ),
+    );
+    if (streamCapable) {
+      this.allocStreams = (endpoints, streams) => Promise.resolve(this.#allocStreams(endpoints, streams));
+      this.freeStreams = (endpoints) => Promise.resolve(this.#freeStreams(endpoints));
+    }
     if (other) this.#qualifier = buildDeviceQualifier(this.#deviceDescriptor, 64);
     if (this.#deviceDescriptor.bcdUSB >= 0x0201) this.#bos = buildBos(superSpeed);
   }
+
+  /** Present only on a device with SuperSpeed bulk endpoints that declare streams. */
+  allocStreams?: (endpoints: number[], streams: number) => Promise<number | TransferStatus>;
+  freeStreams?: (endpoints: number[]) => Promise<TransferStatus>;
 
   get configuration(): number {
     return this.#active?.value ?? 0;
@@ -163,8 +179,12 @@ export class EmulatedDevice extends EventEmitter<UsbDeviceEvents> implements Usb
     const owner = this.#endpointOwner.get(t.endpoint);
     if (!owner) return failNow(t, TransferStatus.Invalid);
     if (this.#halted.has(t.endpoint)) return failNow(t, TransferStatus.Stall);
+    const streams = this.#streams.get(t.endpoint) ?? 0;
+    if (streams === 0 ? t.streamId !== 0 : t.streamId === 0 || t.streamId > streams) {
+      return failNow(t, TransferStatus.Invalid);
+    }
     const done = this.#queues.enqueue(t);
-    owner.fn.transferWaiting(t.endpoint);
+    owner.fn.transferWaiting(t.endpoint, t.streamId);
     return done;
   }
 
@@ -203,9 +223,9 @@ export class EmulatedDevice extends EventEmitter<UsbDeviceEvents> implements Usb
     const queues = this.#queues;
     return {
       speed: this.speed,
-      peek: (ep) => queues.peek(ep),
-      take: (ep) => queues.take(ep),
-      waiting: (ep) => queues.waiting(ep),
+      peek: (ep, stream) => queues.peek(ep, stream),
+      take: (ep, stream) => queues.take(ep, stream),
+      waiting: (ep, stream) => queues.waiting(ep, stream),
       complete: (t) => queues.complete(t),
       haltEndpoint: (ep) => this.#halt(ep),
       wedgeEndpoint: (ep) => {
@@ -217,7 +237,39 @@ export class EmulatedDevice extends EventEmitter<UsbDeviceEvents> implements Usb
         this.#wedged.delete(ep);
       },
       isHalted: (ep) => this.#halted.has(ep),
+      streams: (ep) => this.#streams.get(ep) ?? 0,
     };
+  }
+
+  /** Grants up to what every endpoint's companion descriptor declares (as xHCI does: the smallest). */
+  #allocStreams(endpoints: number[], streams: number): number | TransferStatus {
+    if (this.#closed) return TransferStatus.NoDevice;
+    if (!this.#active || endpoints.length === 0 || !Number.isInteger(streams) || streams < 1) {
+      return TransferStatus.Invalid;
+    }
+    let granted = streams;
+    const owners = new Set<BoundFunction>();
+    for (const ep of endpoints) {
+      const spec = this.#endpointSpec.get(ep);
+      const owner = this.#endpointOwner.get(ep);
+      if (!spec || !owner || maxStreams(spec) === 0 || this.#streams.has(ep)) return TransferStatus.Invalid;
+      granted = Math.min(granted, maxStreams(spec));
+      owners.add(owner);
+    }
+    this.#queues.flush(TransferStatus.Cancelled, new Set(endpoints));
+    for (const ep of endpoints) this.#streams.set(ep, granted);
+    for (const owner of owners) owner.fn.streamsChanged?.(endpoints, granted);
+    return granted;
+  }
+
+  #freeStreams(endpoints: number[]): TransferStatus {
+    if (this.#closed) return TransferStatus.NoDevice;
+    const freed = endpoints.filter((ep) => this.#streams.delete(ep));
+    if (freed.length === 0) return TransferStatus.Ok;
+    this.#queues.flush(TransferStatus.Cancelled, new Set(freed));
+    const owners = new Set(freed.map((ep) => this.#endpointOwner.get(ep)));
+    for (const owner of owners) owner?.fn.streamsChanged?.(freed, 0);
+    return TransferStatus.Ok;
   }
 
   #halt(ep: number): void {
@@ -233,15 +285,21 @@ export class EmulatedDevice extends EventEmitter<UsbDeviceEvents> implements Usb
     this.#halted.clear();
     this.#wedged.clear();
     this.#endpointOwner.clear();
+    this.#endpointSpec.clear();
+    this.#streams.clear();
   }
 
   #mapEndpoints(): void {
     this.#endpointOwner.clear();
+    this.#endpointSpec.clear();
     for (const b of this.#active?.bound ?? []) {
       for (const iface of b.fn.interfaces(this.speed)) {
         const abs = iface.number + b.firstInterface;
         const alt = iface.alternates.find((a) => a.alternate === this.alternateSetting(abs)) ?? iface.alternates[0];
-        for (const e of alt?.endpoints ?? []) this.#endpointOwner.set(e.address, b);
+        for (const e of alt?.endpoints ?? []) {
+          this.#endpointOwner.set(e.address, b);
+          this.#endpointSpec.set(e.address, e);
+        }
       }
     }
   }
@@ -338,6 +396,7 @@ export class EmulatedDevice extends EventEmitter<UsbDeviceEvents> implements Usb
     for (const ep of endpoints) {
       this.#halted.delete(ep);
       this.#wedged.delete(ep);
+      this.#streams.delete(ep);
     }
     this.#alternates.set(iface, alternate);
     this.#mapEndpoints();
@@ -429,6 +488,12 @@ function isStandardForDevice(s: SetupPacket): boolean {
   if ((s.bmRequestType & RequestType.TypeMask) !== RequestType.Standard) return false;
   const recipient = s.bmRequestType & RequestType.RecipientMask;
   return !(recipient === RequestType.Interface && s.bRequest === StandardRequest.GetDescriptor);
+}
+
+/** Streams a bulk endpoint declares in its SuperSpeed companion (2^MaxStreams), 0 for none. */
+function maxStreams(e: EndpointSpec): number {
+  const exponent = e.type === 'bulk' ? (e.companion?.attributes ?? 0) & 0x1f : 0;
+  return exponent === 0 ? 0 : 2 ** Math.min(exponent, 16);
 }
 
 function failNow(t: Transfer, status: TransferStatus): Promise<void> {

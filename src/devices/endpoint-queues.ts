@@ -31,8 +31,14 @@ class Fifo {
   }
 }
 
+/** One FIFO per endpoint and bulk stream (stream 0: an endpoint without streams). */
+function queueKey(endpoint: number, streamId: number): number {
+  return streamId * 0x100 + endpoint;
+}
+
 /**
- * The host transfers pending on an emulated device's endpoints, one FIFO per endpoint: what
+ * The host transfers pending on an emulated device's endpoints, one FIFO per endpoint (and per
+ * bulk stream on an endpoint with streams): what
  * the kernel's gadget core keeps per `usb_ep` and QEMU parks with `USB_RET_ASYNC`. A transfer
  * is queued until its function takes it, then in progress until completed; cancel, halt,
  * reset and reconfiguration complete it from here in O(1) per transfer, whichever state it is in.
@@ -46,23 +52,24 @@ export class EndpointQueues {
     return new Promise<void>((resolve) => {
       const p: Pending = { t, resolve, queued: true };
       this.#pending.set(t, p);
-      let fifo = this.#fifos.get(t.endpoint);
+      const key = queueKey(t.endpoint, t.streamId);
+      let fifo = this.#fifos.get(key);
       if (!fifo) {
         fifo = new Fifo();
-        this.#fifos.set(t.endpoint, fifo);
+        this.#fifos.set(key, fifo);
       }
       fifo.push(p);
     });
   }
 
-  /** The oldest transfer waiting on an endpoint, left in place. */
-  peek(endpoint: number): Transfer | undefined {
-    return this.#fifos.get(endpoint)?.first()?.t;
+  /** The oldest transfer waiting on an endpoint (stream), left in place. */
+  peek(endpoint: number, streamId = 0): Transfer | undefined {
+    return this.#fifos.get(queueKey(endpoint, streamId))?.first()?.t;
   }
 
   /** Take the oldest waiting transfer: it stays pending (cancellable) until completed. */
-  take(endpoint: number): Transfer | undefined {
-    const fifo = this.#fifos.get(endpoint);
+  take(endpoint: number, streamId = 0): Transfer | undefined {
+    const fifo = this.#fifos.get(queueKey(endpoint, streamId));
     const p = fifo?.first();
     if (!fifo || !p) return undefined;
     p.queued = false;
@@ -71,9 +78,9 @@ export class EndpointQueues {
     return p.t;
   }
 
-  /** Transfers waiting (not yet taken) on an endpoint. */
-  waiting(endpoint: number): number {
-    return this.#fifos.get(endpoint)?.live ?? 0;
+  /** Transfers waiting (not yet taken) on an endpoint (stream). */
+  waiting(endpoint: number, streamId = 0): number {
+    return this.#fifos.get(queueKey(endpoint, streamId))?.live ?? 0;
   }
 
   /** Complete a pending transfer with the status it carries. Ignored if it is no longer pending. */
@@ -83,7 +90,7 @@ export class EndpointQueues {
     this.#pending.delete(t);
     if (p.queued) {
       p.queued = false;
-      const fifo = this.#fifos.get(t.endpoint);
+      const fifo = this.#fifos.get(queueKey(t.endpoint, t.streamId));
       if (fifo) fifo.live--;
     }
     p.resolve();
@@ -107,7 +114,7 @@ export class EndpointQueues {
     for (const t of this.#pending.keys()) if (!endpoints || endpoints.has(t.endpoint)) doomed.push(t);
     for (const t of doomed) this.fail(t, status);
     if (!endpoints) this.#fifos.clear();
-    else for (const ep of endpoints) this.#fifos.delete(ep);
+    else for (const key of [...this.#fifos.keys()]) if (endpoints.has(key & 0xff)) this.#fifos.delete(key);
   }
 
   get size(): number {

@@ -60,12 +60,14 @@ export interface ControlResult {
  */
 export interface FunctionHost {
   readonly speed: UsbSpeed;
-  /** The oldest transfer waiting on an endpoint, left in the queue. */
-  peek(address: number): Transfer | undefined;
-  /** Take the oldest transfer waiting on an endpoint; it stays cancellable until completed. */
-  take(address: number): Transfer | undefined;
-  /** Transfers waiting (not taken) on an endpoint. */
-  waiting(address: number): number;
+  /** The oldest transfer waiting on an endpoint (bulk stream), left in the queue. */
+  peek(address: number, streamId?: number): Transfer | undefined;
+  /** Take the oldest transfer waiting on an endpoint (bulk stream); it stays cancellable until completed. */
+  take(address: number, streamId?: number): Transfer | undefined;
+  /** Transfers waiting (not taken) on an endpoint (bulk stream). */
+  waiting(address: number, streamId?: number): number;
+  /** Bulk streams the host allocated on an endpoint (USB 3), 0 when it uses plain bulk. */
+  streams(address: number): number;
   /**
    * Hand a taken transfer back to the host with the status, data and length the function set.
    * Returns false (and does nothing) if the transfer was cancelled meanwhile.
@@ -96,8 +98,10 @@ export interface UsbFunction {
    * endpoints. `data` is the OUT data stage, if any. Returning undefined means "not mine": stall.
    */
   control(setup: SetupPacket, data: Buffer | undefined): Promise<ControlResult> | ControlResult | undefined;
-  /** A transfer is waiting on one of this function's endpoints (take it now or later). */
-  transferWaiting(address: number): void;
+  /** A transfer is waiting on one of this function's endpoints, on a bulk stream or 0 (take it now or later). */
+  transferWaiting(address: number, streamId: number): void;
+  /** The host allocated (count > 0) or freed (0) bulk streams on these endpoints; their transfers are flushed. */
+  streamsChanged?(endpoints: readonly number[], count: number): void;
   /**
    * The host selected a configuration with this function in it (true) or left it: unconfigured,
    * another configuration, bus reset (false). Pending transfers are already flushed.

@@ -16,7 +16,9 @@
 //  5. hotplug: a keyboard plugged after usbwire started (VID:PID) is exported; keys typed on the
 //     host arrive as evdev events on the vhci copy; unplugged → detach seen; plugged again →
 //     exported under the same busid, keys again; SIGTERM while the keyboard is attached and the disk copy is
-//     being read → both copies gone, usbhid and usb-storage bound again to the guest's own devices.
+//     being read → both copies gone, usbhid and usb-storage bound again to the guest's own devices;
+//  6. the disk presented as UAS (--device 46f4:0001,as-uas=high: vhci-hcd has no streams): the guest's uas drives the vhci copy
+//     (queue depth > 1); whole-disk sha256 and direct writes found in the image; SIGTERM gives it back.
 import assert from 'node:assert/strict';
 import { cpSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -73,7 +75,7 @@ test('real devices in one guest: disk checks, try disconnect, bad input, unplug 
   const origSha = sha256File(img);
   const qmpSock = qmpArgs(share);
   const g = startRealGuest(share, {
-    modules: ['vhci_hcd', 'xhci_pci', 'usb_storage', 'sd_mod', 'ext4', 'usbhid', 'hid_generic', 'evdev'],
+    modules: ['vhci_hcd', 'xhci_pci', 'usb_storage', 'uas', 'sd_mod', 'ext4', 'usbhid', 'hid_generic', 'evdev'],
     timeoutMs: 840_000,
     qemuArgs: [
       '-device',
@@ -336,6 +338,50 @@ rig_wait_disk_via "/$S:1.0/" 60 > /dev/null && echo host_disk=yes`,
         assert.equal(end.kbd_reattached, 'yes', "the guest's usbhid was not bound to the keyboard again");
         assert.equal(end.storage_reattached, 'yes', "the guest's usb-storage was not bound to the disk again");
         assert.equal(end.host_disk, 'yes');
+      },
+    );
+
+    await phase(
+      '6. the same disk presented as UAS (--device 46f4:0001,as-uas=high: vhci-hcd has no streams): the copy is driven by uas',
+      async () => {
+        const sha = sha256File(img);
+        const r = kv(
+          await sh.ok(
+            `
+S=$(cat /tmp/S)
+serve_bg $RIG_SHARE/serve6.log 46f4:0001,as-uas=high
+wait_log $RIG_SHARE/serve6.log "host device 46f4:0001: exporting" || fail "not exported"
+attach 1-1 || fail "usbip attach 1-1"
+E=$(rig_wait_disk_via vhci_hcd 60) || fail "no vhci copy"
+for i in /sys/bus/usb/drivers/uas/*:1.0; do [ -e "$i" ] && echo uas_bound=yes; done
+echo queue_depth=$(cat /sys/block/$E/device/queue_depth)`,
+            180_000,
+          ),
+        );
+        assert.equal(r.uas_bound, 'yes', 'the guest did not bind uas to the BOT disk presented as UAS');
+        assert.ok(Number(r.queue_depth) > 1, `queue depth ${r.queue_depth}`);
+        await runDiskChecksInGuest(sh, g, {
+          img,
+          size: SIZE,
+          sha,
+          tag: 'asuas',
+          filesystem: false,
+          findDisk: 'D=$(rig_wait_disk_via vhci_hcd 60) || fail "no vhci copy of the disk"',
+        });
+        const end = kv(
+          await sh.ok(
+            `
+S=$(cat /tmp/S)
+E=$(rig_wait_disk_via vhci_hcd 5)
+detach 1-1
+rig_wait_disk_gone $E 30 || fail "the vhci copy stayed after detach"
+stop_bg $RIG_SHARE/serve6.log && echo closed=yes
+bound usb-storage $S:1.0 && echo reattached=yes`,
+            120_000,
+          ),
+        );
+        assert.equal(end.closed, 'yes');
+        assert.equal(end.reattached, 'yes', "the guest's usb-storage did not get the disk back");
       },
     );
   } finally {

@@ -144,10 +144,10 @@ describe('BotInitiator', () => {
     await dev.close();
   });
 
-  it('submits CBW, data and CSW back to back: one round trip per command', async () => {
+  it('pipelined: submits CBW, data and CSW back to back, one round trip per command', async () => {
     const { dev } = disk();
     const tap = new TapDevice(dev, 20);
-    const ini = await BotInitiator.open(tap);
+    const ini = await BotInitiator.open(tap, { pipelined: true });
     tap.events.length = 0;
     const started = performance.now();
     for (let i = 0; i < 4; i++) assert.equal((await ini.execute(Cdb.read10(i, 1))).status, 'good');
@@ -157,6 +157,23 @@ describe('BotInitiator', () => {
     }
     // Three sequential stages would take 60 ms at least.
     assert.ok(perCommand < 45, `${perCommand.toFixed(1)} ms per command with 20 ms per completion`);
+    await dev.close();
+  });
+
+  it('by default each phase waits for the previous one (QEMU usb-storage STALLs an IN before its CBW)', async () => {
+    const { dev } = disk();
+    const tap = new TapDevice(dev, 5);
+    const ini = await BotInitiator.open(tap);
+    tap.events.length = 0;
+    assert.equal((await ini.execute(Cdb.read10(0, 1))).status, 'good');
+    assert.deepEqual(tap.events.slice(0, 6), [
+      'submit out2',
+      'complete out2',
+      'submit in1',
+      'complete in1',
+      'submit in1',
+      'complete in1',
+    ]);
     await dev.close();
   });
 

@@ -308,6 +308,25 @@ describe('read-ahead', () => {
     await ra.close();
   });
 
+  it('on a UAS disk: read-ahead on its Bulk-Only setting, hands off when the host selects UAS', async () => {
+    const image = patterned(2 * MiB, 31);
+    const ra = withReadAhead(createBotDisk(MemoryBackend.fromBuffer(image), { name: 'uas disk', transport: 'uas' }));
+    const host = await BotHost.open(ra);
+    for (let lba = 0; lba < 1024; lba += 64) {
+      assert.ok((await host.read(lba, 64)).equals(image.subarray(lba * 512, (lba + 64) * 512)));
+    }
+    assert.ok(ra.stats().hits > 8, JSON.stringify(ra.stats()));
+    const alt1 = await control(ra, { bmRequestType: 0x01, bRequest: 11, wValue: 1, wIndex: 0, wLength: 0 });
+    assert.equal(alt1.status, TransferStatus.Ok);
+    assert.equal(ra.alternateSetting(0), 1);
+    // A CBW on the UAS command pipe is not ours to read: it goes to the device untouched.
+    const prefetches = ra.stats().prefetches;
+    const iu = await bulkOut(ra, 0x04, Buffer.alloc(32));
+    assert.notEqual(iu.status, TransferStatus.Cancelled);
+    assert.equal(ra.stats().prefetches, prefetches);
+    await ra.close();
+  });
+
   it('cancelling a host transfer held by the read-ahead completes it Cancelled', async () => {
     const ra = withReadAhead(createBotDisk(new MemoryBackend(MiB), { name: 'disk' }));
     await BotHost.open(ra);

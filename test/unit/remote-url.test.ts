@@ -85,6 +85,39 @@ test('--device takes a port path or VID:PID[:SERIAL] with an optional force, in 
   );
   assert.throws(
     () => parseServeArgs(['--device', '1-1,yes']),
-    (e) => e instanceof UsageError && /unknown option "yes" \(known: force\)/.test(e.message),
+    (e) => e instanceof UsageError && /unknown option "yes" \(known: force, as-uas/.test(e.message),
   );
+});
+
+test('storage wrappers on --remote, --device and --disk: as-uas with an optional speed; bad ones named', () => {
+  const opts = parseServeArgs([
+    '--remote',
+    'usbip://10.1.2.3/1-1,as-uas',
+    '--device',
+    '1-1.4,force,as-uas=super',
+    '--remote',
+    'usbredir://127.0.0.1:4000',
+  ]);
+  assert.ok(opts !== 'help');
+  assert.deepEqual(
+    opts.exports.map((e) => (e.kind === 'local' ? e.kind : [e.kind, e.storage])),
+    [
+      ['remote', { asUas: 'same' }],
+      ['host', { asUas: 'super' }],
+      ['remote', {}],
+    ],
+  );
+  const first = opts.exports[0]!;
+  assert.ok(first.kind === 'remote' && first.remote.kind === 'usbip' && first.remote.busid === '1-1');
+  for (const [argv, why] of [
+    [['--remote', 'usbip://h/1-1,fast'], /--remote usbip:\/\/h\/1-1,fast: unknown option "fast" \(known: as-uas/],
+    [['--device', '1-1,as-uas=full'], /--device 1-1,as-uas=full: as-uas=full: the speed must be high or super/],
+    [['--disk', 'x.img,uas,as-uas'], /uas .* and as-uas .* exclude each other/],
+  ] as const) {
+    assert.throws(
+      () => parseServeArgs([...argv]),
+      (e) => e instanceof UsageError && why.test(e.message),
+      argv.join(' '),
+    );
+  }
 });

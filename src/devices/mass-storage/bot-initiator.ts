@@ -51,6 +51,13 @@ export interface BotInitiatorOptions {
   firstTag?: number;
   /** A command whose CSW has not arrived by then is abandoned with Reset Recovery (default 30 s, 0 = never). */
   timeoutMs?: number;
+  /**
+   * Submit CBW, data and CSW back to back (one round trip per command over a link). Only for
+   * devices that leave early transfers queued until their phase comes, as usbwire's own BOT
+   * function does: QEMU's usb-storage STALLs an IN that arrives before its CBW, and real devices
+   * vary. Default: each phase after the previous one completed, as Linux usb-storage does.
+   */
+  pipelined?: boolean;
 }
 
 const isBot = (a: ParsedAltSetting) =>
@@ -119,6 +126,7 @@ export class BotInitiator {
   readonly planner = new CdbPlanner();
   #tag: number;
   readonly #timeoutMs: number;
+  readonly #pipelined: boolean;
   #tail: Promise<unknown> = Promise.resolve();
   /** Transfers of the command running now, cancelled by abortCurrent(). */
   readonly #inFlight = new Set<Transfer>();
@@ -132,6 +140,7 @@ export class BotInitiator {
   ) {
     this.#tag = (opts.firstTag ?? 1) >>> 0;
     this.#timeoutMs = opts.timeoutMs ?? 30_000;
+    this.#pipelined = opts.pipelined ?? false;
   }
 
   /** Configures the device if it is unconfigured (configuration 1) and finds its BOT interface. */
@@ -275,15 +284,18 @@ export class BotInitiator {
     const tag = this.#nextTag();
     const cbw = encodeCbw({ tag, dataTransferLength: length, dataIn: direction === 'in', lun: opts.lun ?? 0, cdb });
     const cbwT = this.#submit(new Transfer({ type: 'bulk', endpoint: outEp, data: cbw }));
+    if (!this.#pipelined) await cbwT.done;
     let dataT: Submitted | undefined;
-    if (length > 0) {
+    if (length > 0 && (this.#pipelined || cbwT.t.status === TransferStatus.Ok)) {
       dataT = this.#submit(
         direction === 'in'
           ? new Transfer({ type: 'bulk', endpoint: inEp, length })
           : new Transfer({ type: 'bulk', endpoint: outEp, data: opts.dataOut!.subarray(0, length) }),
       );
+      if (!this.#pipelined) await dataT.done;
     }
-    let cswT = this.#submit(new Transfer({ type: 'bulk', endpoint: inEp, length: CSW_SIZE }));
+    const submitCsw = () => this.#submit(new Transfer({ type: 'bulk', endpoint: inEp, length: CSW_SIZE }));
+    let cswT: Submitted | undefined = this.#pipelined ? submitCsw() : undefined;
 
     await cbwT.done;
     this.#check(cbwT.t, 'CBW');
@@ -301,6 +313,7 @@ export class BotInitiator {
       }
       if (direction === 'in') data = dataT.t.data.subarray(0, dataT.t.actualLength);
     }
+    cswT ??= submitCsw();
     await cswT.done;
     this.#check(cswT.t, 'CSW');
     // A stalled CSW is cleared and read once more (BOT 5.3.3); a zero-length one too, as Linux does.

@@ -6,20 +6,29 @@ import { type BlockBackend, FileBackend, MemoryBackend } from './backend/index.j
 import { BotFunction } from './bot-function.js';
 import { diskSafeRelease } from './safe-release.js';
 import { ScsiDisk } from './scsi/scsi-disk.js';
+import { UasFunction } from './uas-function.js';
+
+/** How the disk talks to the host: Bulk-Only Transport, or UAS (with BOT as alternate setting 0). */
+export type DiskTransport = 'bot' | 'uas';
 
 export interface BotDiskOptions {
   name: string;
   speed?: UsbSpeed;
   serial?: string;
   product?: string;
+  transport?: DiskTransport;
 }
 
 /** A USB disk: an EmulatedDevice that can be taken from its host safely. */
 export type BotDisk = EmulatedDevice & { readonly safeRelease: SafeRelease };
 
-/** A USB flash-drive-like device: one BOT interface over one SCSI disk. */
+/**
+ * A USB flash-drive-like device over one SCSI disk: one BOT interface, or with `transport: 'uas'`
+ * an interface whose alternate setting 1 is UAS (many commands in flight, streams at SuperSpeed).
+ */
 export function createBotDisk(backend: BlockBackend, opts: BotDiskOptions): BotDisk {
   const serial = opts.serial ?? 'USBWIRE0001';
+  const uas = opts.transport === 'uas';
   const disk = new ScsiDisk(backend, {
     readOnly: backend.readOnly,
     removable: true,
@@ -27,8 +36,9 @@ export function createBotDisk(backend: BlockBackend, opts: BotDiskOptions): BotD
     product: opts.product ?? 'Virtual Disk',
     revision: '0100',
     serial,
+    taggedQueuing: uas,
   });
-  const fn = new BotFunction(disk);
+  const fn = uas ? new UasFunction(disk) : new BotFunction(disk);
   const dev = new EmulatedDevice({
     name: opts.name,
     speed: opts.speed ?? 'high',
@@ -47,15 +57,20 @@ export function createBotDisk(backend: BlockBackend, opts: BotDiskOptions): BotD
 
 export async function openDiskImage(
   path: string,
-  opts: { readOnly: boolean; speed: UsbSpeed },
+  opts: { readOnly: boolean; speed: UsbSpeed; transport?: DiskTransport },
   index: number,
 ): Promise<BotDisk> {
   const backend = await FileBackend.open(path, { readOnly: opts.readOnly });
-  const notes = [opts.readOnly ? 'read-only' : '', opts.speed === 'high' ? '' : `${opts.speed} speed`].filter(Boolean);
+  const notes = [
+    opts.transport === 'uas' ? 'UAS' : '',
+    opts.readOnly ? 'read-only' : '',
+    opts.speed === 'high' ? '' : `${opts.speed} speed`,
+  ].filter(Boolean);
   return createBotDisk(backend, {
     name: `disk ${path}${notes.length ? ` (${notes.join(', ')})` : ''}`,
     serial: serialFor(index),
     speed: opts.speed,
+    ...(opts.transport ? { transport: opts.transport } : {}),
   });
 }
 

@@ -5,6 +5,7 @@ import type { UsbSpeed } from '../../../usb/speed.js';
 import { TransferStatus } from '../../../usb/status.js';
 import type { Transfer } from '../../../usb/transfer.js';
 import { createLogger } from '../../../util/log.js';
+import { EmulatedDevice } from '../../emulated-device.js';
 import { type BotEndpoints, BotInitiator, findBotEndpoints } from '../bot-initiator.js';
 import { type Cbw, parseCbw } from '../bot-wire.js';
 import { Cdb } from '../scsi/cdb-builders.js';
@@ -76,6 +77,7 @@ interface LocalCommand {
 export class ReadAheadDevice extends EventEmitter<UsbDeviceEvents> implements UsbDevice {
   readonly #inner: UsbDevice;
   readonly #policy: SequentialPolicy;
+  readonly #pipelined: boolean;
   #cache = new ExtentCache(512);
   #capacity: number | undefined;
   #eps: BotEndpoints | undefined;
@@ -108,6 +110,7 @@ export class ReadAheadDevice extends EventEmitter<UsbDeviceEvents> implements Us
     super();
     this.#inner = inner;
     this.#policy = new SequentialPolicy(opts);
+    this.#pipelined = opts.pipelined ?? inner instanceof EmulatedDevice;
     inner.on('disconnect', () => {
       this.#dropAll();
       this.#abandonHeld(TransferStatus.NoDevice);
@@ -247,7 +250,11 @@ export class ReadAheadDevice extends EventEmitter<UsbDeviceEvents> implements Us
       if (!sameEndpoints(eps, this.#eps)) {
         this.#initiator?.close();
         this.#initiator = eps
-          ? new BotInitiator(this.#inner, eps, { firstTag: PREFETCH_FIRST_TAG, timeoutMs: 10_000 })
+          ? new BotInitiator(this.#inner, eps, {
+              firstTag: PREFETCH_FIRST_TAG,
+              timeoutMs: 10_000,
+              pipelined: this.#pipelined,
+            })
           : undefined;
       }
       this.#eps = eps;

@@ -5,6 +5,11 @@ export interface ReadAheadOptions {
   windowBytes?: number;
   /** Sequential reads in a row before prefetching starts (default 2). */
   minStreak?: number;
+  /**
+   * Our prefetch commands submit CBW, data and CSW back to back (BotInitiator `pipelined`).
+   * Default: only when the device is usbwire's own emulated one (others may STALL an early IN).
+   */
+  pipelined?: boolean;
 }
 
 /**
