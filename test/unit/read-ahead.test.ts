@@ -325,6 +325,14 @@ describe('read-ahead', () => {
     assert.notEqual(iu.status, TransferStatus.Cancelled);
     assert.equal(ra.stats().prefetches, prefetches);
     await ra.close();
+    const bot = withReadAhead(createBotDisk(new MemoryBackend(MiB), { name: 'bot disk' }));
+    assert.equal(bot.allocStreams, undefined, 'no streams where the device has none');
+    const superSpeed = withReadAhead(
+      createBotDisk(new MemoryBackend(MiB), { name: 'uas disk', transport: 'uas', speed: 'super' }),
+    );
+    assert.equal(typeof superSpeed.allocStreams, 'function', 'a SuperSpeed UAS disk keeps its bulk streams');
+    await bot.close();
+    await superSpeed.close();
   });
 
   it('cancelling a host transfer held by the read-ahead completes it Cancelled', async () => {

@@ -111,12 +111,18 @@ export class ReadAheadDevice extends EventEmitter<UsbDeviceEvents> implements Us
     this.#inner = inner;
     this.#policy = new SequentialPolicy(opts);
     this.#pipelined = opts.pipelined ?? inner instanceof EmulatedDevice;
+    // Streams belong to a UAS setting, where nothing is watched: they pass straight through.
+    if (inner.allocStreams) this.allocStreams = (endpoints, streams) => inner.allocStreams!(endpoints, streams);
+    if (inner.freeStreams) this.freeStreams = (endpoints) => inner.freeStreams!(endpoints);
     inner.on('disconnect', () => {
       this.#dropAll();
       this.#abandonHeld(TransferStatus.NoDevice);
       this.emit('disconnect');
     });
   }
+
+  allocStreams?: (endpoints: number[], streams: number) => Promise<number | TransferStatus>;
+  freeStreams?: (endpoints: number[]) => Promise<TransferStatus>;
 
   get name(): string {
     return this.#inner.name;
