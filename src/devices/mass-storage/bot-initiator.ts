@@ -60,16 +60,34 @@ export interface BotInitiatorOptions {
   pipelined?: boolean;
 }
 
+const isBot = (a: ParsedAltSetting) =>
+  a.interfaceClass === 0x08 && a.interfaceSubClass === 0x06 && a.interfaceProtocol === 0x50;
+
+function activeConfiguration(dev: UsbDevice): ParsedConfiguration | undefined {
+  for (const raw of dev.descriptors.configurations) {
+    try {
+      const config = parseConfiguration(raw);
+      if (config.value === dev.configuration) return config;
+    } catch {
+      // a configuration we cannot parse is not the one we want
+    }
+  }
+  return undefined;
+}
+
+/** A Bulk-Only alternate setting of the active configuration that is not selected. */
+function botAlternate(dev: UsbDevice): ParsedAltSetting | undefined {
+  for (const iface of activeConfiguration(dev)?.interfaces ?? []) {
+    const alt = iface.alternates.find(isBot);
+    if (alt) return alt;
+  }
+  return undefined;
+}
+
 /** The BOT interface (08/06/50) of the active configuration and alternate settings, if any. */
 export function findBotEndpoints(dev: UsbDevice): BotEndpoints | undefined {
-  for (const raw of dev.descriptors.configurations) {
-    let config: ParsedConfiguration;
-    try {
-      config = parseConfiguration(raw);
-    } catch {
-      continue;
-    }
-    if (config.value !== dev.configuration) continue;
+  const config = activeConfiguration(dev);
+  if (config) {
     for (const iface of config.interfaces) {
       const alt = iface.alternates.find((a) => a.alternate === dev.alternateSetting(iface.number));
       if (!alt || !isBot(alt)) continue;
@@ -81,9 +99,6 @@ export function findBotEndpoints(dev: UsbDevice): BotEndpoints | undefined {
   }
   return undefined;
 }
-
-const isBot = (a: ParsedAltSetting) =>
-  a.interfaceClass === 0x08 && a.interfaceSubClass === 0x06 && a.interfaceProtocol === 0x50;
 
 interface Submitted {
   t: Transfer;
@@ -140,7 +155,19 @@ export class BotInitiator {
       });
       if (t.status !== TransferStatus.Ok) throw new Error(`SET_CONFIGURATION 1 failed: ${t.status}`);
     }
-    const eps = findBotEndpoints(dev);
+    let eps = findBotEndpoints(dev);
+    const alternate = eps ? undefined : botAlternate(dev);
+    if (alternate) {
+      // e.g. a UAS disk in its UAS setting: back to its Bulk-Only alternate.
+      const t = await controlTransfer(dev, {
+        bmRequestType: RequestType.Interface,
+        bRequest: StandardRequest.SetInterface,
+        wValue: alternate.alternate,
+        wIndex: alternate.interfaceNumber,
+        wLength: 0,
+      });
+      if (t.status === TransferStatus.Ok) eps = findBotEndpoints(dev);
+    }
     if (!eps) throw new Error(`${dev.name} has no Bulk-Only mass storage interface in its active configuration`);
     return new BotInitiator(dev, eps, opts);
   }
