@@ -144,6 +144,10 @@ ${deviceHelp()}  --remote URL[,OPTS]          a device another server exports, r
                                OPTS for a Bulk-Only disk (--remote, --device):
                                  as-uas[=high|super]  present it as a UAS disk (many commands
                                                       queued, one round trip each)
+                                 read-ahead[=pipelined]
+                                                      prefetch sequential reads (near the disk:
+                                                      hits skip the link); pipelined: prefetch
+                                                      commands in one go (usbwire far end)
   --demo-size MIB              size of the in-memory demo disk (default 64)
 
 security (both protocols; plain TCP without, with a warning on a non-loopback address):

@@ -96,7 +96,9 @@ test('storage wrappers on --remote, --device and --disk: as-uas with an optional
     '--device',
     '1-1.4,force,as-uas=super',
     '--remote',
-    'usbredir://127.0.0.1:4000',
+    'usbredir://127.0.0.1:4000,read-ahead',
+    '--remote',
+    'usbip://10.1.2.3/1-2,read-ahead=pipelined,as-uas=super',
   ]);
   assert.ok(opts !== 'help');
   assert.deepEqual(
@@ -104,7 +106,8 @@ test('storage wrappers on --remote, --device and --disk: as-uas with an optional
     [
       ['remote', { asUas: 'same' }],
       ['host', { asUas: 'super' }],
-      ['remote', {}],
+      ['remote', { readAhead: 'on' }],
+      ['remote', { readAhead: 'pipelined', asUas: 'super' }],
     ],
   );
   const first = opts.exports[0]!;
@@ -113,6 +116,7 @@ test('storage wrappers on --remote, --device and --disk: as-uas with an optional
     [['--remote', 'usbip://h/1-1,fast'], /--remote usbip:\/\/h\/1-1,fast: unknown option "fast" \(known: as-uas/],
     [['--device', '1-1,as-uas=full'], /--device 1-1,as-uas=full: as-uas=full: the speed must be high or super/],
     [['--disk', 'x.img,uas,as-uas'], /uas .* and as-uas .* exclude each other/],
+    [['--remote', 'usbip://h/1-1,read-ahead=lots'], /read-ahead=lots: expected read-ahead or read-ahead=pipelined/],
   ] as const) {
     assert.throws(
       () => parseServeArgs([...argv]),

@@ -13,11 +13,11 @@ export interface DiskOptions {
   storage: StorageWrapping;
 }
 
-const KNOWN = 'readonly, uas, speed=full|high|super, as-uas[=high|super]';
+const KNOWN = 'readonly, uas, speed=full|high|super, as-uas[=high|super], read-ahead[=pipelined]';
 
 registerDeviceClass<DiskOptions>({
   name: 'disk',
-  usage: 'PATH[,readonly][,uas][,speed=full|high|super][,as-uas[=high|super]]',
+  usage: 'PATH[,readonly][,uas][,speed=full|high|super][,as-uas[=high|super]][,read-ahead]',
   summary:
     'a raw disk image as USB mass storage: Bulk-Only Transport, or with uas USB Attached SCSI (BOT as alternate setting 0; streams at speed=super); default high speed',
   parse(spec) {

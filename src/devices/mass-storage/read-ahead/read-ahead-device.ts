@@ -115,6 +115,7 @@ export class ReadAheadDevice extends EventEmitter<UsbDeviceEvents> implements Us
     if (inner.allocStreams) this.allocStreams = (endpoints, streams) => inner.allocStreams!(endpoints, streams);
     if (inner.freeStreams) this.freeStreams = (endpoints) => inner.freeStreams!(endpoints);
     inner.on('disconnect', () => {
+      this.#logStats();
       this.#dropAll();
       this.#abandonHeld(TransferStatus.NoDevice);
       this.emit('disconnect');
@@ -125,7 +126,7 @@ export class ReadAheadDevice extends EventEmitter<UsbDeviceEvents> implements Us
   freeStreams?: (endpoints: number[]) => Promise<TransferStatus>;
 
   get name(): string {
-    return this.#inner.name;
+    return `${this.#inner.name} (read-ahead)`;
   }
   get speed(): UsbSpeed {
     return this.#inner.speed;
@@ -196,12 +197,21 @@ export class ReadAheadDevice extends EventEmitter<UsbDeviceEvents> implements Us
     }
   }
 
-  async close(): Promise<void> {
+  #statsLogged = false;
+
+  /** One line with the hit rate when the device closes or goes away. */
+  #logStats(): void {
+    if (this.#statsLogged) return;
+    this.#statsLogged = true;
     const s = this.stats();
     log.info(
-      `${this.name}: read-ahead hit rate ${(s.hitRate * 100).toFixed(1)}% (${s.hits} hits, ${s.misses} misses, ` +
+      `${this.#inner.name}: read-ahead hit rate ${(s.hitRate * 100).toFixed(1)}% (${s.hits} hits, ${s.misses} misses, ` +
         `${mib(s.prefetchedBytes)} MiB prefetched, ${mib(s.usedBytes)} MiB used)`,
     );
+  }
+
+  async close(): Promise<void> {
+    this.#logStats();
     this.#initiator?.close();
     this.#abandonHeld(TransferStatus.Cancelled);
     await this.#inner.close();
