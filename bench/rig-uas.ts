@@ -16,6 +16,7 @@
 //   port 4  usb-redir → DelayProxy → usbwire --disk IMG (BOT, high speed)
 //   port 5  usb-redir → usbwire B --remote usbip://PROXY/1-1,read-ahead → DelayProxy →
 //           usbwire A --usbip --disk IMG (the read-ahead sits next to the guest)
+//   port 11 the same with read-ahead=pipelined (prefetch CBW, data and CSW sent in one go)
 //   port 6  usb-redir → DelayProxy → usbwire --disk IMG,uas,speed=super
 //   port 7  usb-redir → DelayProxy → usbwire --disk IMG,as-uas=super (a BOT disk wrapped as UAS on the
 //           device's side of the link)
@@ -257,6 +258,7 @@ export async function rigUasBench(opts: RigUasOptions = {}): Promise<string> {
   copyFileSync(img, qemuImg);
   const servers: UsbwireServer[] = [];
   const proxies: DelayProxy[] = [];
+  const nearGuest = new Map<Device, UsbwireServer>();
   const out: string[] = [];
   const log: Log = (l) => {
     out.push(l);
@@ -298,15 +300,16 @@ export async function rigUasBench(opts: RigUasOptions = {}): Promise<string> {
     const uas = await redir(3, 'usbwire UAS (SuperSpeed), usb-redir', 'IMG,uas,speed=super', false);
     const asUas = await redir(10, 'usbwire BOT-as-UAS (SuperSpeed), usb-redir', 'IMG,as-uas=super', false);
     const botL = await redir(4, 'BOT (high speed)', 'IMG', true);
-    const bridge = await bridgeDevice(5, copy('port5'), servers, proxy);
+    const bridge = await bridgeDevice(5, 'read-ahead', copy('port5'), servers, proxy, nearGuest);
+    const bridgeP = await bridgeDevice(11, 'read-ahead=pipelined', copy('port11'), servers, proxy, nearGuest);
     const uasL = await redir(6, 'UAS (SuperSpeed, streams)', 'IMG,uas,speed=super', true);
     const asUasL = await redir(7, 'BOT-as-UAS (SuperSpeed)', 'IMG,as-uas=super', true);
     const botSsL = await redir(8, 'BOT (SuperSpeed)', 'IMG,speed=super', true);
-    const all = [ref, refUas, bot, uas, asUas, botL, bridge, uasL, asUasL, botSsL];
+    const all = [ref, refUas, bot, uas, asUas, botL, bridge, bridgeP, uasL, asUasL, botSsL];
 
     const qemuArgs = [
       '-device',
-      'qemu-xhci,id=usbc,p2=10,p3=10',
+      'qemu-xhci,id=usbc,p2=11,p3=11',
       '-drive',
       `if=none,id=d0,file=${qemuImg},format=raw,cache=writeback`,
       '-device',
@@ -348,7 +351,7 @@ export async function rigUasBench(opts: RigUasOptions = {}): Promise<string> {
       const ab = [ref, refUas, bot, uas, asUas];
       log(await partA(bench, ab, rounds, quick));
       log(await partB(bench, ab, rounds, quick));
-      log(await partC(bench, [botL, botSsL, bridge, uasL, asUasL], link, rtts, quick));
+      log(await partC(bench, [botL, botSsL, bridge, bridgeP, uasL, asUasL], link, rtts, quick));
     } catch (e) {
       log(`(f) stopped: ${(e as Error).message}`);
     } finally {
@@ -362,6 +365,11 @@ export async function rigUasBench(opts: RigUasOptions = {}): Promise<string> {
     for (const s of servers) await s.stop();
     rmSync(work, { recursive: true, force: true });
   }
+  // The read-ahead logs its hit rate when its device closes: over the warm-up and every point of C.
+  for (const [dev, srv] of nearGuest) {
+    const line = /read-ahead hit rate .*/.exec(srv.output());
+    log(`(f) ${dev.label}: ${line ? line[0] : 'no hit rate in its log'}`);
+  }
   for (const port of opts.traceDir ? [2, 3, 10] : []) {
     const file = join(opts.traceDir!, `port${port}.tsv`);
     if (existsSync(file))
@@ -371,27 +379,32 @@ export async function rigUasBench(opts: RigUasOptions = {}): Promise<string> {
 }
 
 /** Port `port`: usbwire B (usb-redir, the read-ahead) → DelayProxy → usbwire A (--usbip, the disk). */
+/**
+ * Port `port`: usbwire B (usb-redir, with `option` on its --remote: the read-ahead next to the guest)
+ * → DelayProxy → usbwire A (--usbip, the disk). B's server is kept in `nearGuest` for its log.
+ */
 async function bridgeDevice(
   port: number,
+  option: string,
   img: string,
   servers: UsbwireServer[],
   proxy: (to: number) => Promise<number>,
+  nearGuest: Map<Device, UsbwireServer>,
 ): Promise<Device> {
-  const dev: Device = { port, label: 'BOT + read-ahead bridge', pids: [] };
+  const dev: Device = { port, label: `BOT + ${option} bridge`, pids: [] };
   const a = await freePort();
   if (!(await serve(['--usbip', `127.0.0.1:${a}`, '--disk', img], dev, servers))) return dev;
   const via = await proxy(a);
   const b = await freePort();
-  const remote = `usbip://127.0.0.1:${via}/1-1`;
-  if (await serve(['--usbredir', `127.0.0.1:${b}`, '--remote', `${remote},read-ahead`], dev, servers)) {
+  const srv = await serve(
+    ['--usbredir', `127.0.0.1:${b}`, '--remote', `usbip://127.0.0.1:${via}/1-1,${option}`],
+    dev,
+    servers,
+  );
+  if (srv) {
     dev.redirPort = b;
-    return dev;
+    nearGuest.set(dev, srv);
   }
-  // Until the bridge knows ,read-ahead: the same bridge without it.
-  dev.missing = undefined;
-  dev.label = 'BOT bridge (no read-ahead in this build)';
-  const b2 = await freePort();
-  if (await serve(['--usbredir', `127.0.0.1:${b2}`, '--remote', remote], dev, servers)) dev.redirPort = b2;
   return dev;
 }
 
