@@ -8,11 +8,11 @@
 // measurement reads one device while the others are idle, and the devices take turns, so each
 // table compares figures taken side by side in one run:
 //   port 1  QEMU's built-in usb-storage (in-process BOT; SuperSpeed on xHCI): the reference (1.00)
-//   port 10 usbwire --disk IMG,as-uas=super over usb-redir (the BOT disk behind a UAS front end)
 //   port 9  QEMU's built-in usb-uas + scsi-hd (in-process UAS with streams): what UAS itself costs
 //           this guest per command, the ceiling for usbwire's UAS in A and B
 //   port 2  usbwire --disk IMG (BOT, high speed) over usb-redir
 //   port 3  usbwire --disk IMG,uas,speed=super over usb-redir (streams)
+//   port 10 usbwire --disk IMG,as-uas=super over usb-redir (the BOT disk behind a UAS front end)
 //   port 4  usb-redir → DelayProxy → usbwire --disk IMG (BOT, high speed)
 //   port 5  usb-redir → usbwire B --remote usbip://PROXY/1-1,read-ahead → DelayProxy →
 //           usbwire A --usbip --disk IMG (the read-ahead sits next to the guest)
@@ -27,9 +27,11 @@
 // (its column says so). The guest times its reads with test/interop/guest/tools/randread.c
 // (the clock runs inside the reader, not across an exec); `-s ... 1 COUNT BS` reads exactly
 // what `dd if=DEV of=/dev/null bs=BS count=COUNT iflag=direct` reads. Part A also runs busybox
-// dd itself, timed by the shell (exec included), beside it. Every run's data check value is
-// compared with the same tool run on the host over the image file: a device that returned wrong
-// data fails its cell.
+// dd itself, timed by the shell (exec included), beside it. A and B also give the CPU time QEMU
+// and usbwire spent per MB (/proc/PID/stat), steadier than clocks on a loaded machine. Every
+// run's data check value is compared with the same tool run on the host over the image file: a
+// device that returned wrong data fails its cell. The delay proxies run in this process
+// (DelayProxy); the 0 ms point has the proxy in the path with no delay.
 //
 // Standalone: node dist/bench/rig-uas.js [--quick] [--rtts 0,10] [--rounds N] [--trace DIR]
 import { spawnSync } from 'node:child_process';
