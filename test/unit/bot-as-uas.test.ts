@@ -2,9 +2,11 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { MemoryBackend } from '../../src/devices/mass-storage/backend/index.js';
 import { presentBotAsUas } from '../../src/devices/mass-storage/bot-as-uas.js';
+import { queuesEarlyTransfers } from '../../src/devices/mass-storage/bot-initiator.js';
 import { createBotDisk } from '../../src/devices/mass-storage/index.js';
 import { Cdb } from '../../src/devices/mass-storage/scsi/cdb-builders.js';
 import { parseConfiguration, parseDeviceDescriptor } from '../../src/usb/descriptors.js';
+import type { UsbDevice } from '../../src/usb/device.js';
 import type { Transfer } from '../../src/usb/transfer.js';
 import { ReadyModeHost, streamCommand, uasConnect } from '../support/uas-host.js';
 
@@ -99,4 +101,19 @@ test('the BOT device going away takes the UAS device with it', async () => {
   await bot.close();
   bot.emit('disconnect');
   await gone;
+});
+
+test('early transfers are queued by usbwire disks only: pipelined phases for them, one phase at a time for others', async () => {
+  const { bot } = await botDisk();
+  assert.equal(queuesEarlyTransfers(bot), true, 'an emulated disk');
+  const remoteLike = (vid: number, pid: number) => {
+    const device = Buffer.from(bot.descriptors.device);
+    device.writeUInt16LE(vid, 8);
+    device.writeUInt16LE(pid, 10);
+    return { descriptors: { device, configurations: [] } } as unknown as UsbDevice;
+  };
+  assert.equal(queuesEarlyTransfers(remoteLike(0x1209, 0x0001)), true, 'a usbwire disk across a server');
+  assert.equal(queuesEarlyTransfers(remoteLike(0x46f4, 0x0001)), false, "QEMU's usb-storage");
+  assert.equal(queuesEarlyTransfers(remoteLike(0x1209, 0x0002)), false, 'another usbwire device');
+  await bot.close();
 });

@@ -6,7 +6,7 @@ import { Transfer } from '../../usb/transfer.js';
 import { createLogger } from '../../util/log.js';
 import { EmulatedDevice } from '../emulated-device.js';
 import type { ScsiTarget } from './bot-function.js';
-import { BotInitiator } from './bot-initiator.js';
+import { BotInitiator, queuesEarlyTransfers } from './bot-initiator.js';
 import { buildFixedSense, Sense } from './scsi/sense.js';
 import { UasFunction } from './uas-function.js';
 
@@ -26,7 +26,7 @@ export interface BotAsUasOptions {
  */
 export async function presentBotAsUas(inner: UsbDevice, opts: BotAsUasOptions = {}): Promise<EmulatedDevice> {
   // usbwire's own BOT function queues early transfers; anything else gets one phase at a time.
-  const initiator = await BotInitiator.open(inner, { pipelined: inner instanceof EmulatedDevice });
+  const initiator = await BotInitiator.open(inner, { pipelined: queuesEarlyTransfers(inner) });
   const desc = parseDeviceDescriptor(inner.descriptors.device);
   const [manufacturer, product, serial] = await Promise.all(
     [desc.iManufacturer, desc.iProduct, desc.iSerialNumber].map((i) => readString(inner, i)),

@@ -4,6 +4,8 @@ import { Feature, RequestType, type SetupPacket, StandardRequest } from '../../u
 import { TransferStatus } from '../../usb/status.js';
 import { Transfer } from '../../usb/transfer.js';
 import { createLogger } from '../../util/log.js';
+import { EmulatedDevice } from '../emulated-device.js';
+import { ProductId, USBWIRE_VENDOR_ID } from '../ids.js';
 import { CSW_SIGNATURE, CSW_SIZE, CswStatus, encodeCbw } from './bot-wire.js';
 import { Cdb } from './scsi/cdb-builders.js';
 import { CdbPlanner } from './scsi/cdb-plan.js';
@@ -82,6 +84,17 @@ function botAlternate(dev: UsbDevice): ParsedAltSetting | undefined {
     if (alt) return alt;
   }
   return undefined;
+}
+
+/**
+ * Whether a BOT device leaves transfers that arrive before their phase queued (usbwire's own BOT
+ * function does, locally or across a usbwire server: its disks carry usbwire's VID:PID), so
+ * an initiator may submit CBW, data and CSW in one go.
+ */
+export function queuesEarlyTransfers(dev: UsbDevice): boolean {
+  if (dev instanceof EmulatedDevice) return true;
+  const d = dev.descriptors.device;
+  return d.length >= 12 && d.readUInt16LE(8) === USBWIRE_VENDOR_ID && d.readUInt16LE(10) === ProductId.massStorage;
 }
 
 /** The BOT interface (08/06/50) of the active configuration and alternate settings, if any. */

@@ -5,8 +5,7 @@ import type { UsbSpeed } from '../../../usb/speed.js';
 import { TransferStatus } from '../../../usb/status.js';
 import type { Transfer } from '../../../usb/transfer.js';
 import { createLogger } from '../../../util/log.js';
-import { EmulatedDevice } from '../../emulated-device.js';
-import { type BotEndpoints, BotInitiator, findBotEndpoints } from '../bot-initiator.js';
+import { type BotEndpoints, BotInitiator, findBotEndpoints, queuesEarlyTransfers } from '../bot-initiator.js';
 import { type Cbw, parseCbw } from '../bot-wire.js';
 import { Cdb } from '../scsi/cdb-builders.js';
 import { parseCapacityReply } from '../scsi/cdb-plan.js';
@@ -110,7 +109,7 @@ export class ReadAheadDevice extends EventEmitter<UsbDeviceEvents> implements Us
     super();
     this.#inner = inner;
     this.#policy = new SequentialPolicy(opts);
-    this.#pipelined = opts.pipelined ?? inner instanceof EmulatedDevice;
+    this.#pipelined = opts.pipelined ?? queuesEarlyTransfers(inner);
     // Streams belong to a UAS setting, where nothing is watched: they pass straight through.
     if (inner.allocStreams) this.allocStreams = (endpoints, streams) => inner.allocStreams!(endpoints, streams);
     if (inner.freeStreams) this.freeStreams = (endpoints) => inner.freeStreams!(endpoints);
