@@ -13,6 +13,7 @@ import type { ControlResult, EndpointSpec, FunctionHost, InterfaceSpec, UsbFunct
 import { Feature, RequestType, type SetupPacket, StandardRequest } from '../usb/setup.js';
 import { ep0MaxPacketFor, type UsbSpeed } from '../usb/speed.js';
 import { TransferStatus } from '../usb/status.js';
+import { maxStreamsOf } from '../usb/streams.js';
 import type { Transfer } from '../usb/transfer.js';
 import { EndpointQueues } from './endpoint-queues.js';
 
@@ -492,8 +493,7 @@ function isStandardForDevice(s: SetupPacket): boolean {
 
 /** Streams a bulk endpoint declares in its SuperSpeed companion (2^MaxStreams), 0 for none. */
 function maxStreams(e: EndpointSpec): number {
-  const exponent = e.type === 'bulk' ? (e.companion?.attributes ?? 0) & 0x1f : 0;
-  return exponent === 0 ? 0 : 2 ** Math.min(exponent, 16);
+  return maxStreamsOf({ type: e.type, companionAttributes: e.companion?.attributes });
 }
 
 function failNow(t: Transfer, status: TransferStatus): Promise<void> {

@@ -12,7 +12,7 @@ export function hasStreams(device: UsbDevice): device is UsbDevice & UsbStreams 
  * Streams a SuperSpeed bulk endpoint supports, from its companion descriptor's bmAttributes
  * (MaxStreams in bits 4:0 is an exponent; 16 is the largest the spec defines): 0 for none.
  */
-export function maxStreamsOf(ep: ParsedEndpoint): number {
+export function maxStreamsOf(ep: Pick<ParsedEndpoint, 'type' | 'companionAttributes'>): number {
   if (ep.type !== 'bulk' || ep.companionAttributes === undefined) return 0;
   const exponent = Math.min(ep.companionAttributes & 0x1f, 16);
   return exponent === 0 ? 0 : 2 ** exponent;

@@ -1,8 +1,8 @@
 import type { ControlResult, FunctionHost, InterfaceSpec, UsbFunction } from '../../usb/function.js';
-import type { UsbSpeed } from '../../usb/speed.js';
+import { bulkMaxPacket, isSuperSpeed, type UsbSpeed } from '../../usb/speed.js';
 import { TransferStatus } from '../../usb/status.js';
 import type { Transfer } from '../../usb/transfer.js';
-import { bulkMaxPacket, GZERO_BULK_BUFLEN } from './source-sink.js';
+import { GZERO_BULK_BUFLEN } from './source-sink.js';
 
 export const LB_BULK_IN = 0x81;
 export const LB_BULK_OUT = 0x01;
@@ -40,7 +40,7 @@ export class LoopbackFunction implements UsbFunction {
   }
 
   interfaces(speed: UsbSpeed): InterfaceSpec[] {
-    const superSpeed = speed === 'super' || speed === 'super-plus';
+    const superSpeed = isSuperSpeed(speed);
     const mps = bulkMaxPacket(speed);
     const companion = superSpeed ? { companion: { maxBurst: 0, attributes: 0 } } : {};
     const source = { address: LB_BULK_IN, type: 'bulk' as const, maxPacketSize: mps, interval: 0, ...companion };

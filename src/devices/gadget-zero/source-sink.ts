@@ -1,7 +1,6 @@
 import type { ControlResult, EndpointSpec, FunctionHost, InterfaceSpec, UsbFunction } from '../../usb/function.js';
 import type { SetupPacket } from '../../usb/setup.js';
-import type { UsbSpeed } from '../../usb/speed.js';
-import { isoIntervalMs } from '../../usb/speed.js';
+import { bulkMaxPacket, isoIntervalMs, isSuperSpeed, type UsbSpeed } from '../../usb/speed.js';
 import { TransferStatus } from '../../usb/status.js';
 import type { Transfer } from '../../usb/transfer.js';
 import { createLogger } from '../../util/log.js';
@@ -35,11 +34,6 @@ export interface SourceSinkOptions {
 
 const log = createLogger('gadget-zero');
 
-/** Bulk wMaxPacketSize at a speed. */
-export function bulkMaxPacket(speed: UsbSpeed): number {
-  return speed === 'super' || speed === 'super-plus' ? 1024 : speed === 'high' ? 512 : 64;
-}
-
 /**
  * g_zero's source/sink function (f_sourcesink.c): bulk IN sources the pattern, bulk OUT sinks
  * and checks it (a bad byte halts the OUT endpoint), alt setting 1 adds an iso IN source and
@@ -63,7 +57,7 @@ export class SourceSinkFunction implements UsbFunction {
   }
 
   interfaces(speed: UsbSpeed): InterfaceSpec[] {
-    const superSpeed = speed === 'super' || speed === 'super-plus';
+    const superSpeed = isSuperSpeed(speed);
     const mps = bulkMaxPacket(speed);
     const isoMps = this.#isoMaxPacket(speed);
     const companion = superSpeed ? { companion: { maxBurst: 0, attributes: 0 } } : {};

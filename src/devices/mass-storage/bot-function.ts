@@ -1,6 +1,6 @@
 import type { ControlResult, FunctionHost, InterfaceSpec, UsbFunction } from '../../usb/function.js';
 import type { SetupPacket } from '../../usb/setup.js';
-import type { UsbSpeed } from '../../usb/speed.js';
+import { bulkMaxPacket, isSuperSpeed, type UsbSpeed } from '../../usb/speed.js';
 import { TransferStatus } from '../../usb/status.js';
 import type { Transfer } from '../../usb/transfer.js';
 import { createLogger } from '../../util/log.js';
@@ -75,8 +75,8 @@ export class BotFunction implements UsbFunction {
   }
 
   interfaces(speed: UsbSpeed): InterfaceSpec[] {
-    const superSpeed = speed === 'super' || speed === 'super-plus';
-    const mps = superSpeed ? 1024 : speed === 'high' ? 512 : 64;
+    const superSpeed = isSuperSpeed(speed);
+    const mps = bulkMaxPacket(speed);
     const companion = superSpeed ? { maxBurst: 15, attributes: 0 } : undefined;
     return [
       {

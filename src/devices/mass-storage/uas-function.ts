@@ -7,7 +7,7 @@ import type {
   UsbFunction,
 } from '../../usb/function.js';
 import type { SetupPacket } from '../../usb/setup.js';
-import type { UsbSpeed } from '../../usb/speed.js';
+import { bulkMaxPacket, isSuperSpeed, type UsbSpeed } from '../../usb/speed.js';
 import { BOT_IN, BOT_OUT, BotFunction, type ScsiTarget } from './bot-function.js';
 import { UAS_COMMAND, UAS_STATUS, UasTargetPort } from './uas-target-port.js';
 import { PipeId, pipeUsage } from './uas-wire.js';
@@ -33,8 +33,8 @@ export class UasFunction implements UsbFunction {
 
   interfaces(speed: UsbSpeed): InterfaceSpec[] {
     const bot = this.#bot.interfaces(speed)[0]!.alternates[0]!;
-    const superSpeed = speed === 'super' || speed === 'super-plus';
-    const mps = superSpeed ? 1024 : speed === 'high' ? 512 : 64;
+    const superSpeed = isSuperSpeed(speed);
+    const mps = bulkMaxPacket(speed);
     const pipe = (address: number, id: number, streams: boolean, maxBurst: number): EndpointSpec => ({
       address,
       type: 'bulk',

@@ -1,4 +1,5 @@
 import type { FunctionHost } from '../../usb/function.js';
+import { bulkMaxPacket } from '../../usb/speed.js';
 import { TransferStatus } from '../../usb/status.js';
 import type { Transfer } from '../../usb/transfer.js';
 import { createLogger } from '../../util/log.js';
@@ -339,11 +340,7 @@ export class UasTargetPort {
     if (take > 0) cmd.chunks.push(t.data.subarray(0, take));
     cmd.received += take;
     cmd.held.push(t);
-    return cmd.received >= cmd.length || t.length === 0 || t.length % this.#maxPacket() !== 0;
-  }
-
-  #maxPacket(): number {
-    return this.#host.speed === 'super' || this.#host.speed === 'super-plus' ? 1024 : 512;
+    return cmd.received >= cmd.length || t.length === 0 || t.length % bulkMaxPacket(this.#host.speed) !== 0;
   }
 
   /** The task is gone: no status for it; its data pipe moves on; a write already started still lands. */
