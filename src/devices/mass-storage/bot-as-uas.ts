@@ -1,8 +1,9 @@
-import { decodeStringDescriptor, parseDeviceDescriptor } from '../../usb/descriptors.js';
+import { controlTransfer } from '../../usb/control.js';
+import { DescriptorType, decodeStringDescriptor, parseDeviceDescriptor } from '../../usb/descriptors.js';
 import type { UsbDevice } from '../../usb/device.js';
+import { StandardRequest } from '../../usb/setup.js';
 import type { UsbSpeed } from '../../usb/speed.js';
 import { TransferStatus } from '../../usb/status.js';
-import { Transfer } from '../../usb/transfer.js';
 import { createLogger } from '../../util/log.js';
 import { EmulatedDevice } from '../emulated-device.js';
 import type { ScsiTarget } from './bot-function.js';
@@ -70,13 +71,13 @@ export async function presentBotAsUas(inner: UsbDevice, opts: BotAsUasOptions = 
 /** A string descriptor in US English, undefined when there is none or it cannot be read. */
 async function readString(dev: UsbDevice, index: number): Promise<string | undefined> {
   if (index === 0) return undefined;
-  const t = new Transfer({
-    type: 'control',
-    endpoint: 0x80,
-    setup: { bmRequestType: 0x80, bRequest: 6, wValue: 0x0300 | index, wIndex: 0x0409, wLength: 255 },
-    length: 255,
+  const t = await controlTransfer(dev, {
+    bmRequestType: 0x80,
+    bRequest: StandardRequest.GetDescriptor,
+    wValue: (DescriptorType.String << 8) | index,
+    wIndex: 0x0409,
+    wLength: 255,
   });
-  await dev.submit(t);
   if (t.status !== TransferStatus.Ok) return undefined;
   try {
     return decodeStringDescriptor(t.data.subarray(0, t.actualLength)) || undefined;

@@ -1,6 +1,12 @@
-import { type ParsedAltSetting, type ParsedConfiguration, parseConfiguration } from '../../usb/descriptors.js';
+import { controlTransfer } from '../../usb/control.js';
+import {
+  type ParsedAltSetting,
+  type ParsedConfiguration,
+  parseConfiguration,
+  parseDeviceDescriptor,
+} from '../../usb/descriptors.js';
 import type { UsbDevice } from '../../usb/device.js';
-import { Feature, RequestType, type SetupPacket, StandardRequest } from '../../usb/setup.js';
+import { Feature, RequestType, StandardRequest } from '../../usb/setup.js';
 import { TransferStatus } from '../../usb/status.js';
 import { Transfer } from '../../usb/transfer.js';
 import { createLogger } from '../../util/log.js';
@@ -93,8 +99,12 @@ function botAlternate(dev: UsbDevice): ParsedAltSetting | undefined {
  */
 export function queuesEarlyTransfers(dev: UsbDevice): boolean {
   if (dev instanceof EmulatedDevice) return true;
-  const d = dev.descriptors.device;
-  return d.length >= 12 && d.readUInt16LE(8) === USBWIRE_VENDOR_ID && d.readUInt16LE(10) === ProductId.massStorage;
+  try {
+    const d = parseDeviceDescriptor(dev.descriptors.device);
+    return d.vendorId === USBWIRE_VENDOR_ID && d.productId === ProductId.massStorage;
+  } catch {
+    return false;
+  }
 }
 
 /** The BOT interface (08/06/50) of the active configuration and alternate settings, if any. */
@@ -429,10 +439,4 @@ function failure(message: string, sense: SenseCode, length: number): ScsiCommand
 
 function opcodeHex(cdb: Buffer): string {
   return `opcode 0x${(cdb[0] ?? 0).toString(16).padStart(2, '0')}`;
-}
-
-async function controlTransfer(dev: UsbDevice, setup: SetupPacket): Promise<Transfer> {
-  const t = new Transfer({ type: 'control', endpoint: setup.bmRequestType & 0x80, setup, length: setup.wLength });
-  await dev.submit(t);
-  return t;
 }
