@@ -258,6 +258,7 @@ export class UasTargetPort {
     this.#pumpStatus(stream);
   }
 
+  /** Queues stay per stream (at most the streams allocated, or one), so a command allocates none. */
   #pumpStatus(stream: number): void {
     const queue = this.#status.get(stream);
     while (queue && queue.length > 0) {
@@ -266,7 +267,6 @@ export class UasTargetPort {
       t.completeIn(queue.shift()!);
       this.#host.complete(t);
     }
-    if (queue) this.#status.delete(stream);
   }
 
   /**
