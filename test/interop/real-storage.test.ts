@@ -36,6 +36,19 @@ const SEED = 'real-storage';
 const STORAGE = { driver: 'usb-storage', drive: 'd0', bus: 'xhci.0', port: '1', id: 'stor' };
 const KEYBOARD = { driver: 'usb-kbd', bus: 'xhci.0', port: '2', id: 'kbd' };
 
+const FIND_VHCI_COPY = 'D=$(rig_wait_disk_via vhci_hcd 60) || fail "no vhci copy of the disk"';
+
+/** Guest commands: detach the vhci copy of 1-1, stop usbwire (SIGTERM), the guest's usb-storage takes the disk back. */
+function giveBack(serveLog: string): string {
+  return `
+S=$(cat /tmp/S)
+E=$(rig_wait_disk_via vhci_hcd 5)
+detach 1-1
+rig_wait_disk_gone $E 30 || fail "the vhci copy stayed after detach"
+stop_bg $RIG_SHARE/${serveLog} && echo closed=yes
+bound usb-storage $S:1.0 && echo reattached=yes`;
+}
+
 /** "key=value" lines of a guest command's output. */
 function kv(out: string): Record<string, string> {
   const r: Record<string, string> = {};
@@ -140,17 +153,11 @@ echo S=$S`,
           sha: origSha,
           seed: SEED,
           tag: 'real',
-          findDisk: 'D=$(rig_wait_disk_via vhci_hcd 60) || fail "no vhci copy of the disk"',
+          findDisk: FIND_VHCI_COPY,
         });
         const end = kv(
           await sh.ok(
-            `
-S=$(cat /tmp/S)
-E=$(rig_wait_disk_via vhci_hcd 5)
-detach 1-1
-rig_wait_disk_gone $E 30 || fail "the vhci copy stayed after detach"
-stop_bg $RIG_SHARE/serve1.log && echo closed=yes
-bound usb-storage $S:1.0 && echo reattached=yes
+            `${giveBack('serve1.log')}
 D=$(rig_wait_disk_via "/$S:1.0/" 60) && echo host_disk=$D`,
             120_000,
           ),
@@ -366,20 +373,9 @@ echo queue_depth=$(cat /sys/block/$E/device/queue_depth)`,
           sha,
           tag: 'asuas',
           filesystem: false,
-          findDisk: 'D=$(rig_wait_disk_via vhci_hcd 60) || fail "no vhci copy of the disk"',
+          findDisk: FIND_VHCI_COPY,
         });
-        const end = kv(
-          await sh.ok(
-            `
-S=$(cat /tmp/S)
-E=$(rig_wait_disk_via vhci_hcd 5)
-detach 1-1
-rig_wait_disk_gone $E 30 || fail "the vhci copy stayed after detach"
-stop_bg $RIG_SHARE/serve6.log && echo closed=yes
-bound usb-storage $S:1.0 && echo reattached=yes`,
-            120_000,
-          ),
-        );
+        const end = kv(await sh.ok(giveBack('serve6.log'), 120_000));
         assert.equal(end.closed, 'yes');
         assert.equal(end.reattached, 'yes', "the guest's usb-storage did not get the disk back");
       },
