@@ -2,16 +2,13 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { after, before, test } from 'node:test';
 import { UsbipClient } from '../../src/client/usbip/index.js';
-import { createDemoDisk } from '../../src/devices/mass-storage/index.js';
 import { encodePacket } from '../../src/protocol/usbredir/codec.js';
 import { PacketType as T } from '../../src/protocol/usbredir/constants.js';
 import { capsFrom, Negotiation } from '../../src/protocol/usbredir/negotiation.js';
 import type { Packet } from '../../src/protocol/usbredir/packets.js';
 import { UsbredirParser } from '../../src/protocol/usbredir/parser.js';
-import { DeviceRegistry } from '../../src/server/registry.js';
-import { UsbipServer } from '../../src/server/usbip/index.js';
-import { UsbredirListener } from '../../src/server/usbredir/index.js';
 import { setLogSink } from '../../src/util/log.js';
+import { oneDiskBothProtocols } from '../support/one-disk-both-protocols.js';
 
 setLogSink('silent');
 
@@ -34,24 +31,8 @@ function usbredirGuest(port: number): Promise<{ outcome: 'connected' | 'closed';
   });
 }
 
-const registry = new DeviceRegistry();
-const entry = registry.add(createDemoDisk(1, 0));
-const usbip = new UsbipServer(registry, { host: '127.0.0.1', port: 0 });
-const usbredir = new UsbredirListener(registry, entry, { host: '127.0.0.1', port: 0 });
-let usbipPort = 0;
-let usbredirPort = 0;
-
-before(async () => {
-  usbipPort = (await usbip.listen()).port;
-  await usbredir.listen();
-  usbredirPort = usbredir.address!.port;
-});
-
-after(async () => {
-  await usbip.close();
-  await usbredir.close();
-  await registry.closeAll();
-});
+const served = oneDiskBothProtocols();
+const { entry } = served;
 
 async function until(cond: () => boolean): Promise<void> {
   const deadline = Date.now() + 5000;
@@ -63,25 +44,25 @@ async function until(cond: () => boolean): Promise<void> {
 
 test('a device imported over USB/IP is busy for usbredir, and free again after detach', async () => {
   const client = new UsbipClient();
-  const dev = await client.importDevice({ host: '127.0.0.1', port: usbipPort }, '1-1');
+  const dev = await client.importDevice({ host: '127.0.0.1', port: served.usbipPort }, '1-1');
   assert.match(entry.owner ?? '', /usbip/);
-  const refused = await usbredirGuest(usbredirPort);
+  const refused = await usbredirGuest(served.usbredirPort);
   assert.equal(refused.outcome, 'closed');
   await dev.close();
   await until(() => entry.owner === undefined);
-  const accepted = await usbredirGuest(usbredirPort);
+  const accepted = await usbredirGuest(served.usbredirPort);
   assert.equal(accepted.outcome, 'connected');
   accepted.socket.destroy();
   await until(() => entry.owner === undefined);
 });
 
 test('a device used over usbredir is busy for USB/IP import', async () => {
-  const guest = await usbredirGuest(usbredirPort);
+  const guest = await usbredirGuest(served.usbredirPort);
   assert.equal(guest.outcome, 'connected');
   const client = new UsbipClient();
-  await assert.rejects(client.importDevice({ host: '127.0.0.1', port: usbipPort }, '1-1'), /busy/i);
+  await assert.rejects(client.importDevice({ host: '127.0.0.1', port: served.usbipPort }, '1-1'), /busy/i);
   guest.socket.destroy();
   await until(() => entry.owner === undefined);
-  const dev = await client.importDevice({ host: '127.0.0.1', port: usbipPort }, '1-1');
+  const dev = await client.importDevice({ host: '127.0.0.1', port: served.usbipPort }, '1-1');
   await dev.close();
 });

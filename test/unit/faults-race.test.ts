@@ -5,7 +5,6 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { after, before, test } from 'node:test';
 import { UsbipClient } from '../../src/client/usbip/index.js';
-import { createDemoDisk } from '../../src/devices/mass-storage/index.js';
 import { OpStatus } from '../../src/protocol/usbip/constants.js';
 import { encodeReqImport, UsbipParser } from '../../src/protocol/usbip/index.js';
 import { encodePacket } from '../../src/protocol/usbredir/codec.js';
@@ -13,11 +12,9 @@ import { PacketType as T } from '../../src/protocol/usbredir/constants.js';
 import { capsFrom, Negotiation } from '../../src/protocol/usbredir/negotiation.js';
 import type { Packet } from '../../src/protocol/usbredir/packets.js';
 import { UsbredirParser } from '../../src/protocol/usbredir/parser.js';
-import { DeviceRegistry } from '../../src/server/registry.js';
-import { UsbipServer } from '../../src/server/usbip/index.js';
-import { UsbredirListener } from '../../src/server/usbredir/index.js';
 import { setLogSink } from '../../src/util/log.js';
 import { BotHost } from '../support/bot-host.js';
+import { oneDiskBothProtocols } from '../support/one-disk-both-protocols.js';
 import { prng } from '../support/prng.js';
 import { until } from '../support/usbip-wire.js';
 
@@ -80,27 +77,11 @@ async function usbredirContender(port: number): Promise<Contender> {
   return { socket, outcome, go: () => socket.write(hello) };
 }
 
-const registry = new DeviceRegistry();
-const entry = registry.add(createDemoDisk(1, 0));
-const usbip = new UsbipServer(registry, { host: '127.0.0.1', port: 0 });
-const usbredir = new UsbredirListener(registry, entry, { host: '127.0.0.1', port: 0 });
-let usbipPort = 0;
-let usbredirPort = 0;
-
-before(async () => {
-  usbipPort = (await usbip.listen()).port;
-  await usbredir.listen();
-  usbredirPort = usbredir.address!.port;
-});
-
-after(async () => {
-  await usbip.close();
-  await usbredir.close();
-  await registry.closeAll();
-});
+const served = oneDiskBothProtocols();
+const { entry } = served;
 
 type Kind = 'usbip' | 'usbredir';
-const make = (k: Kind) => (k === 'usbip' ? usbipContender(usbipPort) : usbredirContender(usbredirPort));
+const make = (k: Kind) => (k === 'usbip' ? usbipContender(served.usbipPort) : usbredirContender(served.usbredirPort));
 
 /**
  * Each round: the two connect in a random order (the server accepts and reads them in that
@@ -148,7 +129,7 @@ for (const [a, b, seed] of [
 }
 
 test('faults: after the races the device works for the next client (BOT READ through a USB/IP import)', async () => {
-  const dev = await new UsbipClient().importDevice({ host: '127.0.0.1', port: usbipPort }, '1-1');
+  const dev = await new UsbipClient().importDevice({ host: '127.0.0.1', port: served.usbipPort }, '1-1');
   const bot = await BotHost.open(dev);
   // Each release resets the device: the first command reports that reset (UNIT ATTENTION), as to the kernel.
   await assert.rejects(bot.read(0, 8), /CSW status/);
